@@ -1,0 +1,96 @@
+"""Keras builders for every model of the registry. Imports TensorFlow/Keras: import lazily."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+from keras import layers
+
+from fashionzoo._files import FashionZooError
+from fashionzoo.registry import ModelEntry, get_entry
+
+
+def _head(x: Any, num_classes: int) -> Any:
+    return layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+
+
+def _input(entry: ModelEntry) -> keras.KerasTensor:
+    return keras.Input(shape=entry.input_shape, name="image")
+
+
+def sequential(entry: ModelEntry, layers_spec: tuple[str, ...], kernel_initializer: str = "glorot_uniform") -> keras.Model:
+    """A plain stack from a compact spec: ``conv:FILTERS:KERNEL``, ``pool:SIZE``, ``dropout:RATE``,
+    ``dense:UNITS``, ``flatten``; ReLU hidden activations, valid padding, softmax head."""
+    inputs = _input(entry)
+    x = inputs
+    for spec in layers_spec:
+        kind, *args = spec.split(":")
+        if kind == "conv":
+            x = layers.Conv2D(int(args[0]), int(args[1]), activation="relu", kernel_initializer=kernel_initializer)(x)
+        elif kind == "pool":
+            x = layers.MaxPooling2D(int(args[0]))(x)
+        elif kind == "dropout":
+            x = layers.Dropout(float(args[0]))(x)
+        elif kind == "dense":
+            x = layers.Dense(int(args[0]), activation="relu", kernel_initializer=kernel_initializer)(x)
+        elif kind == "flatten":
+            x = layers.Flatten()(x)
+        else:
+            raise ValueError(f"unknown layer spec {spec!r} in model {entry.name!r}")
+    return keras.Model(inputs, _head(x, len(entry.classes)), name=entry.name)
+
+
+def lenet5(entry: ModelEntry, dense1: int = 120, dense2: int = 84) -> keras.Model:
+    """LeNet-5 with ReLU and valid padding; ``dense1`` is the width the tuned variant searches."""
+    spec = ("conv:6:5", "pool:2", "conv:16:5", "pool:2", "flatten", f"dense:{dense1}", f"dense:{dense2}")
+    return sequential(entry, spec)
+
+
+_BACKBONES = {
+    "vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input),
+    "resnet50": (keras.applications.ResNet50, keras.applications.resnet50.preprocess_input),
+}
+
+
+def transfer(entry: ModelEntry, backbone: str, backbone_weights: str | None = None) -> keras.Model:
+    """Reference D transfer model: 28x28x1 in [0, 1] -> 32x32x3 in ImageNet scaling -> frozen backbone -> head.
+
+    ``backbone_weights``: ``"imagenet"`` (Keras downloads them), a path to a Keras ImageNet weights
+    file (no top), or ``None`` for random weights (pipeline checks only: say so, never ship them).
+    """
+    app, preprocess = _BACKBONES[backbone]
+    if backbone_weights not in (None, "imagenet") and not Path(backbone_weights).is_file():
+        raise FashionZooError(f"backbone weights file not found: {backbone_weights} (pass a Keras '{backbone}' "
+                              "ImageNet no-top weights file, or 'imagenet' to let Keras download it)")
+    base = app(include_top=False, weights=backbone_weights, input_shape=(32, 32, 3))
+    base.trainable = False
+    inputs = _input(entry)
+    x = layers.Resizing(32, 32, name="resize_32")(inputs)
+    x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    x = layers.Rescaling(255.0)(x)
+    x = layers.Lambda(preprocess, name="imagenet_preprocess")(x)
+    x = base(x, training=False)
+    if backbone == "vgg16":
+        x = layers.Flatten()(x)
+        for units, rate in ((1024, 0), (1024, 0), (1024, 0.5), (512, 0), (512, 0.4), (256, 0), (64, 0), (64, 0.2)):
+            x = layers.Dense(units, activation="relu")(x)
+            if rate:
+                x = layers.Dropout(rate)(x)
+    else:
+        x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, _head(x, len(entry.classes)), name=entry.name)
+
+
+_BUILDERS = {"sequential": sequential, "lenet5": lenet5, "transfer": transfer}
+
+
+def build(name: str, **overrides: Any) -> keras.Model:
+    """An untrained Keras model for a registry name or alias; ``overrides`` change builder arguments."""
+    entry = get_entry(name)
+    kwargs = dict(entry.build_kwargs)
+    if entry.weights:
+        kwargs.update(entry.weights.build_kwargs)
+    kwargs.update(overrides)
+    return _BUILDERS[entry.builder](entry, **kwargs)

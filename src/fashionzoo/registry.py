@@ -1,0 +1,266 @@
+"""The model registry: the single source of truth for names, builders, recipes, weights and metrics.
+
+Nothing here imports TensorFlow, so listing models and reading their records is instant.
+A model is a :class:`ModelEntry`: how to build it (a builder in :mod:`fashionzoo.models` and its
+keyword arguments), how to train it (a :class:`Recipe`), what its input looks like
+(a :class:`Preprocessing` spec) and, once released, its :class:`WeightsRecord` (read from the
+generated ``weights.json`` beside this file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from fashionzoo._files import FashionZooError
+
+FASHION_CLASSES: tuple[str, ...] = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a model expects as input; travels with the model into ONNX metadata and the runtime."""
+
+    height: int = 28
+    width: int = 28
+    channels: int = 1
+    layout: str = "NHWC"
+    scale: float = 1.0 / 255.0  # uint8 pixel * scale -> model input
+    background: str = "dark"  # Fashion-MNIST: bright garment on a dark background
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything a training run needs to be reproduced (overrides are recorded in metrics.json)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int = 0
+    optimizer: str = "adam"
+    schedule: str = "constant"  # "constant" or "cosine" (decays to 0 over the run)
+    label_smoothing: float = 0.0
+    val_fraction: float = 0.1
+    search: dict[str, list[Any]] | None = None  # hyper-parameter space searched before training
+    search_trials: int = 0
+    search_folds: int = 0
+    notes: str = ""
+
+    def replace(self, **overrides: Any) -> Recipe:
+        """A copy with the given fields changed (``None`` values are ignored)."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One released file: its name in the Hub repo, SHA-256 and size in bytes."""
+
+    filename: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class WeightsRecord:
+    """A released checkpoint: where it lives on the Hub, pinned, verified, and what it measured."""
+
+    repo_id: str
+    revision: str | None  # a Hub commit hash once published; None until then (shipped copy only)
+    files: dict[str, FileRecord]  # "weights", "onnx", "onnx_int8", "card", "metrics"
+    metrics: dict[str, Any]
+    build_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. hyper-parameters found by a search
+    shipped: tuple[str, ...] = ()  # keys of ``files`` that ship inside the package
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of the zoo."""
+
+    name: str
+    aliases: tuple[str, ...]
+    family: str
+    reference: str
+    description: str
+    builder: str  # a function of fashionzoo.models
+    build_kwargs: dict[str, Any]
+    params: int  # total parameter count; a test checks it against the built model
+    recipe: Recipe
+    reported_accuracy: float | None = None  # what the reference experiment reported, as a fraction
+    target_accuracy: float | None = None  # what our checkpoint must reach on the shared test file
+    needs_backbone_weights: bool = False
+    preprocessing: Preprocessing = Preprocessing()
+    classes: tuple[str, ...] = FASHION_CLASSES
+    weights: WeightsRecord | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        p = self.preprocessing
+        return (p.height, p.width, p.channels)
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready description used by ``list`` and ``info``."""
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "family": self.family,
+            "reference": self.reference,
+            "description": self.description,
+            "params": self.params,
+            "input_shape": list(self.input_shape),
+            "reported_accuracy": self.reported_accuracy,
+            "target_accuracy": self.target_accuracy,
+            "weights_available": self.weights is not None,
+            "recipe": dataclasses.asdict(self.recipe),
+            "metrics": self.weights.metrics if self.weights else None,
+        }
+
+
+def _layers(*specs: str) -> dict[str, Any]:
+    return {"layers_spec": specs}
+
+
+REF_A = Recipe(epochs=100, batch_size=128, lr=1e-3, notes="Reference A: He-normal init, 100 epochs.")
+REF_B = Recipe(epochs=10, batch_size=64, lr=1e-3, notes="Reference B: 10 epochs.")
+REF_B_TUNED = REF_B.replace(lr=1e-4, notes="Reference B tuned: lr 1e-4.")
+REF_C = Recipe(epochs=30, batch_size=64, lr=1e-3, schedule="cosine",
+               notes="Reference C gave no schedule; cosine decay over 30 epochs chosen on validation.")  # fmt: skip
+REF_D_LENET = Recipe(epochs=8, batch_size=32, lr=1e-3, notes="Reference D: LeNet-5 overfits after about 8 epochs.")
+REF_D_LENET_TUNED = REF_D_LENET.replace(
+    search={"dense1": [64, 80, 96, 112, 128], "lr": [1e-2, 1e-3]},
+    search_trials=6,
+    search_folds=5,
+    notes="Reference D tuned: random search of the first Dense width and lr on the validation split, "
+    "then 5-fold cross-validation of the chosen setting, then a final fit.",
+)
+REF_D_TRANSFER = Recipe(epochs=10, batch_size=64, lr=1e-3, notes="Frozen ImageNet backbone; optional fine-tuning.")
+
+HE = {"kernel_initializer": "he_normal"}
+
+_ENTRIES: tuple[ModelEntry, ...] = (
+    ModelEntry(
+        name="cnn", aliases=("cnn-a", "default"), family="cnn", reference="A",
+        description="Reference A CNN: two conv blocks with dropout, Dense 512. The zoo's default model.",
+        builder="sequential",
+        build_kwargs=_layers("conv:32:3", "pool:2", "dropout:0.5", "conv:64:3", "pool:2", "dropout:0.5",
+                               "flatten", "dense:512", "dropout:0.5") | HE,
+        params=843_658, recipe=REF_A, target_accuracy=0.92,
+    ),
+    ModelEntry(
+        name="mlp", aliases=("mlp-a",), family="mlp", reference="A",
+        description="Reference A MLP: input dropout 0.5, Dense 512.",
+        builder="sequential", build_kwargs=_layers("flatten", "dropout:0.5", "dense:512") | HE,
+        params=407_050, recipe=REF_A, target_accuracy=0.89,
+    ),
+    ModelEntry(
+        name="cnn-small", aliases=("cnn-b",), family="cnn", reference="B",
+        description="Reference B CNN base: two Conv 32 3x3 blocks, Dense 128.",
+        builder="sequential",
+        build_kwargs=_layers("conv:32:3", "pool:2", "conv:32:3", "pool:2", "flatten", "dense:128"),
+        params=113_386, recipe=REF_B, reported_accuracy=0.88, target_accuracy=0.88,
+    ),
+    ModelEntry(
+        name="cnn-small-tuned", aliases=("cnn-b-tuned",), family="cnn", reference="B",
+        description="Reference B CNN tuned: 64 filters, 5x5 kernels, dropout 0.5, lr 1e-4.",
+        builder="sequential",
+        build_kwargs=_layers("conv:64:5", "pool:2", "dropout:0.5", "conv:64:5", "pool:2", "dropout:0.5",
+                               "flatten", "dense:128", "dropout:0.5"),
+        params=236_618, recipe=REF_B_TUNED, reported_accuracy=0.88, target_accuracy=0.88,
+    ),
+    ModelEntry(
+        name="mlp-small", aliases=("mlp-b",), family="mlp", reference="B",
+        description="Reference B MLP base: Dense 128, dropout 0.5, Dense 64.",
+        builder="sequential", build_kwargs=_layers("flatten", "dense:128", "dropout:0.5", "dense:64"),
+        params=109_386, recipe=REF_B, reported_accuracy=0.87, target_accuracy=0.87,
+    ),
+    ModelEntry(
+        name="mlp-small-tuned", aliases=("mlp-b-tuned",), family="mlp", reference="B",
+        description="Reference B MLP tuned: Dense 256, dropout 0.3, Dense 128, lr 1e-4.",
+        builder="sequential", build_kwargs=_layers("flatten", "dense:256", "dropout:0.3", "dense:128"),
+        params=235_146, recipe=REF_B_TUNED, reported_accuracy=0.87, target_accuracy=0.87,
+    ),
+    *(
+        ModelEntry(
+            name=f"mlp-{'-'.join(map(str, widths))}", aliases=(f"mlp-c{i}",), family="mlp", reference="C",
+            description=f"Reference C plain MLP with hidden widths {'-'.join(map(str, widths))}.",
+            builder="sequential", build_kwargs=_layers("flatten", *(f"dense:{w}" for w in widths)),
+            params=params, recipe=REF_C, reported_accuracy=acc, target_accuracy=acc,
+        )
+        for i, (widths, params, acc) in enumerate(
+            [((64, 128, 64, 32), 69_226, 0.8874), ((64, 128, 32), 63_018, 0.8854), ((64, 32), 52_650, 0.8819),
+             ((128, 64), 109_386, 0.8861)],
+            1,
+        )
+    ),
+    ModelEntry(
+        name="lenet5", aliases=("lenet", "lenet-5"), family="lenet", reference="D",
+        description="Reference D LeNet-5: Conv 6 5x5, Conv 16 5x5, Dense 120-84.",
+        builder="lenet5", build_kwargs={}, params=44_426, recipe=REF_D_LENET,
+        reported_accuracy=0.8947, target_accuracy=0.8947,
+    ),
+    ModelEntry(
+        name="lenet5-tuned", aliases=("lenet-tuned", "lenet-5-tuned"), family="lenet", reference="D",
+        description="Reference D tuned LeNet-5: first Dense width and lr chosen by random search + 5-fold CV.",
+        builder="lenet5", build_kwargs={}, params=44_426, recipe=REF_D_LENET_TUNED,
+        reported_accuracy=0.8947, target_accuracy=0.8947,
+    ),
+    ModelEntry(
+        name="vgg16-tl", aliases=("vgg16",), family="transfer", reference="D",
+        description="Reference D VGG16 transfer: 32x32x3 resize inside the model, frozen ImageNet VGG16, deep head.",
+        builder="transfer", build_kwargs={"backbone": "vgg16"}, params=18_279_242, recipe=REF_D_TRANSFER,
+        reported_accuracy=0.8768, needs_backbone_weights=True,
+    ),
+    ModelEntry(
+        name="resnet50-tl", aliases=("resnet50",), family="transfer", reference="D",
+        description="Reference D ResNet50 transfer: 32x32x3 resize inside the model, frozen ImageNet ResNet50, GAP.",
+        builder="transfer", build_kwargs={"backbone": "resnet50"}, params=23_608_202, recipe=REF_D_TRANSFER,
+        reported_accuracy=0.7875, needs_backbone_weights=True,
+    ),
+)  # fmt: skip
+
+DEFAULT_MODEL = "cnn"
+
+
+def _load_weights_records() -> dict[str, WeightsRecord]:
+    """Released weights records, generated into ``weights.json`` by ``scripts/release.py``."""
+    text = resources.files("fashionzoo").joinpath("weights.json").read_text(encoding="utf-8")
+    records = {}
+    for name, raw in json.loads(text).items():
+        files = {key: FileRecord(**value) for key, value in raw.pop("files").items()}
+        records[name] = WeightsRecord(files=files, shipped=tuple(raw.pop("shipped", ())), **raw)
+    return records
+
+
+def _build_registry() -> dict[str, ModelEntry]:
+    records = _load_weights_records()
+    registry = {}
+    for entry in _ENTRIES:
+        registry[entry.name] = dataclasses.replace(entry, weights=records.pop(entry.name, None))
+    if records:
+        raise RuntimeError(f"weights.json names unknown models: {sorted(records)}")
+    return registry
+
+
+REGISTRY: dict[str, ModelEntry] = _build_registry()
+_ALIASES: dict[str, str] = {alias: e.name for e in REGISTRY.values() for alias in (e.name, *e.aliases)}
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry for a model name or alias (case-insensitive); unknown names suggest close matches."""
+    key = name.strip().lower()
+    if key in _ALIASES:
+        return REGISTRY[_ALIASES[key]]
+    close = difflib.get_close_matches(key, list(_ALIASES), n=3, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise FashionZooError(f"unknown model {name!r}.{hint} Run 'fashionzoo list' to see every model.")
+
+
+def list_models() -> list[str]:
+    """Names of every model in the zoo, in registry order."""
+    return list(REGISTRY)
