@@ -20,7 +20,9 @@ def _input(entry: ModelEntry) -> keras.KerasTensor:
     return keras.Input(shape=entry.input_shape, name="image")
 
 
-def sequential(entry: ModelEntry, layers_spec: tuple[str, ...], kernel_initializer: str = "glorot_uniform") -> keras.Model:
+def sequential(
+    entry: ModelEntry, layers_spec: tuple[str, ...], kernel_initializer: str = "glorot_uniform"
+) -> keras.Model:
     """A plain stack from a compact spec: ``conv:FILTERS:KERNEL``, ``pool:SIZE``, ``dropout:RATE``,
     ``dense:UNITS``, ``flatten``; ReLU hidden activations, valid padding, softmax head."""
     inputs = _input(entry)

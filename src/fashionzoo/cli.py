@@ -1,0 +1,124 @@
+"""The ``fashionzoo`` command line (click). Heavy modules are imported inside each command."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fashionzoo import __version__
+from fashionzoo._files import FashionZooError
+from fashionzoo.registry import REGISTRY, get_entry
+
+
+def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn :class:`FashionZooError` into a one-line message and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FashionZooError as error:
+            click.echo(f"fashionzoo: error: {error}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=None))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), help="Folder of IDX files to read.")
+dataset_option = click.option("--dataset", type=click.Choice(["fashion-mnist", "mnist"]), default="fashion-mnist",
+                              show_default=True)  # fmt: skip
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fashionzoo")
+def main() -> None:
+    """fashionzoo: Fashion-MNIST clothing classifiers, trained, verified and ready to embed."""
+
+
+@main.command("list")
+@json_option
+def list_command(as_json: bool) -> None:
+    """List every model of the zoo."""
+    rows = [entry.summary() for entry in REGISTRY.values()]
+    if as_json:
+        _echo_json(rows)
+        return
+    header = f"{'name':<18} {'aliases':<24} {'family':<9} {'params':>11}  {'input':<8} {'reported':>8} {'test acc':>8}"
+    click.echo(header)
+    for row in rows:
+        reported = f"{row['reported_accuracy']:.2%}" if row["reported_accuracy"] else "-"
+        tested = f"{row['metrics']['accuracy']:.2%}" if row["metrics"] else "no weights"
+        shape = "x".join(map(str, row["input_shape"]))
+        click.echo(f"{row['name']:<18} {', '.join(row['aliases']):<24} {row['family']:<9} {row['params']:>11,}  "
+                   f"{shape:<8} {reported:>8} {tested:>8}")  # fmt: skip
+
+
+@main.command()
+@click.argument("name")
+@json_option
+@_user_errors
+def info(name: str, as_json: bool) -> None:
+    """Show a model's architecture, training recipe and measured metrics."""
+    entry = get_entry(name)
+    summary = entry.summary()
+    if entry.needs_backbone_weights:
+        summary["note"] = ("No trained checkpoint exists yet: this model needs ImageNet backbone weights, which "
+                           "cannot be fetched where the zoo is built. Train it with --backbone-weights PATH.")
+    from fashionzoo.models import build  # TensorFlow: only when the architecture is shown
+
+    model = build(entry.name, **({"backbone_weights": None} if entry.needs_backbone_weights else {}))
+    layers = [{"name": lyr.name, "type": type(lyr).__name__, "params": lyr.count_params()} for lyr in model.layers]
+    if as_json:
+        _echo_json({**summary, "layers": layers})
+        return
+    click.echo(f"{entry.name} ({', '.join(entry.aliases)}): {entry.description}")
+    click.echo(f"reference {entry.reference}, family {entry.family}, {entry.params:,} parameters, "
+               f"input {entry.input_shape}")
+    for layer in layers:
+        click.echo(f"  {layer['name']:<28} {layer['type']:<22} {layer['params']:>10,}")
+    click.echo("recipe: " + ", ".join(f"{k}={v}" for k, v in summary["recipe"].items() if v not in (None, "", 0)))
+    if entry.weights:
+        m = entry.weights.metrics
+        click.echo(f"weights: test accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f} on {m['n']} images")
+    else:
+        click.echo("weights: none released")
+    if "note" in summary:
+        click.echo("note: " + summary["note"])
+
+
+@main.command()
+@click.argument("name")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Override the recipe's batch size.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the recipe's learning rate.")
+@click.option("--seed", type=int, help="Override the recipe's seed.")
+@dataset_option
+@data_dir_option
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: runs/NAME).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last completed epoch.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Train on the first N training images (quick checks).")
+@click.option("--backbone-weights", help="Transfer models: a Keras ImageNet weights file, or 'imagenet'.")
+@_user_errors
+def train(name: str, out: str | None, backbone_weights: str | None, **options: Any) -> None:
+    """Train a model with its recorded recipe and write weights, curves, metrics and a model card."""
+    from fashionzoo.training import train as run_training
+
+    entry = get_entry(name)
+    overrides = {"backbone_weights": backbone_weights} if entry.needs_backbone_weights else {}
+    out_dir = Path(out or Path("runs") / entry.name)
+    metrics = run_training(entry.name, out_dir, build_overrides=overrides, **options)
+    test = metrics["test"]
+    click.echo(f"{entry.name}: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on {test['n']} images; "
+               f"{metrics['epochs']} epochs in {metrics['wall_time_s']:.0f} s; written to {out_dir}")  # fmt: skip

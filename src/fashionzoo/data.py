@@ -1,0 +1,206 @@
+"""Fashion-MNIST and MNIST in the official IDX format: find, download, verify, read and split.
+
+Reads with numpy only. Data folders are searched in this order: ``data_dir`` argument (``--data-dir``),
+``$FASHIONZOO_DATA_DIR``, then ``$FASHIONZOO_HOME/datasets/<name>``; files missing from the cache
+are downloaded from the official mirrors and verified against the official MD5 sums.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fashionzoo._files import FashionZooError, atomic_path, home_dir, sha256_file
+
+IMAGES_MAGIC = 2051
+LABELS_MAGIC = 2049
+SPLIT_SEED = 20170825  # fixed: every model sees the same validation split, whatever its training seed
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """An IDX data set: file names with their official MD5, and the mirrors that serve them."""
+
+    name: str
+    files: dict[str, tuple[str, str]]  # "train-images" -> (file name, official MD5)
+    mirrors: tuple[str, ...]
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "fashion-mnist": DatasetSpec(
+        name="fashion-mnist",
+        files={
+            "train-images": ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+            "train-labels": ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
+            "test-images": ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+            "test-labels": ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+        },
+        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    ),
+    "mnist": DatasetSpec(
+        name="mnist",
+        files={
+            "train-images": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+            "train-labels": ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+            "test-images": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+            "test-labels": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+        },
+        mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images (uint8, N x 28 x 28) and labels (uint8, N) of one split, with where they came from."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    files: dict[str, str]  # file name -> SHA-256
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def head(self, n: int) -> Split:
+        """The first ``n`` examples (quick runs and tests)."""
+        return Split(self.images[:n], self.labels[:n], self.files)
+
+
+def _dataset(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise FashionZooError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None
+
+
+_announced: set[Path] = set()
+
+
+def data_folder(dataset: str = "fashion-mnist", data_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:
+    """The folder to read ``dataset`` from, and whether it is the verified cache (downloads allowed)."""
+    chosen = data_dir or os.environ.get("FASHIONZOO_DATA_DIR")
+    if not chosen:
+        return home_dir() / "datasets" / dataset, True
+    folder = Path(chosen).expanduser()
+    if not folder.is_dir():
+        source = "--data-dir" if data_dir else "FASHIONZOO_DATA_DIR"
+        raise FashionZooError(f"{folder}: data folder from {source} does not exist (point it at a folder of IDX files)")
+    if folder not in _announced:
+        _announced.add(folder)
+        print(f"fashionzoo: reading {dataset} from local folder {folder}; official checksums are not enforced",
+              file=sys.stderr)
+    return folder, False
+
+
+def mirrors(spec: DatasetSpec) -> tuple[str, ...]:
+    """Mirrors to download from; ``$FASHIONZOO_DATA_MIRROR`` replaces the official ones."""
+    override = os.environ.get("FASHIONZOO_DATA_MIRROR")
+    return (override,) if override else spec.mirrors
+
+
+def download(url: str, target: Path, md5: str, attempts: int = 3, timeout: float = 30.0) -> Path:
+    """Download ``url`` to ``target`` atomically, verifying its MD5; bounded retries on network errors."""
+    last_error = ""
+    for attempt in range(attempts):
+        try:
+            digest = hashlib.md5()
+            with atomic_path(target) as tmp, urllib.request.urlopen(url, timeout=timeout) as response, \
+                    open(tmp, "wb") as out:  # fmt: skip
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+                if digest.hexdigest() != md5:
+                    raise FashionZooError(f"{url}: checksum mismatch (MD5 {digest.hexdigest()}, expected {md5}); "
+                                          "the mirror served a wrong file, nothing was saved")
+            return target
+        except urllib.error.HTTPError as error:
+            last_error = f"HTTP {error.code}"
+            if error.code < 500:
+                break
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            last_error = str(getattr(error, "reason", error))
+        except OSError as error:
+            raise FashionZooError(f"{target}: could not write the download ({error.strerror or error})") from None
+        time.sleep(min(2**attempt * 0.5, 4))
+    raise FashionZooError(f"{url}: download failed ({last_error}); check the network, or pass --data-dir / "
+                          "FASHIONZOO_DATA_DIR pointing at a folder with the IDX files")
+
+
+def _locate(spec: DatasetSpec, role: str, data_dir: str | os.PathLike | None) -> Path:
+    folder, is_cache = data_folder(spec.name, data_dir)
+    filename, md5 = spec.files[role]
+    for candidate in (folder / filename, folder / filename.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    if not is_cache:
+        raise FashionZooError(f"{folder / filename}: missing (the data folder must hold the official IDX file names)")
+    errors = []
+    for mirror in mirrors(spec):
+        try:
+            return download(mirror.rstrip("/") + "/" + filename, folder / filename, md5)
+        except FashionZooError as error:
+            errors.append(str(error))
+    raise FashionZooError(errors[-1])
+
+
+def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
+    """Read an IDX file (gzip or raw) with the expected magic number into a uint8 array."""
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError, zlib.error) as error:
+        raise FashionZooError(f"{path}: unreadable or corrupt ({error}); delete it and download it again") from None
+    if len(raw) < 8:
+        raise FashionZooError(f"{path}: truncated IDX file ({len(raw)} bytes); delete it and download it again")
+    found_magic = int.from_bytes(raw[:4], "big")
+    if found_magic != magic:
+        kind = "images" if magic == IMAGES_MAGIC else "labels"
+        raise FashionZooError(f"{path}: not an IDX {kind} file (magic {found_magic}, expected {magic})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape))
+    if len(raw) != expected:
+        raise FashionZooError(f"{path}: truncated or padded IDX file ({len(raw)} bytes, header says {expected}); "
+                              "delete it and download it again")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_split(split: str, dataset: str = "fashion-mnist", data_dir: str | os.PathLike | None = None) -> Split:
+    """Load ``"train"`` (the full training file) or ``"test"``; only that split's two files are needed."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    spec = _dataset(dataset)
+    images_path = _locate(spec, f"{split}-images", data_dir)
+    labels_path = _locate(spec, f"{split}-labels", data_dir)
+    images = read_idx(images_path, IMAGES_MAGIC)
+    labels = read_idx(labels_path, LABELS_MAGIC)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise FashionZooError(f"{images_path}: expected N x rows x cols images and N labels")
+    if len(images) != len(labels):
+        raise FashionZooError(f"{images_path}: {len(images)} images but {labels_path.name} has {len(labels)} labels")
+    if labels.size and labels.max() >= 10:
+        raise FashionZooError(f"{labels_path}: label {labels.max()} out of range 0-9")
+    files = {p.name: sha256_file(p) for p in (images_path, labels_path)}
+    return Split(images, labels, files)
+
+
+def train_val_split(train: Split, val_fraction: float) -> tuple[Split, Split]:
+    """Hold out a validation split from the training file with the fixed :data:`SPLIT_SEED`."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(train))
+    n_val = int(round(len(train) * val_fraction))
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return (Split(train.images[train_idx], train.labels[train_idx], train.files),
+            Split(train.images[val_idx], train.labels[val_idx], train.files))  # fmt: skip

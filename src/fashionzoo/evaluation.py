@@ -1,0 +1,39 @@
+"""Classification metrics from predicted probabilities (numpy only: shared by Keras and ONNX Runtime)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Rows are true classes, columns predicted classes."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
+    return matrix
+
+
+def metrics_from_probs(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
+    """Accuracy, cross-entropy loss, per-class accuracy, confusion matrix and the most confused pairs."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    predicted = probs.argmax(axis=1)
+    matrix = confusion_matrix(labels, predicted, len(classes))
+    support = matrix.sum(axis=1)
+    per_class = {c: float(matrix[i, i] / support[i]) if support[i] else None for i, c in enumerate(classes)}
+    off_diagonal = [(int(matrix[i, j]), i, j) for i in range(len(classes)) for j in range(len(classes)) if i != j]
+    confused = [
+        {"true": classes[i], "predicted": classes[j], "count": count}
+        for count, i, j in sorted(off_diagonal, reverse=True)[:5]
+        if count
+    ]
+    picked = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
+    return {
+        "accuracy": float((predicted == labels).mean()),
+        "loss": float(-np.log(picked).mean()),
+        "n": int(len(labels)),
+        "per_class_accuracy": per_class,
+        "confusion_matrix": matrix.tolist(),
+        "most_confused": confused,
+    }

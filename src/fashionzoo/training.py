@@ -1,0 +1,281 @@
+"""The training entrypoint: reproduce a registry model's checkpoint from its recorded recipe.
+
+Writes into the run folder: ``<name>.weights.h5``, ``history.csv``, ``curves.png``, ``confusion.png``,
+``metrics.json`` and a model card ``README.md``. A ``backup/`` folder holds the last completed epoch
+(weights, optimizer and schedule state) so ``resume=True`` continues an interrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fashionzoo import __version__
+from fashionzoo._files import FashionZooError, atomic_open, atomic_path
+from fashionzoo.data import SPLIT_SEED, Split, load_split, train_val_split
+from fashionzoo.evaluation import metrics_from_probs
+from fashionzoo.models import build
+from fashionzoo.registry import ModelEntry, Recipe, get_entry
+from fashionzoo.reports import plot_confusion, plot_curves, read_history, write_model_card
+
+
+def distribution_strategy(device: str) -> tuple[tf.distribute.Strategy, str]:
+    """``cpu``, ``cuda`` or ``auto``: a MirroredStrategy over the GPUs (one GPU: OneDeviceStrategy),
+    else the CPU; asking for ``cuda`` without a visible GPU falls back to the CPU with a notice."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if device in ("cuda", "auto") and gpus:
+        if len(gpus) > 1:
+            return tf.distribute.MirroredStrategy(), f"cuda x{len(gpus)}"
+        return tf.distribute.OneDeviceStrategy("/gpu:0"), "cuda"
+    if device == "cuda":
+        print("fashionzoo: --device cuda asked, but TensorFlow sees no GPU (install tensorflow[and-cuda]); "
+              "training on the CPU", file=sys.stderr)  # fmt: skip
+    if gpus:  # asked for the CPU on a machine with a GPU: hide the GPU from this run
+        return tf.distribute.OneDeviceStrategy("/cpu:0"), "cpu"
+    return tf.distribute.get_strategy(), "cpu"  # the default strategy: no multi-device iterator overhead
+
+
+STEPS_PER_EXECUTION = int(os.environ.get("FASHIONZOO_STEPS_PER_EXECUTION", "32"))  # fewer Python round trips
+
+
+def _dataset(split: Split, num_classes: int, batch_size: int, seed: int | None) -> tf.data.Dataset:
+    """A tf.data pipeline of (inputs, one-hot labels); shuffled with ``seed`` when given."""
+    data = tf.data.Dataset.from_tensor_slices((to_inputs(split.images), tf.one_hot(split.labels, num_classes)))
+    if seed is not None:
+        data = data.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def to_inputs(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1]."""
+    return (images.astype(np.float32) / 255.0)[..., None]
+
+
+def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
+    lr: Any = recipe.lr
+    if recipe.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(recipe.lr, decay_steps=recipe.epochs * steps_per_epoch)
+    elif recipe.schedule != "constant":
+        raise FashionZooError(f"unknown learning-rate schedule {recipe.schedule!r} (use 'constant' or 'cosine')")
+    optimizer = keras.optimizers.get({"class_name": recipe.optimizer, "config": {"learning_rate": lr}})
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], steps_per_execution=STEPS_PER_EXECUTION)
+
+
+def _fit(
+    entry: ModelEntry, recipe: Recipe, train: Split, val: Split, strategy: tf.distribute.Strategy,
+    build_kwargs: dict[str, Any], callbacks: list[keras.callbacks.Callback], verbose: int,
+) -> tuple[keras.Model, keras.callbacks.History]:  # fmt: skip
+    keras.utils.set_random_seed(recipe.seed)
+    num_classes = len(entry.classes)
+    with strategy.scope():
+        model = build(entry.name, **build_kwargs)
+        _compile(model, recipe, steps_per_epoch=-(-len(train) // recipe.batch_size))
+    history = model.fit(
+        _dataset(train, num_classes, recipe.batch_size, recipe.seed),
+        validation_data=_dataset(val, num_classes, 1024, None),
+        epochs=recipe.epochs, callbacks=callbacks, verbose=verbose,
+    )  # fmt: skip
+    return model, history
+
+
+def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities for uint8 images, batched."""
+    return model.predict(to_inputs(images), batch_size=batch_size, verbose=0)
+
+
+def _split_overrides(recipe: Recipe, params: dict[str, Any]) -> tuple[Recipe, dict[str, Any]]:
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
+    return (recipe.replace(**{k: v for k, v in params.items() if k in recipe_fields}),
+            {k: v for k, v in params.items() if k not in recipe_fields})  # fmt: skip
+
+
+def search_hyperparameters(
+    entry: ModelEntry, recipe: Recipe, train: Split, val: Split, strategy: tf.distribute.Strategy, verbose: int
+) -> dict[str, Any]:
+    """Random search of ``recipe.search`` scored on the validation split, then k-fold cross-validation
+    of the best setting on train+validation. Returns the chosen setting and every score."""
+    rng = np.random.default_rng(recipe.seed)
+    space = recipe.search or {}
+    grid = [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
+    trials = [grid[i] for i in rng.permutation(len(grid))[: recipe.search_trials or len(grid)]]
+    scores = []
+    for i, params in enumerate(trials, 1):
+        trial_recipe, kwargs = _split_overrides(recipe, params)
+        model, _ = _fit(entry, trial_recipe, train, val, strategy, kwargs, [], verbose=0)
+        accuracy = metrics_from_probs(predict_probs(model, val.images), val.labels, entry.classes)["accuracy"]
+        scores.append({"params": params, "val_accuracy": accuracy})
+        if verbose:
+            print(f"search trial {i}/{len(trials)} {params}: validation accuracy {accuracy:.4f}", file=sys.stderr)
+    best = max(scores, key=lambda s: s["val_accuracy"])["params"]
+    result: dict[str, Any] = {"best": best, "trials": scores}
+    if recipe.search_folds > 1:
+        images = np.concatenate([train.images, val.images])
+        labels = np.concatenate([train.labels, val.labels])
+        folds = np.array_split(np.random.default_rng(SPLIT_SEED).permutation(len(labels)), recipe.search_folds)
+        fold_scores = []
+        best_recipe, kwargs = _split_overrides(recipe, best)
+        for k, held_out in enumerate(folds, 1):
+            mask = np.ones(len(labels), bool)
+            mask[held_out] = False
+            fold_train = Split(images[mask], labels[mask], train.files)
+            fold_val = Split(images[held_out], labels[held_out], train.files)
+            model, _ = _fit(entry, best_recipe, fold_train, fold_val, strategy, kwargs, [], verbose=0)
+            fold_scores.append(metrics_from_probs(predict_probs(model, fold_val.images), fold_val.labels,
+                                                  entry.classes)["accuracy"])  # fmt: skip
+            if verbose:
+                print(f"cross-validation fold {k}/{len(folds)}: accuracy {fold_scores[-1]:.4f}", file=sys.stderr)
+        result["cross_validation"] = {"folds": fold_scores, "mean": float(np.mean(fold_scores)),
+                                      "std": float(np.std(fold_scores))}  # fmt: skip
+    return result
+
+
+class _RunState(keras.callbacks.Callback):
+    """Keeps ``state.json`` (completed epochs, accumulated wall time) in step with the backup."""
+
+    def __init__(self, path: Path, elapsed: float) -> None:
+        super().__init__()
+        self.path, self.elapsed, self.started = path, elapsed, time.monotonic()
+
+    def total(self) -> float:
+        return self.elapsed + time.monotonic() - self.started
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.model.stop_training = True
+            raise FashionZooError(f"loss became {loss} at epoch {epoch + 1}; lower --lr. The last good epoch is "
+                                  f"kept in {self.path.parent / 'backup'} (rerun with --resume)")  # fmt: skip
+        with atomic_open(self.path) as handle:
+            json.dump({"epochs_done": epoch + 1, "wall_time_s": self.total()}, handle)
+
+
+def _dedupe_history(path: Path) -> None:
+    """A resumed run may log an epoch twice (killed between logging and backup): keep the last row."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rows = {line.split(",", 1)[0]: line for line in lines[1:]}
+    with atomic_open(path) as handle:
+        handle.write("\n".join([lines[0], *rows.values()]) + "\n")
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    """What a rerun needs to know about where a figure was measured."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "device": device, "platform": platform.platform()}
+
+
+def train(
+    name: str,
+    out_dir: str | os.PathLike,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int | None = None,
+    dataset: str = "fashion-mnist",
+    data_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    device: str = "auto",
+    limit: int | None = None,
+    build_overrides: dict[str, Any] | None = None,
+    verbose: int = 1,
+) -> dict[str, Any]:
+    """Train ``name`` with its registry recipe (overrides recorded) and write the run folder; returns metrics."""
+    entry = get_entry(name)
+    overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}.items() if v}
+    recipe = entry.recipe.replace(**overrides)
+    out = Path(out_dir)
+    backup, state_path, history_path = out / "backup", out / "state.json", out / "history.csv"
+    if resume and not backup.is_dir():
+        raise FashionZooError(f"{out}: nothing to resume (no backup/ folder); run without --resume to start afresh")
+    if not resume:
+        shutil.rmtree(backup, ignore_errors=True)
+        for stale in (state_path, history_path):
+            stale.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    strategy, device_used = distribution_strategy(device)
+
+    full_train = load_split("train", dataset, data_dir)
+    test = load_split("test", dataset, data_dir)
+    train_split, val_split = train_val_split(full_train, recipe.val_fraction)
+    if limit:
+        train_split, val_split = train_split.head(limit), val_split.head(max(limit // 5, 1))
+
+    build_kwargs = dict(build_overrides or {})
+    search = None
+    if recipe.search:
+        search_path = out / "search.json"
+        if resume and search_path.is_file():
+            search = json.loads(search_path.read_text())
+        else:
+            search = search_hyperparameters(entry, recipe, train_split, val_split, strategy, verbose)
+            with atomic_open(search_path) as handle:
+                json.dump(search, handle, indent=2)
+        recipe, chosen_kwargs = _split_overrides(recipe, search["best"])
+        build_kwargs.update(chosen_kwargs)
+
+    elapsed = json.loads(state_path.read_text())["wall_time_s"] if resume and state_path.is_file() else 0.0
+    run_state = _RunState(state_path, elapsed)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup)),
+        keras.callbacks.CSVLogger(str(history_path), append=resume),
+        run_state,
+    ]
+    model, _ = _fit(entry, recipe, train_split, val_split, strategy, build_kwargs, callbacks,
+                    verbose=verbose if verbose == 0 or sys.stderr.isatty() else 2)  # fmt: skip
+    wall_time = run_state.total()
+    _dedupe_history(history_path)
+
+    weights_path = out / f"{entry.name}.weights.h5"
+    with atomic_path(weights_path, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)
+    test_metrics = metrics_from_probs(predict_probs(model, test.images), test.labels, entry.classes)
+    val_metrics = metrics_from_probs(predict_probs(model, val_split.images), val_split.labels, entry.classes)
+    metrics = {
+        "model": entry.name,
+        "params": int(model.count_params()),
+        "build_kwargs": build_kwargs,
+        "recipe": dataclasses.asdict(recipe),
+        "overrides": overrides,
+        "search": search,
+        "dataset": dataset,
+        "data_files": {**full_train.files, **test.files},
+        "split_seed": SPLIT_SEED,
+        "n_train": len(train_split),
+        "n_val": len(val_split),
+        "epochs": recipe.epochs,
+        "wall_time_s": round(wall_time, 1),
+        "seed": recipe.seed,
+        "test": test_metrics,
+        "val": {k: val_metrics[k] for k in ("accuracy", "loss", "n")},
+        "weights_file": weights_path.name,
+        "versions": {"fashionzoo": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+        "machine": machine_info(device_used),
+    }  # fmt: skip
+    with atomic_open(out / "metrics.json") as handle:
+        json.dump(metrics, handle, indent=2)
+    plot_curves(read_history(history_path), out / "curves.png", f"{entry.name}: training curves")
+    plot_confusion(test_metrics["confusion_matrix"], entry.classes, out / "confusion.png",
+                   f"{entry.name}: test confusion matrix (accuracy {test_metrics['accuracy']:.4f})")  # fmt: skip
+    write_model_card(metrics, entry.description, out / "README.md")
+    return metrics
