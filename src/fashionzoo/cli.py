@@ -54,13 +54,13 @@ def list_command(as_json: bool) -> None:
     if as_json:
         _echo_json(rows)
         return
-    header = f"{'name':<18} {'aliases':<24} {'family':<9} {'params':>11}  {'input':<8} {'reported':>8} {'test acc':>8}"
+    header = f"{'name':<18} {'aliases':<28} {'family':<9} {'params':>11}  {'input':<8} {'reported':>8} {'test acc':>8}"
     click.echo(header)
     for row in rows:
         reported = f"{row['reported_accuracy']:.2%}" if row["reported_accuracy"] else "-"
         tested = f"{row['metrics']['accuracy']:.2%}" if row["metrics"] else "no weights"
         shape = "x".join(map(str, row["input_shape"]))
-        click.echo(f"{row['name']:<18} {', '.join(row['aliases']):<24} {row['family']:<9} {row['params']:>11,}  "
+        click.echo(f"{row['name']:<18} {', '.join(row['aliases']):<28} {row['family']:<9} {row['params']:>11,}  "
                    f"{shape:<8} {reported:>8} {tested:>8}")  # fmt: skip
 
 
@@ -122,3 +122,36 @@ def train(name: str, out: str | None, backbone_weights: str | None, **options: A
     test = metrics["test"]
     click.echo(f"{entry.name}: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on {test['n']} images; "
                f"{metrics['epochs']} epochs in {metrics['wall_time_s']:.0f} s; written to {out_dir}")  # fmt: skip
+
+
+@main.command("eval")
+@click.argument("name")
+@click.option("--weights", type=click.Path(dir_okay=False), help="A local .weights.h5 file (default: released).")
+@dataset_option
+@data_dir_option
+@json_option
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write the confusion matrix as a PNG.")
+@_user_errors
+def eval_command(name: str, weights: str | None, dataset: str, data_dir: str | None, as_json: bool,
+                 plot: str | None) -> None:  # fmt: skip
+    """Evaluate a trained model on the test split."""
+    from fashionzoo.evaluation import evaluate
+
+    result = evaluate(name, weights, dataset, data_dir)
+    if plot:
+        from fashionzoo.reports import plot_confusion
+
+        entry = get_entry(name)
+        plot_confusion(result["confusion_matrix"], entry.classes, Path(plot),
+                       f"{entry.name}: test accuracy {result['accuracy']:.4f}")  # fmt: skip
+    if as_json:
+        _echo_json(result)
+        return
+    click.echo(f"{result['model']}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['n']} "
+               "test images")  # fmt: skip
+    for label, accuracy in result["per_class_accuracy"].items():
+        click.echo(f"  {label:<12} {accuracy:.4f}" if accuracy is not None else f"  {label:<12} -")
+    if result["most_confused"]:
+        click.echo("most confused (true -> predicted):")
+        for pair in result["most_confused"]:
+            click.echo(f"  {pair['true']} -> {pair['predicted']}: {pair['count']}")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
+
+from fashionzoo.data import load_split
+from fashionzoo.registry import get_entry
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -37,3 +41,16 @@ def metrics_from_probs(probs: np.ndarray, labels: np.ndarray, classes: tuple[str
         "confusion_matrix": matrix.tolist(),
         "most_confused": confused,
     }
+
+
+def evaluate(
+    name: str, weights: str | os.PathLike | None = None, dataset: str = "fashion-mnist",
+    data_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Load a trained model and measure it on the test split (the full test file)."""
+    from fashionzoo.models import load, predict_probs
+
+    entry = get_entry(name)
+    test = load_split("test", dataset, data_dir)
+    probs = predict_probs(load(entry.name, weights), test.images)
+    return {"model": entry.name, "dataset": dataset, **metrics_from_probs(probs, test.labels, entry.classes)}

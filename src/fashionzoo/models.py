@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 from keras import layers
 
+from fashionzoo import hub
 from fashionzoo._files import FashionZooError
+from fashionzoo.preprocessing import to_model_input
 from fashionzoo.registry import ModelEntry, get_entry
 
 
@@ -96,3 +100,32 @@ def build(name: str, **overrides: Any) -> keras.Model:
         kwargs.update(entry.weights.build_kwargs)
     kwargs.update(overrides)
     return _BUILDERS[entry.builder](entry, **kwargs)
+
+
+def _run_build_kwargs(weights_path: Path) -> dict[str, Any]:
+    """Builder arguments recorded by the training run that wrote ``weights_path`` (its metrics.json)."""
+    metrics_path = weights_path.with_name("metrics.json")
+    if not metrics_path.is_file():
+        return {}
+    return json.loads(metrics_path.read_text(encoding="utf-8")).get("build_kwargs", {})
+
+
+def load(name: str, weights: str | Path | None = None) -> keras.Model:
+    """A trained Keras model: the registry's builder with verified released weights, or ``weights`` (a local
+    ``.weights.h5`` file, e.g. from ``fashionzoo train``). Only tensors are read from the file, never code."""
+    entry = get_entry(name)
+    path = hub.resolve(entry, "weights", weights)
+    if not path.name.endswith(".weights.h5"):
+        raise FashionZooError(f"{path}: expected a Keras '.weights.h5' file (as written by 'fashionzoo train')")
+    model = build(entry.name, **(_run_build_kwargs(path) if weights is not None else {}))
+    try:
+        model.load_weights(path)
+    except (ValueError, OSError, KeyError) as error:
+        reason = str(error).splitlines()[0][:160]
+        raise FashionZooError(f"{path}: these weights do not fit model {entry.name!r} ({reason})") from None
+    return model
+
+
+def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities for uint8 (N, 28, 28) images, batched."""
+    return model.predict(to_model_input(images), batch_size=batch_size, verbose=0)

@@ -26,7 +26,8 @@ from fashionzoo import __version__
 from fashionzoo._files import FashionZooError, atomic_open, atomic_path
 from fashionzoo.data import SPLIT_SEED, Split, load_split, train_val_split
 from fashionzoo.evaluation import metrics_from_probs
-from fashionzoo.models import build
+from fashionzoo.models import build, predict_probs
+from fashionzoo.preprocessing import to_model_input
 from fashionzoo.registry import ModelEntry, Recipe, get_entry
 from fashionzoo.reports import plot_confusion, plot_curves, read_history, write_model_card
 
@@ -52,15 +53,10 @@ STEPS_PER_EXECUTION = int(os.environ.get("FASHIONZOO_STEPS_PER_EXECUTION", "32")
 
 def _dataset(split: Split, num_classes: int, batch_size: int, seed: int | None) -> tf.data.Dataset:
     """A tf.data pipeline of (inputs, one-hot labels); shuffled with ``seed`` when given."""
-    data = tf.data.Dataset.from_tensor_slices((to_inputs(split.images), tf.one_hot(split.labels, num_classes)))
+    data = tf.data.Dataset.from_tensor_slices((to_model_input(split.images), tf.one_hot(split.labels, num_classes)))
     if seed is not None:
         data = data.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def to_inputs(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1]."""
-    return (images.astype(np.float32) / 255.0)[..., None]
 
 
 def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
@@ -89,11 +85,6 @@ def _fit(
         epochs=recipe.epochs, callbacks=callbacks, verbose=verbose,
     )  # fmt: skip
     return model, history
-
-
-def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Class probabilities for uint8 images, batched."""
-    return model.predict(to_inputs(images), batch_size=batch_size, verbose=0)
 
 
 def _split_overrides(recipe: Recipe, params: dict[str, Any]) -> tuple[Recipe, dict[str, Any]]:

@@ -1,0 +1,141 @@
+"""Released files (weights, ONNX, cards): resolve, verify by SHA-256, fetch from the Hugging Face Hub, publish.
+
+No TensorFlow here: the ONNX runtime path uses this module too. Resolution order for a released file:
+an explicit local path; a copy shipped inside the package; the local cache; the Hub through
+``huggingface_hub.hf_hub_download`` at the record's pinned revision. Every released file is checked
+against its SHA-256 before use; a cached copy that fails is deleted.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import huggingface_hub
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from fashionzoo._files import FashionZooError, home_dir, sha256_file
+from fashionzoo.registry import FileRecord, ModelEntry
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def shipped_dir() -> Path:
+    """The folder of checkpoints shipped inside the package."""
+    return Path(str(resources.files("fashionzoo").joinpath("checkpoints")))
+
+
+def cache_dir() -> Path:
+    """Where Hub downloads are cached: ``$FASHIONZOO_HOME/hub`` (the huggingface_hub cache layout)."""
+    return home_dir() / "hub"
+
+
+def _offline() -> bool:
+    return huggingface_hub.constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUE
+
+
+def _file_record(entry: ModelEntry, key: str) -> FileRecord:
+    if entry.weights is None or key not in entry.weights.files:
+        kind = "weights" if key == "weights" else f"a released {key} file"
+        hint = (" It needs ImageNet backbone weights: train it with --backbone-weights PATH."
+                if entry.needs_backbone_weights else f" Train it with 'fashionzoo train {entry.name}'.")  # fmt: skip
+        raise FashionZooError(f"model {entry.name!r} has no {kind} yet.{hint}")
+    return entry.weights.files[key]
+
+
+def verify(path: Path, record: FileRecord, remove_on_mismatch: bool = False) -> Path:
+    """Check ``path`` against the record's SHA-256 (and size); on mismatch optionally delete it, then fail."""
+    if path.stat().st_size == record.size and sha256_file(path) == record.sha256:
+        return path
+    if remove_on_mismatch:
+        _remove_cached(path)
+        where = "the cached copy was deleted; run the command again to download it afresh"
+    else:
+        where = "reinstall fashionzoo" if path.is_relative_to(shipped_dir()) else "replace the file"
+    raise FashionZooError(f"{path}: SHA-256 does not match the released {record.filename} (tampered or "
+                          f"truncated); {where}")  # fmt: skip
+
+
+def _remove_cached(path: Path) -> None:
+    """Delete a cached file: the snapshot link and the blob it points to."""
+    blob = path.resolve()
+    path.unlink(missing_ok=True)
+    blob.unlink(missing_ok=True)
+
+
+def _remove_partial_downloads(repo_id: str) -> None:
+    blobs = cache_dir() / f"models--{repo_id.replace('/', '--')}" / "blobs"
+    for partial in blobs.glob("*.incomplete") if blobs.is_dir() else ():
+        partial.unlink(missing_ok=True)
+
+
+def fetch(entry: ModelEntry, key: str) -> Path:
+    """The released file ``key`` of ``entry`` from the cache, else from the Hub; verified before it is returned."""
+    record = _file_record(entry, key)
+    weights = entry.weights
+    assert weights is not None
+    if not weights.revision:
+        raise FashionZooError(f"{record.filename} of {entry.name!r} is not published on the Hub yet (no pinned "
+                              "revision in the registry) and is not shipped in this package")  # fmt: skip
+    try:
+        path = huggingface_hub.hf_hub_download(
+            weights.repo_id, record.filename, revision=weights.revision, cache_dir=cache_dir(),
+            endpoint=os.environ.get("HF_ENDPOINT") or None, local_files_only=_offline(),
+        )  # fmt: skip
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as error:
+        if isinstance(error, LocalEntryNotFoundError):
+            reason = ("offline mode is on (HF_HUB_OFFLINE) and it is not in the cache; run 'fashionzoo download "
+                      f"{entry.name}' while online" if _offline() else
+                      "the Hub could not be reached and it is not in the cache; check the network or HF_ENDPOINT")
+        else:
+            reason = f"the Hub has no such file at revision {weights.revision[:12]} (HTTP 404)"
+        raise FashionZooError(f"{weights.repo_id}/{record.filename}: {reason}") from None
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else "?"
+        raise FashionZooError(f"{weights.repo_id}/{record.filename}: the Hub answered HTTP {status}; try again "
+                              "later") from None  # fmt: skip
+    except OSError as error:
+        raise FashionZooError(f"{cache_dir()}: could not write {record.filename} ({error.strerror or error}); "
+                              "free some disk space or set FASHIONZOO_HOME") from None  # fmt: skip
+    finally:
+        _remove_partial_downloads(weights.repo_id)
+    return verify(Path(path), record, remove_on_mismatch=True)
+
+
+def resolve(entry: ModelEntry, key: str = "weights", path: str | os.PathLike | None = None) -> Path:
+    """A verified local path to a model's released file: ``path`` if given, else shipped, cached or fetched."""
+    if path is not None:
+        explicit = Path(path).expanduser()
+        if not explicit.is_file():
+            raise FashionZooError(f"{explicit}: no such file (pass the path of a {key} file)")
+        return explicit
+    record = _file_record(entry, key)
+    shipped = shipped_dir() / record.filename
+    if entry.weights and key in entry.weights.shipped and shipped.is_file():
+        return verify(shipped, record)
+    return fetch(entry, key)
+
+
+def push(run_dir: str | os.PathLike, repo_id: str, revision: str | None = None, token: str | None = None) -> str:
+    """Upload a trained run (weights, ONNX files, card, metrics, curves) to a Hub repo; returns the commit hash
+    to pin in ``weights.json``."""
+    run = Path(run_dir)
+    patterns = ["*.weights.h5", "*.onnx", "README.md", "metrics.json", "history.csv", "*.png"]
+    if not any(run.glob("*.weights.h5")):
+        raise FashionZooError(f"{run}: no .weights.h5 file; train the model into this folder first")
+    api = huggingface_hub.HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
+    try:
+        api.create_repo(repo_id, exist_ok=True)
+        commit = api.upload_folder(folder_path=run, repo_id=repo_id, revision=revision, allow_patterns=patterns,
+                                   commit_message=f"fashionzoo: upload {run.name}")  # fmt: skip
+    except HfHubHTTPError as error:
+        raise FashionZooError(f"{repo_id}: upload failed ({error}); check the token (HF_TOKEN) and the repo id") \
+            from None
+    return commit.oid
