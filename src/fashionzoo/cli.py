@@ -155,3 +155,68 @@ def eval_command(name: str, weights: str | None, dataset: str, data_dir: str | N
         click.echo("most confused (true -> predicted):")
         for pair in result["most_confused"]:
             click.echo(f"  {pair['true']} -> {pair['predicted']}: {pair['count']}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--out", type=click.Path(dir_okay=False), help="ONNX file to write (default: NAME.onnx here).")
+@click.option("--opset", type=click.IntRange(min=9), default=17, show_default=True, help="ONNX opset version.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="A local .weights.h5 file (default: released).")
+@data_dir_option
+@_user_errors
+def export(name: str, out: str | None, opset: int, weights: str | None, data_dir: str | None) -> None:
+    """Export a trained model to ONNX, checked against Keras on the test images before it is written."""
+    from fashionzoo.export import describe, export_onnx
+
+    path = export_onnx(name, out, weights=weights, opset=opset, data_dir=data_dir)
+    facts = describe(path)
+    click.echo(f"{path}: opset {facts['opset']}, max abs difference from Keras "
+               f"{float(facts['fashionzoo.parity_max_abs_diff']):.2e} on the test images")  # fmt: skip
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="IMAGE|DIR|GLOB...")
+@click.option("--model", "name", help="Model name or alias (default: the zoo's default model).")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Classes shown per image.")
+@json_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True,
+              help="ONNX Runtime device (cuda needs onnxruntime-gpu).")  # fmt: skip
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), help="A local ONNX file (default: released).")
+@click.option("--backend", type=click.Choice(["onnx", "keras"]), default="onnx", show_default=True,
+              help="keras: the TensorFlow model, for comparison.")  # fmt: skip
+@click.option("--weights", type=click.Path(dir_okay=False), help="Keras backend: a local .weights.h5 file.")
+@_user_errors
+def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool, batch_size: int, device: str,
+            onnx_path: str | None, backend: str, weights: str | None) -> None:  # fmt: skip
+    """Classify image files, folders of images or glob patterns; exit status 1 if any file failed."""
+    from fashionzoo.registry import DEFAULT_MODEL
+    from fashionzoo.runtime import Classifier, Failure, classify_files, expand_inputs
+
+    name = name or DEFAULT_MODEL
+    if backend == "onnx":
+        if weights:
+            raise FashionZooError("--weights is for --backend keras; pass an ONNX file with --onnx")
+        classify = Classifier.from_pretrained(name, onnx_path=onnx_path, device=device).classify
+    else:
+        if onnx_path:
+            raise FashionZooError("--onnx is for --backend onnx; pass Keras weights with --weights")
+        from fashionzoo.models import load, predict_probs  # TensorFlow: only for the Keras backend
+
+        model, classes = load(name, weights), get_entry(name).classes
+
+        def classify(items: Any, top_k: int, batch_size: int) -> Any:
+            return classify_files(items, lambda x: predict_probs(model, x, batch_size), classes, top_k, batch_size)
+
+    failed = False
+    for result in classify(expand_inputs(inputs), top_k=top_k, batch_size=batch_size):
+        if isinstance(result, Failure):
+            failed = True
+            click.echo(f"fashionzoo: error: {result.error}", err=True)
+        elif as_json:
+            _echo_json(result.as_dict())
+        else:
+            others = "".join(f", {label} {p:.2f}" for label, p in result.top_k[1:])
+            click.echo(f"{result.file}: {result.label} ({result.probability:.2f}){others}")
+    if failed:
+        sys.exit(1)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
+import math
 import os
 import sys
 import time
@@ -116,9 +118,14 @@ def download(url: str, target: Path, md5: str, attempts: int = 3, timeout: float
             digest = hashlib.md5()
             with atomic_path(target) as tmp, urllib.request.urlopen(url, timeout=timeout) as response, \
                     open(tmp, "wb") as out:  # fmt: skip
+                received = 0
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     digest.update(chunk)
                     out.write(chunk)
+                    received += len(chunk)
+                expected = int(response.headers.get("Content-Length") or received)
+                if received < expected:
+                    raise ConnectionError(f"connection dropped after {received} of {expected} bytes")
                 if digest.hexdigest() != md5:
                     raise FashionZooError(f"{url}: checksum mismatch (MD5 {digest.hexdigest()}, expected {md5}); "
                                           "the mirror served a wrong file, nothing was saved")
@@ -127,11 +134,12 @@ def download(url: str, target: Path, md5: str, attempts: int = 3, timeout: float
             last_error = f"HTTP {error.code}"
             if error.code < 500:
                 break
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-            last_error = str(getattr(error, "reason", error))
+        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as error:
+            last_error = str(getattr(error, "reason", error)) or type(error).__name__
         except OSError as error:
             raise FashionZooError(f"{target}: could not write the download ({error.strerror or error})") from None
-        time.sleep(min(2**attempt * 0.5, 4))
+        if attempt + 1 < attempts:
+            time.sleep(min(2**attempt * 0.5, 4))
     raise FashionZooError(f"{url}: download failed ({last_error}); check the network, or pass --data-dir / "
                           "FASHIONZOO_DATA_DIR pointing at a folder with the IDX files")
 
@@ -171,7 +179,7 @@ def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
     ndim = raw[3]
     header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)
     if len(raw) != expected:
         raise FashionZooError(f"{path}: truncated or padded IDX file ({len(raw)} bytes, header says {expected}); "
                               "delete it and download it again")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +120,10 @@ def load(name: str, weights: str | Path | None = None) -> keras.Model:
         raise FashionZooError(f"{path}: expected a Keras '.weights.h5' file (as written by 'fashionzoo train')")
     model = build(entry.name, **(_run_build_kwargs(path) if weights is not None else {}))
     try:
-        model.load_weights(path)
-    except (ValueError, OSError, KeyError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # Keras only warns when parts of the file do not match: refuse
+            model.load_weights(path)
+    except (ValueError, OSError, KeyError, UserWarning) as error:
         reason = str(error).splitlines()[0][:160]
         raise FashionZooError(f"{path}: these weights do not fit model {entry.name!r} ({reason})") from None
     return model

@@ -1,0 +1,5 @@
+"""``python -m fashionzoo``: the command line."""
+
+from fashionzoo.cli import main
+
+main()

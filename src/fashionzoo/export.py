@@ -1,0 +1,153 @@
+"""Export a trained Keras model to ONNX, checked against Keras on the shared test images before anything is written.
+
+Imports TensorFlow, tf2onnx and onnx: import lazily. The Keras model is converted through a ``tf.function`` (the
+tf2onnx route that works with Keras 3) with a dynamic batch axis: one float32 NHWC input ``image`` in [0, 1] and
+one output ``probabilities``. What a runtime needs to use the file travels in its ``metadata_props``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime as ort
+import tensorflow as tf
+import tf2onnx
+
+from fashionzoo import __version__, models
+from fashionzoo._files import FashionZooError, atomic_path, sha256_file
+from fashionzoo.data import load_split
+from fashionzoo.preprocessing import to_model_input
+from fashionzoo.registry import ModelEntry, get_entry
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+PARITY_TOLERANCE = 1e-5
+"""Largest absolute difference of probabilities allowed between Keras and ONNX Runtime on the test images."""
+PREPROCESSING_TEXT = "uint8 grayscale 28x28, bright garment on dark background, divided by 255"
+_BATCH = 500
+
+
+def _to_onnx(model: keras.Model, entry: ModelEntry, opset: int) -> onnx.ModelProto:
+    """Convert ``model`` with a symbolic batch axis named ``batch`` on its input and output."""
+    p = entry.preprocessing
+
+    @tf.function
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_NAME: model(image, training=False)}
+
+    spec = tf.TensorSpec([None, p.height, p.width, p.channels], tf.float32, name=INPUT_NAME)
+    try:
+        proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
+    except Exception as error:  # tf2onnx raises bare ValueError/RuntimeError/AssertionError on unsupported graphs
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise FashionZooError(f"model {entry.name!r}: tf2onnx could not convert it at opset {opset} ({reason})") \
+            from None
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    return proto
+
+
+def _keras_probs(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.asarray(model(x[i : i + _BATCH], training=False)) for i in range(0, len(x), _BATCH)])
+
+
+def _onnx_probs(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run([OUTPUT_NAME], {INPUT_NAME: x[i : i + _BATCH]})[0]
+                           for i in range(0, len(x), _BATCH)])  # fmt: skip
+
+
+def _parity(model: keras.Model, proto: onnx.ModelProto, name: str, data_dir: str | os.PathLike | None) -> float:
+    """Max abs difference of probabilities on the test split; refuses above tolerance or on any argmax change."""
+    x = to_model_input(load_split("test", data_dir=data_dir).images)
+    expected, got = _keras_probs(model, x), _onnx_probs(proto, x)
+    if expected.shape != got.shape:
+        raise FashionZooError(f"model {name!r}: ONNX output shape {got.shape} differs from Keras {expected.shape}")
+    max_diff = float(np.abs(expected - got).max()) if len(x) else 0.0
+    disagree = int((expected.argmax(axis=1) != got.argmax(axis=1)).sum())
+    if not max_diff <= PARITY_TOLERANCE or disagree:
+        raise FashionZooError(f"model {name!r}: ONNX does not match Keras on {len(x)} test images (max abs "
+                              f"difference {max_diff:.2e}, tolerance {PARITY_TOLERANCE:.0e}; {disagree} top-1 "
+                              "changes); nothing written")  # fmt: skip
+    return max_diff
+
+
+def _weights_facts(entry: ModelEntry, weights: str | Path | None) -> dict[str, str]:
+    """SHA-256 and test accuracy of the weights used: the released record, or an explicit file and its run's
+    metrics.json (only if that file names it)."""
+    released = entry.weights.files.get("weights") if entry.weights else None
+    if weights is None:
+        if released is None:
+            return {}
+        sha, accuracy = released.sha256, entry.weights.metrics.get("accuracy")
+    else:
+        path = Path(weights).expanduser()
+        sha = sha256_file(path)
+        accuracy = None
+        if released is not None and sha == released.sha256:
+            accuracy = entry.weights.metrics.get("accuracy")
+        elif path.with_name("metrics.json").is_file():
+            run = json.loads(path.with_name("metrics.json").read_text(encoding="utf-8"))
+            if run.get("weights_file", path.name) == path.name:
+                accuracy = run.get("test", {}).get("accuracy")
+    facts = {"fashionzoo.weights_sha256": sha}
+    if accuracy is not None:
+        facts["fashionzoo.test_accuracy"] = str(accuracy)
+    return facts
+
+
+def export_onnx(
+    name: str,
+    out: str | Path | None = None,
+    *,
+    weights: str | Path | None = None,
+    opset: int = 17,
+    data_dir: str | os.PathLike | None = None,
+    model: keras.Model | None = None,
+) -> Path:
+    """Convert a trained model to ONNX at ``out`` (default ``<name>.onnx`` here) and return the path.
+
+    The model is ``models.load(name, weights)`` unless a Keras ``model`` is given. The file is written
+    atomically, and only after ``onnx.checker`` passes and ONNX Runtime matches Keras on every test image
+    (max abs difference of probabilities <= :data:`PARITY_TOLERANCE`, same top-1 class).
+    """
+    entry = get_entry(name)
+    facts_known = model is None or weights is not None
+    if model is None:
+        model = models.load(entry.name, weights)
+    facts = _weights_facts(entry, weights) if facts_known else {}
+    proto = _to_onnx(model, entry, opset)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as error:
+        reason = str(error).splitlines()[0]
+        raise FashionZooError(f"model {entry.name!r}: the converted ONNX graph is invalid ({reason})") from None
+    max_diff = _parity(model, proto, entry.name, data_dir)
+    metadata = {
+        "fashionzoo.model": entry.name,
+        "fashionzoo.version": __version__,
+        "fashionzoo.classes": json.dumps(list(entry.classes)),
+        "fashionzoo.input": json.dumps(dataclasses.asdict(entry.preprocessing)),
+        "fashionzoo.preprocessing": PREPROCESSING_TEXT,
+        **facts,
+        "fashionzoo.parity_max_abs_diff": repr(max_diff),
+    }
+    onnx.helper.set_model_props(proto, metadata)
+    target = Path(out) if out is not None else Path(f"{entry.name}.onnx")
+    with atomic_path(target, suffix=".onnx") as tmp:
+        onnx.save_model(proto, tmp)
+    return target
+
+
+def describe(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``fashionzoo.*`` metadata of an ONNX file and its opset (for the CLI's summary line)."""
+    proto = onnx.load(os.fspath(path), load_external_data=False)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    return {"opset": opset, **{p.key: p.value for p in proto.metadata_props}}

@@ -1,0 +1,281 @@
+"""ONNX Runtime inference without TensorFlow: load an exported model once, classify arrays or image files.
+
+Only the standard library, numpy, onnxruntime, Pillow and the TensorFlow-free fashionzoo modules are imported
+here, so ``import fashionzoo.runtime`` stays light enough to embed.
+
+>>> from fashionzoo.runtime import Classifier
+>>> clf = Classifier.from_pretrained("cnn")  # the released ONNX file, SHA-256 verified
+>>> for result in clf.classify(["shirt.jpg"], top_k=3):
+...     print(result)
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from fashionzoo import hub
+from fashionzoo._files import FashionZooError
+from fashionzoo.preprocessing import preprocess_file, to_model_input
+from fashionzoo.registry import DEFAULT_MODEL, get_entry
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+"""File endings picked up when a folder is expanded (case-insensitive)."""
+DEVICES = ("cpu", "cuda", "auto")
+_CPU, _CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+
+_sessions: dict[tuple[Any, ...], ort.InferenceSession] = {}
+_sessions_lock = threading.Lock()
+
+
+def providers_for(device: str) -> list[str]:
+    """ONNX Runtime providers for ``cpu``, ``cuda`` or ``auto`` (CUDA when onnxruntime-gpu offers it).
+
+    Asking for ``cuda`` without a CUDA provider falls back to the CPU with a one-line warning on stderr.
+    """
+    if device not in DEVICES:
+        raise FashionZooError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device != "cpu" and _CUDA in ort.get_available_providers():
+        return [_CUDA, _CPU]
+    if device == "cuda":
+        print("fashionzoo: CUDA requested but onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu); "
+              "using CPU", file=sys.stderr)  # fmt: skip
+    return [_CPU]
+
+
+def _session(path: Path, device: str, intra_op_threads: int | None, inter_op_threads: int | None
+             ) -> ort.InferenceSession:  # fmt: skip
+    """One session per file version, device and thread setting, created on first use and then shared."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, device, intra_op_threads, inter_op_threads)
+    with _sessions_lock:
+        if key in _sessions:
+            return _sessions[key]
+        providers = providers_for(device)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: provider fallbacks are reported by fashionzoo itself
+        if intra_op_threads:
+            options.intra_op_num_threads = intra_op_threads
+        if inter_op_threads:
+            options.inter_op_num_threads = inter_op_threads
+        try:
+            session = ort.InferenceSession(os.fspath(path), sess_options=options, providers=providers)
+        except Exception as error:  # onnxruntime raises its own pybind exception types (InvalidProtobuf, Fail...)
+            reason = " ".join(str(error).split())[:200]
+            raise FashionZooError(f"{path}: not a usable ONNX model ({reason})") from None
+        if device == "cuda" and _CUDA in providers and _CUDA not in session.get_providers():
+            print("fashionzoo: CUDA requested but the CUDA execution provider failed to start (check the CUDA and "
+                  "cuDNN libraries); using CPU", file=sys.stderr)  # fmt: skip
+        _sessions[key] = session
+        return session
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The classification of one image file: best class and the ``top_k`` best (label, probability) pairs."""
+
+    file: str
+    class_id: int
+    label: str
+    probability: float
+    top_k: tuple[tuple[str, float], ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the ``predict --json`` line)."""
+        return {"file": self.file, "label": self.label, "class_id": self.class_id, "probability": self.probability,
+                "top_k": [{"label": label, "probability": p} for label, p in self.top_k]}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file (or command-line input) that could not be classified, with a one-line reason naming it."""
+
+    file: str
+    error: str
+
+
+def _image_files(folder: Path) -> list[str] | Failure:
+    try:
+        names = sorted(e.name for e in os.scandir(folder) if e.name.lower().endswith(IMAGE_EXTENSIONS) and
+                       not e.is_dir())  # fmt: skip
+    except PermissionError:
+        return Failure(str(folder), f"{folder}: permission denied (cannot list the folder)")
+    except OSError as error:
+        return Failure(str(folder), f"{folder}: cannot list the folder ({error.strerror or error})")
+    if not names:
+        return Failure(str(folder), f"{folder}: no image files in this folder ({', '.join(IMAGE_EXTENSIONS)})")
+    return [os.path.join(folder, name) for name in names]
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[str | Failure]:
+    """Image files named by command-line inputs, in order: files as given, folders as their image files
+    (sorted, not recursive), glob patterns as their sorted matches; what cannot be expanded yields a Failure."""
+    for item in inputs:
+        text = os.fspath(item)
+        path = Path(text)
+        if path.is_dir():
+            found = _image_files(path)
+            yield from ([found] if isinstance(found, Failure) else found)
+        elif not path.exists() and glob.has_magic(text):
+            matches = sorted(glob.glob(text, recursive=True))
+            if matches:
+                yield from expand_inputs(matches)
+            else:
+                yield Failure(text, f"{text}: no file matches this pattern")
+        else:
+            yield text
+
+
+def _load(name: str) -> tuple[str, np.ndarray] | Failure:
+    """A file's Fashion-MNIST-style pixels, or the one-line reason it cannot be used."""
+    try:
+        return name, preprocess_file(name)
+    except FashionZooError as error:
+        return Failure(name, str(error))
+    except (OSError, ValueError, MemoryError) as error:
+        return Failure(name, f"{name}: could not convert the image ({type(error).__name__}: {error})")
+
+
+def classify_files(
+    items: Iterable[str | os.PathLike | Failure],
+    predict: Callable[[np.ndarray], np.ndarray],
+    classes: tuple[str, ...],
+    top_k: int = 1,
+    batch_size: int = 256,
+) -> Iterator[Prediction | Failure]:
+    """Classify image files with ``predict`` (uint8 (N, 28, 28) -> probabilities), ``batch_size`` files at a time.
+
+    Results come in input order; a file that cannot be read or converted yields a :class:`Failure`, and
+    Failure items in ``items`` (from :func:`expand_inputs`) pass through. Memory stays bounded by the batch.
+    """
+    if batch_size < 1:
+        raise FashionZooError(f"batch size must be at least 1, not {batch_size}")
+    k = max(1, min(top_k, len(classes)))
+    pending: list[tuple[str, np.ndarray] | Failure] = []
+
+    def flush() -> Iterator[Prediction | Failure]:
+        images = [entry[1] for entry in pending if not isinstance(entry, Failure)]
+        probs = iter(predict(np.stack(images)) if images else ())
+        for entry in pending:
+            if isinstance(entry, Failure):
+                yield entry
+                continue
+            row = next(probs)
+            best = np.argsort(-row, kind="stable")[:k]
+            ranked = tuple((classes[i], round(float(row[i]), 6)) for i in best)
+            yield Prediction(entry[0], int(best[0]), ranked[0][0], ranked[0][1], ranked)
+        pending.clear()
+
+    count = 0
+    for item in items:
+        entry = item if isinstance(item, Failure) else _load(os.fspath(item))
+        if isinstance(entry, Failure) and not count:
+            yield entry  # nothing waits before it: report at once
+            continue
+        pending.append(entry)
+        count += not isinstance(entry, Failure)
+        if count == batch_size:
+            yield from flush()
+            count = 0
+    yield from flush()
+
+
+class Classifier:
+    """A Fashion-MNIST classifier backed by an exported ONNX file (no TensorFlow)."""
+
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike,
+        *,
+        name: str = DEFAULT_MODEL,
+        device: str = "cpu",
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
+    ) -> None:
+        """Open ``onnx_path`` (sessions are shared across instances); ``name`` supplies the class names when the
+        file carries no ``fashionzoo.classes`` metadata."""
+        self.path = Path(onnx_path).expanduser()
+        if not self.path.is_file():
+            raise FashionZooError(f"{self.path}: no such ONNX file")
+        entry = get_entry(name)
+        self.session = _session(self.path, device, intra_op_threads, inter_op_threads)
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.name = self.metadata.get("fashionzoo.model", entry.name)
+        self.classes = self._read_classes(entry.classes)
+        self._input_shape = (entry.preprocessing.height, entry.preprocessing.width, entry.preprocessing.channels)
+        self._check_signature()
+        self._input_name = self.session.get_inputs()[0].name
+        self._output_name = self.session.get_outputs()[0].name
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str = DEFAULT_MODEL,
+        *,
+        onnx_path: str | os.PathLike | None = None,
+        device: str = "cpu",
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
+    ) -> Classifier:
+        """The released ONNX model of ``name`` (shipped, cached or fetched; SHA-256 verified), or ``onnx_path``."""
+        entry = get_entry(name)
+        path = hub.resolve(entry, "onnx", onnx_path)
+        return cls(path, name=entry.name, device=device, intra_op_threads=intra_op_threads,
+                   inter_op_threads=inter_op_threads)  # fmt: skip
+
+    def _read_classes(self, fallback: tuple[str, ...]) -> tuple[str, ...]:
+        raw = self.metadata.get("fashionzoo.classes")
+        if raw is None:
+            return fallback
+        try:
+            classes = json.loads(raw)
+        except json.JSONDecodeError:
+            classes = None
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+            raise FashionZooError(f"{self.path}: metadata 'fashionzoo.classes' is not a JSON list of class names")
+        return tuple(classes)
+
+    def _check_signature(self) -> None:
+        """Refuse a graph that is not one float (N, 28, 28, 1) input with a dynamic N -> one (N, classes) output."""
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shape = tuple(inputs[0].shape) if len(inputs) == 1 else ()
+        if len(shape) != 4 or inputs[0].type != "tensor(float)" or isinstance(shape[0], int) or \
+                shape[1:] != self._input_shape:  # fmt: skip
+            found = "; ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
+            expected = ", ".join(map(str, self._input_shape))
+            raise FashionZooError(f"{self.path}: not a fashionzoo image model (input {found}; expected one float "
+                                  f"input [N, {expected}] with a dynamic batch axis N)")  # fmt: skip
+        shape = tuple(outputs[0].shape) if len(outputs) == 1 else ()
+        if len(shape) != 2 or shape[1] != len(self.classes):
+            found = "; ".join(f"{o.name} {o.shape}" for o in outputs)
+            raise FashionZooError(f"{self.path}: not a fashionzoo image model (output {found}; expected one output "
+                                  f"[N, {len(self.classes)}] of class probabilities)")  # fmt: skip
+
+    def predict_probs(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities, float32 (N, classes), for uint8 images (N, 28, 28) or one (28, 28), batched."""
+        array = np.asarray(images)
+        if array.dtype != np.uint8:
+            raise FashionZooError(f"expected uint8 images (0-255 grayscale), got {array.dtype}")
+        if batch_size < 1:
+            raise FashionZooError(f"batch size must be at least 1, not {batch_size}")
+        x = to_model_input(array)
+        if len(x) == 0:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        batches = (x[i : i + batch_size] for i in range(0, len(x), batch_size))
+        return np.concatenate([self.session.run([self._output_name], {self._input_name: b})[0] for b in batches])
+
+    def classify(self, paths: Iterable[str | os.PathLike | Failure], top_k: int = 1, batch_size: int = 256
+                 ) -> Iterator[Prediction | Failure]:  # fmt: skip
+        """Classify image files in order, ``batch_size`` at a time; unreadable files yield a :class:`Failure`."""
+        return classify_files(paths, lambda images: self.predict_probs(images, batch_size), self.classes, top_k,
+                              batch_size)  # fmt: skip

@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny data sets in the official IDX format, written on the fly (no download, no TensorFlow)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+"""Official file names of each split (images, labels); the raw files drop the ``.gz``."""
+
+
+def build_idx(array: np.ndarray, magic: int | None = None) -> bytes:
+    """Raw IDX bytes of a uint8 array: big-endian magic (0x0800 | ndim unless given), dims, then the data."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    magic = 0x0800 | array.ndim if magic is None else magic
+    return struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def gzip_bytes(raw: bytes) -> bytes:
+    """Gzip ``raw`` deterministically (mtime 0), like the official ``.gz`` files."""
+    return gzip.compress(raw, mtime=0)
+
+
+def fake_split(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random 28x28 uint8 images and labels cycling through 0-9."""
+    images = np.random.default_rng(seed).integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    return images, (np.arange(n) % 10).astype(np.uint8)
+
+
+@dataclass
+class IdxFolder:
+    """A folder of IDX files and the arrays written to it, per split: ``arrays["test"] == (images, labels)``."""
+
+    path: Path
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+@pytest.fixture
+def idx_bytes() -> Callable[..., bytes]:
+    """:func:`build_idx`: raw IDX bytes of an array (pass ``magic`` to forge a wrong one)."""
+    return build_idx
+
+
+@pytest.fixture
+def make_idx_folder(tmp_path: Path) -> Callable[..., IdxFolder]:
+    """Factory writing a small valid data folder under the official file names.
+
+    ``make_idx_folder(folder=None, sizes={"train": 30, "test": 20}, gz=True, seed=0)``; only the splits in
+    ``sizes`` are written (``sizes={"test": 5}`` writes just the two ``t10k-*`` files).
+    """
+
+    def make(folder: Path | str | None = None, sizes: dict[str, int] | None = None, gz: bool = True,
+             seed: int = 0) -> IdxFolder:
+        path = Path(folder) if folder is not None else tmp_path / "idx-data"
+        path.mkdir(parents=True, exist_ok=True)
+        result = IdxFolder(path)
+        for offset, (split, n) in enumerate((sizes or {"train": 30, "test": 20}).items()):
+            images, labels = fake_split(n, seed + offset)
+            for name, array in zip(IDX_NAMES[split], (images, labels), strict=True):
+                raw = build_idx(array)
+                if gz:
+                    (path / name).write_bytes(gzip_bytes(raw))
+                else:
+                    (path / name.removesuffix(".gz")).write_bytes(raw)
+            result.arrays[split] = (images, labels)
+        return result
+
+    return make
+
+
+SHARED_DATA_DIR = Path(
+    os.environ.get("FASHIONZOO_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared/data/fashion-mnist"
+)
+"""The shared Fashion-MNIST copy (CI clones the repo with ``shared/`` beside it)."""
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared Fashion-MNIST folder; tests that need it skip with the reason when it is absent."""
+    if not (SHARED_DATA_DIR / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"shared Fashion-MNIST not found at {SHARED_DATA_DIR} (set FASHIONZOO_DATA_DIR)")
+    return SHARED_DATA_DIR

@@ -1,0 +1,75 @@
+"""Every registry entry builds, with exactly the parameter count recorded in the registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fashionzoo
+from fashionzoo.registry import REGISTRY, get_entry
+
+# Counts worked out by hand from the layer definitions of ../shared/docs/reference-models.md.
+HAND_COUNTS = {
+    "cnn": 320 + 18_496 + 1600 * 512 + 512 + 5_130,  # 843,658 as the reference says
+    "lenet5": 156 + 2_416 + 30_840 + 10_164 + 850,  # 44,426 as the reference says
+    "mlp": 784 * 512 + 512 + 5_130,
+    "mlp-64-128-64-32": (784 * 64 + 64) + (64 * 128 + 128) + (128 * 64 + 64) + (64 * 32 + 32) + (32 * 10 + 10),
+    "mlp-128-64": (784 * 128 + 128) + (128 * 64 + 64) + (64 * 10 + 10),
+}
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_builder_matches_registry_param_count(name: str) -> None:
+    entry = get_entry(name)
+    kwargs = {"backbone_weights": None} if entry.needs_backbone_weights else {}
+    model = fashionzoo.build(name, **kwargs)
+    assert model.count_params() == entry.params
+    assert tuple(model.input_shape[1:]) == entry.input_shape
+    assert model.output_shape == (None, len(entry.classes))
+
+
+@pytest.mark.parametrize("name", list(HAND_COUNTS))
+def test_registry_counts_match_hand_counts(name: str) -> None:
+    assert get_entry(name).params == HAND_COUNTS[name]
+
+
+def test_transfer_backbone_is_frozen() -> None:
+    model = fashionzoo.build("resnet50-tl", backbone_weights=None)
+    backbone = next(layer for layer in model.layers if layer.name.startswith("resnet50"))
+    assert not backbone.trainable
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 2048 * 10 + 10
+
+
+def test_lenet_alias_and_close_matches() -> None:
+    assert get_entry("lenet").name == "lenet5"
+    assert get_entry("LeNet-5").name == "lenet5"
+    with pytest.raises(fashionzoo.FashionZooError, match="Did you mean: .*lenet"):
+        get_entry("lenett")
+
+
+def test_missing_backbone_weights_file_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(fashionzoo.FashionZooError, match="backbone weights file not found"):
+        fashionzoo.build("vgg16-tl", backbone_weights=str(tmp_path / "nope.h5"))
+
+
+def test_load_rejects_weights_of_another_model(tmp_path) -> None:
+    path = tmp_path / "mlp.weights.h5"
+    fashionzoo.build("mlp-64-32").save_weights(path)
+    with pytest.raises(fashionzoo.FashionZooError, match="do not fit model 'lenet5'"):
+        fashionzoo.load("lenet5", weights=path)
+
+
+def test_load_rejects_weights_of_a_same_depth_model(tmp_path) -> None:
+    path = tmp_path / "other.weights.h5"
+    fashionzoo.build("mlp-64-32").save_weights(path)
+    with pytest.raises(fashionzoo.FashionZooError, match="do not fit model 'mlp-128-64'"):
+        fashionzoo.load("mlp-128-64", weights=path)
+
+
+def test_load_round_trips_local_weights(tmp_path) -> None:
+    model = fashionzoo.build("mlp-64-32")
+    path = tmp_path / "mine.weights.h5"
+    model.save_weights(path)
+    loaded = fashionzoo.load("mlp-c3", weights=path)
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,113 @@
+"""Real (short) training runs: artifacts, reproducibility, resume after a kill, search, eval --json."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fashionzoo.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_data: Path) -> None:
+    monkeypatch.setenv("FASHIONZOO_DATA_DIR", str(shared_data))
+    monkeypatch.setenv("FASHIONZOO_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, dict]:
+    from fashionzoo.training import train
+
+    out = tmp_path_factory.mktemp("run") / "lenet"
+    metrics = train("lenet", out, epochs=2, limit=6000, data_dir=shared_data, verbose=0)
+    return out, metrics
+
+
+def test_short_run_writes_every_artifact(short_run: tuple[Path, dict]) -> None:
+    out, metrics = short_run
+    for name in ("lenet5.weights.h5", "history.csv", "curves.png", "confusion.png", "metrics.json", "README.md"):
+        assert (out / name).stat().st_size > 0, name
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["test"]["accuracy"] == metrics["test"]["accuracy"]
+    assert on_disk["test"]["n"] == 3000 and on_disk["epochs"] == 2 and on_disk["n_train"] == 6000
+    assert set(on_disk["data_files"]) == {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}  # fmt: skip
+    assert len(on_disk["test"]["confusion_matrix"]) == 10
+    assert on_disk["recipe"]["seed"] == 0 and on_disk["overrides"] == {"epochs": 2}
+    assert 0.70 < metrics["test"]["accuracy"] <= 1.0  # 2 epochs on 6k images: well above chance
+    assert len((out / "history.csv").read_text().splitlines()) == 3
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: keras" in card and "model-index" in card
+    assert not (out / "backup").exists()  # removed once the run completed
+
+
+def test_same_seed_reproduces_accuracy(short_run: tuple[Path, dict], tmp_path: Path) -> None:
+    from fashionzoo.training import train
+
+    again = train("lenet", tmp_path / "again", epochs=2, limit=6000, verbose=0)
+    assert abs(again["test"]["accuracy"] - short_run[1]["test"]["accuracy"]) <= 0.005
+
+
+def test_eval_json_on_a_trained_run(short_run: tuple[Path, dict]) -> None:
+    out, metrics = short_run
+    result = CliRunner().invoke(main, ["eval", "lenet", "--weights", str(out / "lenet5.weights.h5"), "--json",
+                                       "--plot", str(out / "eval.png")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["n"] == 3000 and 0 <= payload["accuracy"] <= 1
+    assert abs(payload["accuracy"] - metrics["test"]["accuracy"]) < 1e-9
+    assert len(payload["confusion_matrix"]) == 10 and sum(map(sum, payload["confusion_matrix"])) == 3000
+    assert (out / "eval.png").stat().st_size > 0
+
+
+def test_resume_after_sigkill_continues_from_last_epoch(tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "fashionzoo", "train", "lenet", "--epochs", "4", "--limit", "6000",
+               "--out", str(out)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        state = out / "state.json"
+        if state.is_file() and json.loads(state.read_text())["epochs_done"] >= 2:
+            break
+        assert process.poll() is None, "training ended before it could be interrupted"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = json.loads((out / "state.json").read_text())["epochs_done"]
+    assert 2 <= done_before < 4 and (out / "backup").is_dir() and not (out / "metrics.json").exists()
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert json.loads((out / "state.json").read_text())["epochs_done"] == 4
+    epochs = [line.split(",")[0] for line in (out / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == ["0", "1", "2", "3"]
+    assert f"Epoch {done_before + 1}/4" in resumed.stdout + resumed.stderr
+    assert "Epoch 1/4" not in resumed.stdout + resumed.stderr
+    assert metrics["test"]["accuracy"] > 0.70
+
+
+def test_resume_without_backup_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["train", "lenet", "--out", str(tmp_path / "none"), "--resume"])
+    assert result.exit_code == 1
+    assert "nothing to resume" in result.stderr and "\n" not in result.stderr.strip()
+
+
+def test_tuned_lenet_search_runs_and_records_choice(tmp_path: Path) -> None:
+    from fashionzoo.training import train
+
+    metrics = train("lenet-tuned", tmp_path / "tuned", epochs=1, limit=1500, verbose=0)
+    search = metrics["search"]
+    assert len(search["trials"]) == 6 and len(search["cross_validation"]["folds"]) == 5
+    assert metrics["build_kwargs"]["dense1"] == search["best"]["dense1"] in (64, 80, 96, 112, 128)
+    assert metrics["recipe"]["lr"] == search["best"]["lr"]
+    assert metrics["params"] == 156 + 2_416 + (256 + 1) * metrics["build_kwargs"]["dense1"] + \
+        (metrics["build_kwargs"]["dense1"] + 1) * 84 + 850
