@@ -71,12 +71,18 @@ class HubServer:
         self.force_methods: frozenset[str] = frozenset({"HEAD", "GET"})
         self.tamper: Callable[[bytes], bytes] | None = None
         """Serve ``tamper(content)`` instead of the registered bytes; headers (ETag, sizes) describe what is served."""
+        self.tamper_methods: frozenset[str] = frozenset({"HEAD", "GET"})
+        """Which requests :attr:`tamper` applies to: ``{"GET"}`` alone makes the metadata disagree with the body."""
         self.drop_mid_body = False
         """Cut GET bodies: send the headers with the full ``Content-Length``, the bytes up to the middle of the file,
         then close the connection. The cut sits at a fixed offset of the file, so a resumed request (``Range``) past
         it gets its headers and no byte at all."""
         self.drop_times: int | None = None
         """How many GET bodies to cut while :attr:`drop_mid_body` is on; ``None``: every one."""
+        self.pause_mid_body: threading.Event | None = None
+        """If set, GET bodies stop at the middle of the file until this event is set (then finish normally)."""
+        self.paused = threading.Event()
+        """Set by the server when a GET body reaches the :attr:`pause_mid_body` point."""
         self.lfs_redirect = False
         """Answer ``/resolve`` with a ``302`` to ``http://localhost:<port>/cdn/<sha256>`` (another origin than
         ``127.0.0.1``) carrying ``X-Linked-Etag`` and ``X-Linked-Size``, like the Hub does for LFS files."""
@@ -134,6 +140,11 @@ class HubServer:
         with self._lock:
             return sum(1 for m, _ in self.requests if method is None or m == method)
 
+    def headers_of(self, method: str) -> list[dict[str, str]]:
+        """The headers of every request of ``method``, in order."""
+        with self._lock:
+            return [headers for (m, _), headers in zip(self.requests, self.request_headers, strict=True) if m == method]
+
     def clear(self) -> None:
         with self._lock:
             self.requests.clear()
@@ -157,7 +168,8 @@ class HubServer:
             self.drop_times -= 1
             return True
 
-    def _lookup(self, repo_id: str, revision: str, filename: str) -> tuple[int, dict[str, str], bytes | None]:
+    def _lookup(self, method: str, repo_id: str, revision: str,
+                filename: str) -> tuple[int, dict[str, str], bytes | None]:  # fmt: skip
         """``(status, headers, content)`` for a ``/resolve`` URL (content is ``None`` on errors)."""
         with self._lock:
             repo_revisions = {rev: files for (repo, rev), files in self.files.items() if repo == repo_id}
@@ -169,7 +181,7 @@ class HubServer:
         if filename not in repo_revisions[revision]:
             return 404, {**commit, "X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found"}, None
         content = repo_revisions[revision][filename]
-        if self.tamper is not None:
+        if self.tamper is not None and method in self.tamper_methods:
             content = self.tamper(content)
         return 200, commit, content
 
@@ -207,7 +219,7 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             if match is None:
                 self._send_error(404, {}, "not a resolve URL")
                 return
-            status, headers, content = server._lookup(match["repo_id"], unquote(match["revision"]),
+            status, headers, content = server._lookup(self.command, match["repo_id"], unquote(match["revision"]),
                                                       unquote(match["filename"]))  # fmt: skip
             if content is None:
                 self._send_error(status, headers, headers.get("X-Error-Message", "not found"))
@@ -266,6 +278,13 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 self.close_connection = True
                 return
+            if server.pause_mid_body is not None:
+                middle = max(total // 2 - start, 0)
+                self.wfile.write(body[:middle])
+                self.wfile.flush()
+                server.paused.set()
+                server.pause_mid_body.wait(timeout=30)
+                body = body[middle:]
             self.wfile.write(body)
 
     return Handler

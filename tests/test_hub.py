@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import threading
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,7 +198,7 @@ def test_cached_copy_tampered_on_disk_is_deleted_then_downloaded_again(server: H
                                         ("GET", server.resolve_path(REPO, COMMIT_A, FILENAME))]  # fmt: skip
 
 
-# -- failures -----------------------------------------------------------------------------------------------------------
+# -- failures ----------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -219,11 +220,6 @@ def test_not_on_the_hub_is_a_404_error(server: HubServer, entry: ModelEntry) -> 
     assert not list(hub.cache_dir().rglob("*.incomplete"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub.py bug: a 5xx on the HEAD call reaches hub.fetch as LocalEntryNotFoundError (its __cause__ is the "
-    "HfHubHTTPError), so the message says 'could not be reached' and never names the HTTP status",
-)
 def test_server_error_on_every_request_names_the_status(server: HubServer, sleeps: list[float]) -> None:
     server.force_status = 500
 
@@ -282,11 +278,6 @@ def test_connection_dropped_mid_file_leaves_no_partial_file(server: HubServer, s
     assert cached_files() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub.py bug: after its resume attempts hf_hub_download re-raises httpx2.RemoteProtocolError, which is "
-    "neither an OSError nor an HfHubHTTPError, so it escapes hub.fetch instead of becoming a FashionZooError",
-)
 def test_connection_dropped_mid_file_is_a_fashionzoo_error(server: HubServer, sleeps: list[float]) -> None:
     server.drop_mid_body = True
 
@@ -316,9 +307,54 @@ def test_one_dropped_connection_is_resumed_with_a_range_request(server: HubServe
     path = hub.resolve(make_entry())
 
     assert path.read_bytes() == CONTENT_A
-    gets = [headers for (method, _), headers in zip(server.requests, server.request_headers) if method == "GET"]
+    gets = server.headers_of("GET")
     assert len(gets) == 2 and "range" not in gets[0]
     assert gets[1]["range"] == f"bytes={len(CONTENT_A) // 2 // 1024 * 1024}-"
+
+
+def test_download_disagreeing_with_its_metadata_is_a_one_line_error(server: HubServer) -> None:
+    server.tamper, server.tamper_methods = (lambda content: content + b"extra"), frozenset({"GET"})
+
+    with pytest.raises(FashionZooError) as excinfo:
+        hub.resolve(make_entry())
+
+    assert "disk space" not in one_line_error(excinfo)
+    assert cached_files() == []
+
+
+def test_download_disagreeing_with_its_metadata_leaves_nothing_cached(server: HubServer) -> None:
+    server.tamper, server.tamper_methods = (lambda content: content + b"extra"), frozenset({"GET"})
+
+    with pytest.raises(FashionZooError):
+        hub.resolve(make_entry())
+
+    assert server.count("GET") == 1
+    assert cached_files() == []
+
+
+def test_a_failed_fetch_does_not_break_a_concurrent_download_of_the_same_repo(server: HubServer) -> None:
+    server.pause_mid_body = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def download() -> None:
+        try:
+            outcome["path"] = hub.resolve(make_entry())
+        except Exception as error:  # noqa: BLE001 - reported to the main thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=download, daemon=True)
+    worker.start()
+    try:
+        assert server.paused.wait(timeout=10)
+        assert list(repo_cache().glob("blobs/*.incomplete"))  # the download is in progress
+        with pytest.raises(FashionZooError):  # another file of the same repo, not on the Hub
+            hub.resolve(make_entry(filename="missing.onnx"))
+    finally:
+        server.pause_mid_body.set()
+        worker.join(timeout=10)
+
+    assert "error" not in outcome, outcome.get("error")
+    assert Path(outcome["path"]).read_bytes() == CONTENT_A
 
 
 def test_offline_with_an_empty_cache_fails_without_a_request(server: HubServer,
@@ -364,7 +400,7 @@ def test_model_without_weights_is_an_error(server: HubServer) -> None:
     assert server.requests == []
 
 
-# -- explicit paths and shipped files -----------------------------------------------------------------------------------
+# -- explicit paths and shipped files ----------------------------------------------------------------------------------
 
 
 def test_explicit_path_is_returned_as_is(server: HubServer, tmp_path: Path) -> None:

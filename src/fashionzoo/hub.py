@@ -12,6 +12,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
+import httpx2
 import huggingface_hub
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -70,12 +71,6 @@ def _remove_cached(path: Path) -> None:
     blob.unlink(missing_ok=True)
 
 
-def _remove_partial_downloads(repo_id: str) -> None:
-    blobs = cache_dir() / f"models--{repo_id.replace('/', '--')}" / "blobs"
-    for partial in blobs.glob("*.incomplete") if blobs.is_dir() else ():
-        partial.unlink(missing_ok=True)
-
-
 def fetch(entry: ModelEntry, key: str) -> Path:
     """The released file ``key`` of ``entry`` from the cache, else from the Hub; verified before it is returned."""
     record = _file_record(entry, key)
@@ -84,28 +79,36 @@ def fetch(entry: ModelEntry, key: str) -> Path:
     if not weights.revision:
         raise FashionZooError(f"{record.filename} of {entry.name!r} is not published on the Hub yet (no pinned "
                               "revision in the registry) and is not shipped in this package")  # fmt: skip
+    where = f"{weights.repo_id}/{record.filename}"
     try:
         path = huggingface_hub.hf_hub_download(
             weights.repo_id, record.filename, revision=weights.revision, cache_dir=cache_dir(),
             endpoint=os.environ.get("HF_ENDPOINT") or None, local_files_only=_offline(),
         )  # fmt: skip
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as error:
-        if isinstance(error, LocalEntryNotFoundError):
+        cause = error.__cause__
+        if isinstance(error, LocalEntryNotFoundError) and isinstance(cause, HfHubHTTPError) and cause.response:
+            reason = f"the Hub answered HTTP {cause.response.status_code}; try again later"
+        elif isinstance(error, LocalEntryNotFoundError):
             reason = ("offline mode is on (HF_HUB_OFFLINE) and it is not in the cache; run 'fashionzoo download "
                       f"{entry.name}' while online" if _offline() else
                       "the Hub could not be reached and it is not in the cache; check the network or HF_ENDPOINT")
         else:
             reason = f"the Hub has no such file at revision {weights.revision[:12]} (HTTP 404)"
-        raise FashionZooError(f"{weights.repo_id}/{record.filename}: {reason}") from None
+        raise FashionZooError(f"{where}: {reason}") from None
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else "?"
-        raise FashionZooError(f"{weights.repo_id}/{record.filename}: the Hub answered HTTP {status}; try again "
-                              "later") from None  # fmt: skip
+        raise FashionZooError(f"{where}: the Hub answered HTTP {status}; try again later") from None
+    except httpx2.HTTPError as error:
+        raise FashionZooError(f"{where}: the download was interrupted ({type(error).__name__}); run the command "
+                              "again") from None  # fmt: skip
     except OSError as error:
-        raise FashionZooError(f"{cache_dir()}: could not write {record.filename} ({error.strerror or error}); "
+        if error.errno is None:  # huggingface_hub's own consistency checks (size mismatch after download)
+            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise FashionZooError(f"{where}: the download was incomplete or inconsistent ({first_line}); run the "
+                                  "command again") from None  # fmt: skip
+        raise FashionZooError(f"{cache_dir()}: could not write {record.filename} ({error.strerror}); "
                               "free some disk space or set FASHIONZOO_HOME") from None  # fmt: skip
-    finally:
-        _remove_partial_downloads(weights.repo_id)
     return verify(Path(path), record, remove_on_mismatch=True)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -53,6 +54,12 @@ def providers_for(device: str) -> list[str]:
     return [_CPU]
 
 
+def _ort_reason(error: Exception) -> str:
+    """The useful part of an onnxruntime load error: no status prefix, file name or C++ source location."""
+    text = " ".join(str(error).split()).split(" failed:", 1)[-1]
+    return re.sub(r"^\S+:\d+ \S+\(.*?\) ", "", text)[:200]
+
+
 def _session(path: Path, device: str, intra_op_threads: int | None, inter_op_threads: int | None
              ) -> ort.InferenceSession:  # fmt: skip
     """One session per file version, device and thread setting, created on first use and then shared."""
@@ -71,8 +78,7 @@ def _session(path: Path, device: str, intra_op_threads: int | None, inter_op_thr
         try:
             session = ort.InferenceSession(os.fspath(path), sess_options=options, providers=providers)
         except Exception as error:  # onnxruntime raises its own pybind exception types (InvalidProtobuf, Fail...)
-            reason = " ".join(str(error).split())[:200]
-            raise FashionZooError(f"{path}: not a usable ONNX model ({reason})") from None
+            raise FashionZooError(f"{path}: not a usable ONNX model ({_ort_reason(error)})") from None
         if device == "cuda" and _CUDA in providers and _CUDA not in session.get_providers():
             print("fashionzoo: CUDA requested but the CUDA execution provider failed to start (check the CUDA and "
                   "cuDNN libraries); using CPU", file=sys.stderr)  # fmt: skip

@@ -1,0 +1,126 @@
+"""ONNX export: parity with Keras on the shared test images, metadata, dynamic batch, atomic refusal, --opset."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import fashionzoo
+from fashionzoo import FashionZooError
+from fashionzoo._files import sha256_file
+from fashionzoo.cli import main
+from fashionzoo.preprocessing import to_model_input
+from fashionzoo.registry import FASHION_CLASSES, get_entry
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+
+@dataclasses.dataclass
+class Exported:
+    path: Path
+    weights: Path
+    model: object  # the Keras model whose weights were saved
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Exported]:
+    """A randomly initialised LeNet-5 (seeded), its weights and run metrics.json, exported once for the module."""
+    import keras
+
+    from fashionzoo.export import export_onnx
+
+    folder = tmp_path_factory.mktemp("export")
+    keras.utils.set_random_seed(7)
+    model = fashionzoo.build("lenet5")
+    weights = folder / "lenet5.weights.h5"
+    model.save_weights(weights)
+    (folder / "metrics.json").write_text(json.dumps({"weights_file": weights.name, "test": {"accuracy": 0.1234}}))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FASHIONZOO_DATA_DIR", str(shared_data))
+        patch.setenv("FASHIONZOO_HOME", str(folder / "home"))
+        yield Exported(export_onnx("lenet5", folder / "lenet5.onnx", weights=weights), weights, model)
+
+
+@pytest.fixture
+def _data_env(monkeypatch: pytest.MonkeyPatch, shared_data: Path, tmp_path: Path) -> None:
+    monkeypatch.setenv("FASHIONZOO_DATA_DIR", str(shared_data))
+    monkeypatch.setenv("FASHIONZOO_HOME", str(tmp_path / "home"))
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def test_export_records_metadata_and_parity(exported: Exported) -> None:
+    meta = _metadata(exported.path)
+    assert meta["fashionzoo.model"] == "lenet5"
+    assert meta["fashionzoo.version"] == fashionzoo.__version__
+    assert json.loads(meta["fashionzoo.classes"]) == list(FASHION_CLASSES)
+    assert json.loads(meta["fashionzoo.input"]) == {"layout": "NHWC", "height": 28, "width": 28, "channels": 1,
+                                                    "scale": 1 / 255, "background": "dark"}  # fmt: skip
+    assert json.loads(meta["fashionzoo.input"]) == dataclasses.asdict(get_entry("lenet5").preprocessing)
+    assert "divided by 255" in meta["fashionzoo.preprocessing"]
+    assert meta["fashionzoo.test_accuracy"] == "0.1234"  # from the run's metrics.json beside the weights
+    assert meta["fashionzoo.weights_sha256"] == sha256_file(exported.weights)
+    assert 0.0 <= float(meta["fashionzoo.parity_max_abs_diff"]) <= 1e-5
+
+
+def test_exported_graph_is_valid_with_named_io(exported: Exported) -> None:
+    model = onnx.load(str(exported.path))
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["image"]
+    assert [o.name for o in model.graph.output] == ["probabilities"]
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [28, 28, 1]
+    assert next(o.version for o in model.opset_import if o.domain == "") == 17
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_dynamic_batch_matches_keras(exported: Exported, batch: int) -> None:
+    images = np.random.default_rng(batch).integers(0, 256, (batch, 28, 28), dtype=np.uint8)
+    x = to_model_input(images)
+    session = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
+    (probs,) = session.run(["probabilities"], {"image": x})
+    assert probs.shape == (batch, 10)
+    np.testing.assert_allclose(probs, np.asarray(exported.model(x, training=False)), atol=1e-5, rtol=0)
+
+
+@pytest.mark.usefixtures("_data_env")
+def test_failed_parity_writes_nothing(exported: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fashionzoo import export
+
+    real = export._onnx_probs
+    monkeypatch.setattr(export, "_onnx_probs", lambda proto, x: real(proto, x) + 1e-4)
+    out = tmp_path / "out" / "bad.onnx"
+    with pytest.raises(FashionZooError, match=r"does not match Keras on 3000 test images.*nothing written"):
+        export.export_onnx("lenet5", out, weights=exported.weights, model=exported.model)
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+@pytest.mark.usefixtures("_data_env")
+def test_cli_export_honours_opset_and_default_path(exported: Exported, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["export", "lenet", "--weights", str(exported.weights), "--opset", "13"])
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "lenet5.onnx"
+    assert result.stdout.startswith("lenet5.onnx: opset 13, max abs difference from Keras ")
+    model = onnx.load(str(written))
+    assert next(o.version for o in model.opset_import if o.domain == "") == 13
+    assert float(_metadata(written)["fashionzoo.parity_max_abs_diff"]) <= 1e-5
+
+
+def test_cli_export_missing_weights_is_a_one_line_error(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.weights.h5"
+    out = tmp_path / "x.onnx"
+    result = CliRunner().invoke(main, ["export", "lenet5", "--weights", str(missing), "--out", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr == f"fashionzoo: error: {missing}: no such file (pass the path of a weights file)\n"
+    assert not out.exists()

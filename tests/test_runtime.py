@@ -1,0 +1,230 @@
+"""ONNX Runtime inference: Keras parity, session reuse, CUDA fallback, refusal of foreign graphs, no TensorFlow,
+and the ``predict`` command on good and bad files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import IDX_NAMES, build_idx, fake_split
+from PIL import Image
+
+import fashionzoo
+from fashionzoo import FashionZooError
+from fashionzoo.cli import main
+from fashionzoo.preprocessing import to_model_input
+from fashionzoo.registry import FASHION_CLASSES
+from fashionzoo.runtime import Classifier, Failure, classify_files, providers_for
+
+ort = pytest.importorskip("onnxruntime")
+PREDICTION = re.compile(r"^(?P<file>.+): (?P<label>[^(]+) \((?P<p>[01]\.\d\d)\)(?P<rest>(, [^,]+ [01]\.\d\d)*)$")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
+    """(ONNX file, weights, Keras model) of a seeded random LeNet-5, checked on 64 random images (no shared data)."""
+    import keras
+
+    from fashionzoo.export import export_onnx
+
+    folder = tmp_path_factory.mktemp("runtime")
+    data = folder / "data"
+    data.mkdir()
+    for name, array in zip(IDX_NAMES["test"], fake_split(64, seed=3), strict=True):
+        (data / name.removesuffix(".gz")).write_bytes(build_idx(array))
+    keras.utils.set_random_seed(11)
+    model = fashionzoo.build("lenet5")
+    weights = folder / "lenet5.weights.h5"
+    model.save_weights(weights)
+    return export_onnx("lenet5", folder / "lenet5.onnx", weights=weights, data_dir=data), weights, model
+
+
+@pytest.fixture
+def images_dir(tmp_path: Path) -> Path:
+    """Three dark-background 28x28 PNGs (passed through preprocessing unchanged)."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(fake_split(3, seed=9)[0]):
+        image[0, :] = image[-1, :] = image[:, 0] = image[:, -1] = 0  # dark border: kept as is
+        Image.fromarray(image).save(folder / f"img{i}.png")
+    (folder / "notes.txt").write_text("not an image, and skipped: wrong extension")
+    return folder
+
+
+def test_classifier_matches_keras(exported: tuple[Path, Path, object]) -> None:
+    path, _, model = exported
+    clf = Classifier(onnx_path=path)
+    assert clf.classes == FASHION_CLASSES and clf.name == "lenet5"
+    images = fake_split(50, seed=5)[0]
+    probs = clf.predict_probs(images, batch_size=16)
+    assert probs.shape == (50, 10) and probs.dtype == np.float32
+    expected = np.asarray(model(to_model_input(images), training=False))
+    np.testing.assert_allclose(probs, expected, atol=1e-5, rtol=0)
+    assert clf.predict_probs(images[0]).shape == (1, 10)
+    assert clf.predict_probs(images[:0]).shape == (0, 10)
+    with pytest.raises(FashionZooError, match="expected uint8 images"):
+        clf.predict_probs(images.astype(np.float32) / 255)
+
+
+def test_sessions_are_shared(exported: tuple[Path, Path, object]) -> None:
+    path = exported[0]
+    first = Classifier.from_pretrained("lenet5", onnx_path=path)
+    second = Classifier.from_pretrained("lenet5", onnx_path=str(path))
+    assert first is not second and first.session is second.session
+    assert Classifier(path, intra_op_threads=1).session is not first.session
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA is available here")
+def test_cuda_request_falls_back_to_cpu(exported: tuple[Path, Path, object], capsys: pytest.CaptureFixture) -> None:
+    assert providers_for("cuda") == ["CPUExecutionProvider"]
+    assert capsys.readouterr().err == ("fashionzoo: CUDA requested but onnxruntime has no CUDAExecutionProvider "
+                                       "(pip install onnxruntime-gpu); using CPU\n")  # fmt: skip
+    assert providers_for("auto") == providers_for("cpu") == ["CPUExecutionProvider"]
+    assert capsys.readouterr().err == ""
+    clf = Classifier(exported[0], device="cuda", inter_op_threads=1)
+    assert clf.session.get_providers() == ["CPUExecutionProvider"]
+    with pytest.raises(FashionZooError, match="unknown device 'tpu'"):
+        providers_for("tpu")
+
+
+def _identity_onnx(path: Path, shape: list) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "flat",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+@pytest.mark.parametrize("shape", [["N", 784], ["N", 1, 28, 28], [1, 28, 28, 1]], ids=["flat", "nchw", "fixed"])
+def test_foreign_graphs_are_refused(tmp_path: Path, shape: list) -> None:
+    path = _identity_onnx(tmp_path / "other.onnx", shape)
+    with pytest.raises(FashionZooError, match=re.escape(f"{path}: not a fashionzoo image model (input x")):
+        Classifier(path)
+
+
+def test_not_an_onnx_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "junk.onnx"
+    path.write_bytes(b"\x00not a protobuf" * 10)
+    with pytest.raises(FashionZooError, match=re.escape(f"{path}: not a usable ONNX model (Protobuf parsing failed.)")):
+        Classifier(path)
+    with pytest.raises(FashionZooError, match="no such ONNX file"):
+        Classifier(tmp_path / "missing.onnx")
+
+
+def test_classify_streams_in_order_with_failures(images_dir: Path) -> None:
+    files = sorted(str(p) for p in images_dir.glob("*.png"))
+    calls: list[int] = []
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        return np.tile(np.linspace(0.0, 0.9, 10, dtype=np.float32), (len(batch), 1))
+
+    items = [files[0], "missing.png", Failure("x*", "x*: no file matches this pattern"), files[1], files[2]]
+    results = list(classify_files(items, predict, FASHION_CLASSES, top_k=2, batch_size=2))
+    assert calls == [2, 1]
+    assert [r.file for r in results] == [files[0], "missing.png", "x*", files[1], files[2]]
+    assert isinstance(results[1], Failure) and results[1].error == "missing.png: no such file (check the path)"
+    assert results[0].as_dict() == {"file": files[0], "label": "Ankle boot", "class_id": 9, "probability": 0.9,
+                                    "top_k": [{"label": "Ankle boot", "probability": 0.9},
+                                              {"label": "Bag", "probability": 0.8}]}  # fmt: skip
+
+
+def test_runtime_import_pulls_no_tensorflow() -> None:
+    code = ("import sys, fashionzoo, fashionzoo.runtime, fashionzoo.cli; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx')); "
+            "assert not bad, bad")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_predict_onnx_backend_pulls_no_tensorflow(exported: tuple[Path, Path, object], images_dir: Path) -> None:
+    args = ["predict", "--onnx", str(exported[0]), "--model", "lenet5", "--json", str(images_dir / "img0.png")]
+    code = ("import sys; from fashionzoo.cli import main; "
+            f"main({args!r}, standalone_mode=False); "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx')); "
+            "assert not bad, bad")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["file"] == str(images_dir / "img0.png")
+
+
+def test_predict_json_dir_and_glob(exported: tuple[Path, Path, object], images_dir: Path) -> None:
+    pattern = str(images_dir / "img[12].png")
+    result = CliRunner().invoke(main, ["predict", "--onnx", str(exported[0]), "--model", "lenet5", "--json",
+                                       "--top-k", "3", "--batch-size", "2", str(images_dir), pattern])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    names = ["img0.png", "img1.png", "img2.png", "img1.png", "img2.png"]
+    assert [Path(row["file"]).name for row in rows] == names
+    probs = Classifier(exported[0]).predict_probs(np.stack([np.asarray(Image.open(images_dir / n)) for n in names]))
+    for row, expected in zip(rows, probs, strict=True):
+        assert set(row) == {"file", "label", "class_id", "probability", "top_k"}
+        assert row["class_id"] == int(expected.argmax()) and row["label"] == FASHION_CLASSES[row["class_id"]]
+        assert [t["label"] for t in row["top_k"]][0] == row["label"] and len(row["top_k"]) == 3
+        top = [t["probability"] for t in row["top_k"]]
+        assert top == sorted(top, reverse=True) and top[0] == row["probability"]
+        assert abs(row["probability"] - float(expected.max())) < 1e-5
+
+
+def test_predict_human_output_and_keras_backend_agree(exported: tuple[Path, Path, object], images_dir: Path) -> None:
+    path, weights, _ = exported
+    common = ["predict", "--model", "lenet5", "--top-k", "2", str(images_dir)]
+    onnx_run = CliRunner().invoke(main, [*common, "--onnx", str(path)])
+    keras_run = CliRunner().invoke(main, [*common, "--backend", "keras", "--weights", str(weights)])
+    assert onnx_run.exit_code == keras_run.exit_code == 0, onnx_run.output + keras_run.output
+    lines = onnx_run.stdout.splitlines()
+    assert len(lines) == 3 and all(PREDICTION.match(line) for line in lines), lines
+    assert all(PREDICTION.match(line)["rest"].count(",") == 1 for line in lines)
+    assert [line.split(" (")[0] for line in keras_run.stdout.splitlines()] == [line.split(" (")[0] for line in lines]
+    mixed = CliRunner().invoke(main, [*common, "--onnx", str(path), "--backend", "keras"])
+    assert mixed.exit_code == 1 and mixed.stderr.startswith("fashionzoo: error: --onnx is for --backend onnx")
+
+
+def test_predict_bad_inputs_fail_one_line_each(exported: tuple[Path, Path, object], images_dir: Path,
+                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    good = images_dir / "img0.png"
+    (bad / "notimage.png").write_text("plain text, not a PNG")
+    (bad / "empty.png").write_bytes(b"")
+    data = good.read_bytes()
+    (bad / "truncated.png").write_bytes(data[: len(data) // 2])
+    Image.new("1", (8000, 6000)).save(bad / "bomb.png")  # 48 megapixels: over the limit, tiny file
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path: os.PathLike | str = ".") -> object:  # root ignores permissions: refuse the listing here
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    inputs = [str(good), str(tmp_path / "missing.png"), *(str(bad / n) for n in
+              ("notimage.png", "empty.png", "truncated.png", "bomb.png")), str(locked), str(images_dir / "img1.png"),
+              str(tmp_path / "nothing*.png")]  # fmt: skip
+    result = CliRunner().invoke(main, ["predict", "--onnx", str(exported[0]), "--model", "lenet5", *inputs])
+    assert result.exit_code == 1
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == [str(good), str(images_dir / "img1.png")]
+    errors = result.stderr.splitlines()
+    expected = {
+        "missing.png": "no such file",
+        "notimage.png": "not an image",
+        "empty.png": "empty (0 bytes)",
+        "truncated.png": "truncated or corrupt",
+        "bomb.png": "decompression bomb",
+        "locked": "permission denied",
+        "nothing*.png": "no file matches",
+    }
+    assert len(errors) == len(expected), errors
+    for line, (name, reason) in zip(errors, expected.items(), strict=True):
+        assert line.startswith("fashionzoo: error: ") and name in line and reason in line, line
