@@ -157,6 +157,40 @@ def eval_command(name: str, weights: str | None, dataset: str, data_dir: str | N
             click.echo(f"  {pair['true']} -> {pair['predicted']}: {pair['count']}")
 
 
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_models", is_flag=True, help="Every model with released weights.")
+@_user_errors
+def download(names: tuple[str, ...], all_models: bool) -> None:
+    """Pre-fetch released files (weights and ONNX) into the cache, verified by SHA-256."""
+    from fashionzoo import hub
+
+    if not names and not all_models:
+        raise FashionZooError("name a model, or pass --all")
+    entries = [e for e in REGISTRY.values() if e.weights] if all_models else [get_entry(n) for n in names]
+    for entry in entries:
+        for key in ("weights", "onnx"):
+            if entry.weights and key in entry.weights.files:
+                click.echo(f"{entry.name} {key}: {hub.resolve(entry, key)}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--repo-id", required=True, help="Hub repo to upload to, e.g. fashionzoo/cnn.")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), help="Run folder (default: runs/NAME).")
+@click.option("--revision", help="Branch to commit to (default: the repo's main branch).")
+@click.option("--token", envvar="HF_TOKEN", help="Hub token (default: $HF_TOKEN or the saved login).")
+@_user_errors
+def push(name: str, repo_id: str, run_dir: str | None, revision: str | None, token: str | None) -> None:
+    """Upload a trained run (weights, ONNX, card, metrics) to the Hub; prints the commit hash to pin."""
+    from fashionzoo import hub
+
+    entry = get_entry(name)
+    commit = hub.push(Path(run_dir or Path("runs") / entry.name), repo_id, revision=revision, token=token)
+    click.echo(f"{entry.name}: uploaded to {repo_id} at commit {commit}; pin it with "
+               f"'python scripts/release.py {entry.name} --published {entry.name}={commit}'")  # fmt: skip
 @main.command()
 @click.argument("name")
 @click.option("--out", type=click.Path(dir_okay=False), help="ONNX file to write (default: NAME.onnx here).")

@@ -47,8 +47,9 @@ def _to_onnx(model: keras.Model, entry: ModelEntry, opset: int) -> onnx.ModelPro
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
     except Exception as error:  # tf2onnx raises bare ValueError/RuntimeError/AssertionError on unsupported graphs
         reason = " ".join(str(error).split())[:200] or type(error).__name__
-        raise FashionZooError(f"model {entry.name!r}: tf2onnx could not convert it at opset {opset} ({reason})") \
-            from None
+        raise FashionZooError(
+            f"model {entry.name!r}: tf2onnx could not convert it at opset {opset} ({reason})"
+        ) from None
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     return proto

@@ -1,0 +1,78 @@
+"""Released checkpoints: records are well formed, shipped files verify, and accuracy holds on the shared test file."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fashionzoo
+from fashionzoo import hub
+from fashionzoo.registry import REGISTRY, get_entry
+
+RELEASED = [name for name, entry in REGISTRY.items() if entry.weights is not None]
+
+
+def test_default_model_ships_inside_the_package() -> None:
+    entry = get_entry(fashionzoo.DEFAULT_MODEL)
+    assert entry.weights is not None and {"weights", "onnx"} <= set(entry.weights.shipped)
+
+
+@pytest.mark.parametrize("name", RELEASED)
+def test_weights_record_is_pinned_and_verifiable(name: str) -> None:
+    record = get_entry(name).weights
+    assert record.revision is None or re.fullmatch(r"[0-9a-f]{40}", record.revision), "pin a commit, not a branch"
+    assert record.repo_id == f"fashionzoo/{name}"
+    for key, file in record.files.items():
+        assert re.fullmatch(r"[0-9a-f]{64}", file.sha256) and file.size > 0
+        assert "/" not in file.filename and "\\" not in file.filename and not file.filename.startswith(".")
+        if key in record.shipped:
+            assert hub.verify(hub.shipped_dir() / file.filename, file)
+
+
+@pytest.mark.parametrize("name", RELEASED)
+def test_shipped_checkpoint_keeps_its_recorded_accuracy(name: str, shared_data: Path) -> None:
+    from fashionzoo.evaluation import evaluate
+
+    entry = get_entry(name)
+    result = evaluate(name, data_dir=shared_data)
+    assert result["n"] == entry.weights.metrics["n"]
+    assert result["accuracy"] >= entry.weights.metrics["accuracy"] - 0.003
+    if entry.target_accuracy is not None:
+        assert result["accuracy"] >= entry.target_accuracy, f"{name} is below its reference figure"
+
+
+@pytest.mark.parametrize("name", RELEASED)
+def test_shipped_onnx_matches_keras(name: str, shared_data: Path) -> None:
+    from fashionzoo.data import load_split
+    from fashionzoo.models import predict_probs
+    from fashionzoo.runtime import Classifier
+
+    images = load_split("test", data_dir=shared_data).images
+    keras_probs = predict_probs(fashionzoo.load(name), images)
+    onnx_probs = Classifier.from_pretrained(name).predict_probs(images)
+    assert np.abs(keras_probs - onnx_probs).max() <= 1e-5
+    assert (keras_probs.argmax(1) == onnx_probs.argmax(1)).all()
+
+
+def test_load_default_offline_in_a_fresh_process(tmp_path: Path, shared_data: Path) -> None:
+    code = (
+        "import fashionzoo, numpy as np\n"
+        "from fashionzoo.data import load_split\n"
+        "from fashionzoo.models import predict_probs\n"
+        "m = fashionzoo.load('cnn')\n"
+        "t = load_split('test')\n"
+        "print((predict_probs(m, t.images).argmax(1) == t.labels).mean())\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "FASHIONZOO_HOME": str(tmp_path),
+           "FASHIONZOO_DATA_DIR": str(shared_data)}  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    accuracy = float(result.stdout.strip().splitlines()[-1])
+    assert abs(accuracy - get_entry("cnn").weights.metrics["accuracy"]) < 1e-9
+    assert not any((tmp_path / "hub").glob("**/*.h5"))  # served from the package, not downloaded
