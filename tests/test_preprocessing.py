@@ -16,10 +16,9 @@ from PIL import Image
 
 from fashionzoo import preprocessing as pp
 from fashionzoo._files import FashionZooError
+from fashionzoo.photos import as_photo, cut_out, save_variants
 
 SIZE = pp.SIZE
-TINT = np.array([1.2, 0.9, (1 - 0.299 * 1.2 - 0.587 * 0.9) / 0.114])
-"""Per-channel darkening of a coloured garment whose luma equals the gray value (so the round trip is fair)."""
 
 
 def synthetic_garment() -> np.ndarray:
@@ -47,25 +46,6 @@ def real_test_images(count: int = 6) -> list[np.ndarray]:
 
 
 GARMENTS = [synthetic_garment(), *real_test_images()]
-
-
-def as_photo(garment: np.ndarray, scale: float, margins: tuple[int, int, int, int]) -> Image.Image:
-    """A product-photo-like RGB image: the garment negated onto white, tinted, upscaled, with uneven margins."""
-    rgb = np.clip(255.0 - garment[..., np.newaxis] * TINT, 0, 255).astype(np.uint8)
-    side = round(SIZE * scale)
-    item = Image.fromarray(rgb).resize((side, side), Image.Resampling.BICUBIC)
-    left, right, top, bottom = margins
-    photo = Image.new("RGB", (side + left + right, side + top + bottom), (255, 255, 255))
-    photo.paste(item, (left, top))
-    return photo
-
-
-def cut_out(photo: Image.Image) -> Image.Image:
-    """The photo as RGBA with a transparent background whose hidden colour is black (a common cut-out export)."""
-    rgb = np.asarray(photo)
-    alpha = np.clip((255 - rgb.min(axis=2).astype(int)) * 8, 0, 255).astype(np.uint8)
-    rgb = np.where(alpha[..., np.newaxis] > 0, rgb, 0).astype(np.uint8)
-    return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
 
 
 def assert_fashion_style(result: np.ndarray) -> None:
@@ -232,15 +212,6 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert heights[-3:].min() > heights[:3].max() + 3  # the head is on the right
 
 
-def photo_variants(photo: Image.Image, tmp_path: Path, stem: str) -> list[Path]:
-    """The photo saved as PNG, JPEG and transparent PNG."""
-    paths = [tmp_path / f"{stem}.png", tmp_path / f"{stem}.jpg", tmp_path / f"{stem}_cutout.png"]
-    photo.save(paths[0])
-    photo.save(paths[1], quality=90)
-    cut_out(photo).save(paths[2])
-    return paths
-
-
 @pytest.mark.parametrize("index", range(len(GARMENTS)))
 def test_photo_style_round_trip(tmp_path: Path, index: int) -> None:
     """A garment made into a photo (PNG, JPEG, transparent PNG) comes back close to the original.
@@ -253,7 +224,7 @@ def test_photo_style_round_trip(tmp_path: Path, index: int) -> None:
     garment = GARMENTS[index]
     rng = np.random.default_rng(index)
     photo = as_photo(garment, rng.uniform(6, 20), tuple(rng.integers(5, 200, 4)))
-    results = [pp.preprocess_file(path).astype(float) for path in photo_variants(photo, tmp_path, f"item{index}")]
+    results = [pp.preprocess_file(path).astype(float) for path in save_variants(photo, tmp_path, f"item{index}")]
     for result, kind in zip(results, ("PNG", "JPEG", "transparent PNG"), strict=True):
         difference = np.abs(result - garment).mean()
         correlation = np.corrcoef(result.ravel(), garment.ravel())[0, 1]

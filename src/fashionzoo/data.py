@@ -19,6 +19,7 @@ import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -26,6 +27,8 @@ from fashionzoo._files import FashionZooError, atomic_path, home_dir, sha256_fil
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
+MAX_IDX_BYTES = 1 << 30
+"""Largest IDX file :func:`read_idx` accepts (header + data); Fashion-MNIST's biggest is 47 MB."""
 SPLIT_SEED = 20170825  # fixed: every model sees the same validation split, whatever its training seed
 
 
@@ -161,29 +164,59 @@ def _locate(spec: DatasetSpec, role: str, data_dir: str | os.PathLike | None) ->
     raise FashionZooError(errors[-1])
 
 
+def _read_up_to(handle: IO[bytes], size: int) -> bytes:
+    """At most ``size`` bytes from ``handle``, read in chunks: memory follows the data actually there, not ``size``."""
+    chunks, remaining = [], size
+    while remaining > 0:
+        chunk = handle.read(min(remaining, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
 def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
-    """Read an IDX file (gzip or raw) with the expected magic number into a uint8 array."""
+    """Read an IDX file (gzip or raw) with the expected magic number into a uint8 array.
+
+    The header is checked before the data is read: a file whose header declares more than :data:`MAX_IDX_BYTES`
+    is refused, and no more than the declared size (plus one byte, to detect padding) is ever decompressed,
+    so a small gzip bomb cannot fill the memory.
+    """
     path = Path(path)
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as handle:
-            raw = handle.read()
+            head = _read_up_to(handle, 8)
+            if len(head) < 8:
+                raise FashionZooError(f"{path}: truncated IDX file ({len(head)} bytes); delete it and download it "
+                                      "again")  # fmt: skip
+            found_magic = int.from_bytes(head[:4], "big")
+            if found_magic != magic:
+                kind = "images" if magic == IMAGES_MAGIC else "labels"
+                raise FashionZooError(f"{path}: not an IDX {kind} file (magic {found_magic}, expected {magic})")
+            ndim = head[3]
+            header = 4 + 4 * ndim
+            head += _read_up_to(handle, header - len(head))
+            if len(head) < header:
+                raise FashionZooError(f"{path}: truncated IDX file ({len(head)} bytes, its header alone needs "
+                                      f"{header}); delete it and download it again")  # fmt: skip
+            shape = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+            expected = header + math.prod(shape)
+            if expected > MAX_IDX_BYTES:
+                raise FashionZooError(f"{path}: the IDX header declares {' x '.join(map(str, shape))} bytes of data, "
+                                      f"over the {MAX_IDX_BYTES >> 20} MiB limit; not an IDX file of this package")
+            body = _read_up_to(handle, expected - header + 1)
     except (OSError, EOFError, zlib.error) as error:
-        raise FashionZooError(f"{path}: unreadable or corrupt ({error}); delete it and download it again") from None
-    if len(raw) < 8:
-        raise FashionZooError(f"{path}: truncated IDX file ({len(raw)} bytes); delete it and download it again")
-    found_magic = int.from_bytes(raw[:4], "big")
-    if found_magic != magic:
-        kind = "images" if magic == IMAGES_MAGIC else "labels"
-        raise FashionZooError(f"{path}: not an IDX {kind} file (magic {found_magic}, expected {magic})")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + math.prod(shape)
-    if len(raw) != expected:
-        raise FashionZooError(f"{path}: truncated or padded IDX file ({len(raw)} bytes, header says {expected}); "
-                              "delete it and download it again")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+        detail = " ".join(str(error).split()) or type(error).__name__
+        raise FashionZooError(f"{path}: unreadable or corrupt ({detail}); delete it and download it again") from None
+    if len(body) > expected - header:
+        raise FashionZooError(f"{path}: padded IDX file (more than the {expected} bytes its header says); "
+                              "delete it and download it again")  # fmt: skip
+    if len(body) < expected - header:
+        raise FashionZooError(f"{path}: truncated IDX file ({header + len(body)} bytes, header says {expected}); "
+                              "delete it and download it again")  # fmt: skip
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
 def load_split(split: str, dataset: str = "fashion-mnist", data_dir: str | os.PathLike | None = None) -> Split:

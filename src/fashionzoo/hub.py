@@ -23,7 +23,7 @@ from huggingface_hub.errors import (
 )
 
 from fashionzoo._files import FashionZooError, home_dir, sha256_file
-from fashionzoo.registry import FileRecord, ModelEntry
+from fashionzoo.registry import FileRecord, ModelEntry, is_safe_filename
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -48,7 +48,11 @@ def _file_record(entry: ModelEntry, key: str) -> FileRecord:
         hint = (" It needs ImageNet backbone weights: train it with --backbone-weights PATH."
                 if entry.needs_backbone_weights else f" Train it with 'fashionzoo train {entry.name}'.")  # fmt: skip
         raise FashionZooError(f"model {entry.name!r} has no {kind} yet.{hint}")
-    return entry.weights.files[key]
+    record = entry.weights.files[key]
+    if not is_safe_filename(record.filename):  # FileRecord refuses these; this guards records built around it
+        raise FashionZooError(f"{record.filename!r}: the registry names a released file outside its folder; "
+                              "reinstall fashionzoo")  # fmt: skip
+    return record
 
 
 def verify(path: Path, record: FileRecord, remove_on_mismatch: bool = False) -> Path:

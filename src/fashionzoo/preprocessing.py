@@ -34,6 +34,8 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 """ITU-R 601-2 luma weights, the ones Pillow's ``convert("L")`` uses."""
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _GRAY_16_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+_BLOCK_PIXELS = 1 << 20
+"""Pixels converted at a time from 16/32-bit to 8-bit: converting a whole 40-megapixel image at once took ~1 GB."""
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
@@ -110,21 +112,27 @@ def _scale_to_8bit(values: np.ndarray, mode: str) -> np.ndarray:
 
     16-bit modes are divided by 257 (65535 -> 255). For ``I`` and ``F`` the actual range decides: values in
     [0, 1] (float) are scaled by 255, values in [0, 255] are kept, values in [0, 65535] are divided by 257 and
-    anything else is stretched from its minimum to its maximum.
+    anything else is stretched from its minimum to its maximum. The pixels are converted in blocks of rows
+    (:data:`_BLOCK_PIXELS`), so the float64 temporaries stay small whatever the image size.
     """
-    data = values.astype(np.float64)
-    low, high = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
-    if mode in _GRAY_16_MODES:
-        data = data / 257.0
-    elif mode == "F" and low >= 0.0 and high <= 1.0:
-        data = data * 255.0
-    elif low >= 0.0 and high <= 255.0:
-        pass
-    elif low >= 0.0 and high <= 65535.0:
-        data = data / 257.0
-    else:
-        data = (data - low) * (255.0 / (high - low)) if high > low else np.zeros_like(data)
-    return np.clip(np.rint(np.nan_to_num(data)), 0, 255).astype(np.uint8)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    out = np.empty(values.shape, dtype=np.uint8)
+    width = values.shape[1] if values.ndim > 1 else 1
+    step = max(1, _BLOCK_PIXELS // max(width, 1))
+    for start in range(0, len(values), step):
+        data = values[start : start + step].astype(np.float64)
+        if mode in _GRAY_16_MODES:
+            data = data / 257.0
+        elif mode == "F" and low >= 0.0 and high <= 1.0:
+            data = data * 255.0
+        elif low >= 0.0 and high <= 255.0:
+            pass
+        elif low >= 0.0 and high <= 65535.0:
+            data = data / 257.0
+        else:
+            data = (data - low) * (255.0 / (high - low)) if high > low else np.zeros_like(data)
+        out[start : start + step] = np.clip(np.rint(np.nan_to_num(data)), 0, 255).astype(np.uint8)
+    return out
 
 
 def _channels(img: Image.Image) -> np.ndarray:

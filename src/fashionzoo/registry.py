@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -58,13 +59,39 @@ class Recipe:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
+_SAFE_FILENAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def is_safe_filename(name: object) -> bool:
+    """Whether ``name`` is a plain file name that stays inside the folder it is joined to.
+
+    Only letters, digits and ``_ . + -`` are allowed, and not as a leading dot: no path separator (``/``, ``\\``),
+    no ``..``, no absolute or drive path (``C:``), no hidden file, no control character.
+    """
+    return isinstance(name, str) and _SAFE_FILENAME.fullmatch(name) is not None and ".." not in name
+
+
 @dataclass(frozen=True)
 class FileRecord:
-    """One released file: its name in the Hub repo, SHA-256 and size in bytes."""
+    """One released file: its name in the Hub repo, SHA-256 and size in bytes.
+
+    Checked when created (``weights.json`` is read at import): the name must be a plain file name
+    (:func:`is_safe_filename`), so that joining it to the cache or shipped folder cannot leave that folder.
+    """
 
     filename: str
     sha256: str
     size: int
+
+    def __post_init__(self) -> None:
+        if not is_safe_filename(self.filename):
+            raise ValueError(f"released file name {self.filename!r} is not a plain file name (no path separators, "
+                             "'..', absolute paths or leading dots)")  # fmt: skip
+        if not isinstance(self.sha256, str) or _SHA256.fullmatch(self.sha256) is None:
+            raise ValueError(f"{self.filename}: SHA-256 {self.sha256!r} is not 64 lowercase hex digits")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
+            raise ValueError(f"{self.filename}: size {self.size!r} is not a byte count")
 
 
 @dataclass(frozen=True)

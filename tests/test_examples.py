@@ -1,0 +1,80 @@
+"""The shipped default model on real-looking inputs: example images, photo-style accuracy, embedding examples."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fashionzoo import hub
+from fashionzoo.cli import main
+from fashionzoo.registry import DEFAULT_MODEL, FASHION_CLASSES, get_entry
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT / "examples" / "images"
+EXAMPLES = sorted(IMAGES.glob("*.png"))
+
+
+def expected_label(path: Path) -> str:
+    slug = path.name.rsplit("-", 1)[0].removesuffix("-28x28")
+    return next(c for c in FASHION_CLASSES if c.lower().replace("/", "-").replace(" ", "-") == slug)
+
+
+def default_onnx() -> Path:
+    return hub.resolve(get_entry(DEFAULT_MODEL), "onnx")
+
+
+def test_predict_example_photo_offline_in_a_fresh_process(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "FASHIONZOO_HOME": str(tmp_path)}
+    image = IMAGES / "ankle-boot-photo.png"
+    result = subprocess.run([sys.executable, "-m", "fashionzoo", "predict", str(image)], capture_output=True,
+                            text=True, env=env, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Ankle boot" in result.stdout.splitlines()[0]
+
+
+def test_predict_json_on_every_example() -> None:
+    result = CliRunner().invoke(main, ["predict", str(IMAGES), "--json", "--top-k", "3"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["file"]).name for r in rows] == [p.name for p in EXAMPLES]
+    correct = sum(r["label"] == expected_label(Path(r["file"])) for r in rows)
+    assert correct >= len(rows) - 2, rows  # 20 images; a model at ~92% may miss one or two
+    for row in rows:
+        assert len(row["top_k"]) == 3 and row["top_k"][0]["label"] == row["label"]
+        assert FASHION_CLASSES[row["class_id"]] == row["label"] and 0 < row["probability"] <= 1
+
+
+def test_photo_style_accuracy_stays_within_two_points(tmp_path: Path, shared_data: Path) -> None:
+    from fashionzoo.data import load_split
+    from fashionzoo.photos import FORMATS, photo_accuracy
+    from fashionzoo.runtime import Classifier
+
+    test = load_split("test", data_dir=shared_data).head(300)
+    result = photo_accuracy(Classifier.from_pretrained(DEFAULT_MODEL), test.images, test.labels, tmp_path)
+    for fmt in FORMATS:
+        assert result[fmt] >= result["raw"] - 0.02, result
+
+
+def test_python_embedding_example_reads_labels_from_metadata() -> None:
+    images = [str(IMAGES / "trouser-28x28.png"), str(IMAGES / "bag-28x28.png")]
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "embed_onnx.py"), str(default_onnx()), *images],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["label"] for line in result.stdout.splitlines()] == ["Trouser", "Bag"]
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not (ROOT / "examples/node/node_modules").is_dir(),
+                    reason="Node.js example not installed (cd examples/node && npm ci --ignore-scripts)")  # fmt: skip
+def test_node_embedding_example() -> None:
+    images = [str(IMAGES / "sneaker-28x28.png"), str(IMAGES / "dress-28x28.png")]
+    result = subprocess.run(["node", str(ROOT / "examples/node/classify.mjs"), str(default_onnx()), *images],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["label"] for line in result.stdout.splitlines()] == ["Sneaker", "Dress"]
