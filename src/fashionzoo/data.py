@@ -1,8 +1,9 @@
 """Fashion-MNIST and MNIST in the official IDX format: find, download, verify, read and split.
 
 Reads with numpy only. Data folders are searched in this order: ``data_dir`` argument (``--data-dir``),
-``$FASHIONZOO_DATA_DIR``, then ``$FASHIONZOO_HOME/datasets/<name>``; files missing from the cache
-are downloaded from the official mirrors and verified against the official MD5 sums.
+``$FASHIONZOO_DATA_DIR`` (Fashion-MNIST; ``$FASHIONZOO_MNIST_DIR`` for MNIST), then
+``$FASHIONZOO_HOME/datasets/<name>``; files missing from the cache are downloaded from the official mirrors
+and verified against the official MD5 sums.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class DatasetSpec:
     name: str
     files: dict[str, tuple[str, str]]  # "train-images" -> (file name, official MD5)
     mirrors: tuple[str, ...]
+    env_var: str = "FASHIONZOO_DATA_DIR"  # names a local folder of this data set's files
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -51,6 +53,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "test-labels": ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
         },
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        env_var="FASHIONZOO_DATA_DIR",
     ),
     "mnist": DatasetSpec(
         name="mnist",
@@ -61,6 +64,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "test-labels": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
         },
         mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+        env_var="FASHIONZOO_MNIST_DIR",
     ),
 }
 
@@ -93,12 +97,13 @@ _announced: set[Path] = set()
 
 def data_folder(dataset: str = "fashion-mnist", data_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:
     """The folder to read ``dataset`` from, and whether it is the verified cache (downloads allowed)."""
-    chosen = data_dir or os.environ.get("FASHIONZOO_DATA_DIR")
+    env_var = _dataset(dataset).env_var
+    chosen = data_dir or os.environ.get(env_var)
     if not chosen:
         return home_dir() / "datasets" / dataset, True
     folder = Path(chosen).expanduser()
     if not folder.is_dir():
-        source = "--data-dir" if data_dir else "FASHIONZOO_DATA_DIR"
+        source = "--data-dir" if data_dir else env_var
         raise FashionZooError(f"{folder}: data folder from {source} does not exist (point it at a folder of IDX files)")
     if folder not in _announced:
         _announced.add(folder)
