@@ -39,11 +39,11 @@ def release(name: str, run: Path, previous: dict | None, published: str | None) 
         files["onnx_int8"] = run / f"{name}.int8.onnx"
     for key in ("weights", "onnx", "onnx_int8"):
         if key in files:
-            shutil.copy2(files[key], PACKAGE / "checkpoints" / files[key].name)
+            shutil.copyfile(files[key], PACKAGE / "checkpoints" / files[key].name)
     docs = ROOT / "docs" / "models" / name
     docs.mkdir(parents=True, exist_ok=True)
     for filename in RUN_FILES:
-        shutil.copy2(run / filename, docs / filename)
+        shutil.copyfile(run / filename, docs / filename)
     records = {key: _file_record(path) for key, path in files.items()}
     unchanged = previous and previous["files"] == records
     revision = published or (previous["revision"] if unchanged else None)

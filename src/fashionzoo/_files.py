@@ -13,6 +13,10 @@ from typing import IO
 import platformdirs
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 class FashionZooError(Exception):
     """An error with a one-line message meant for the user (the CLI prints it without a traceback)."""
 
@@ -42,6 +46,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; the final file gets the usual permissions
     os.close(fd)
     tmp = Path(tmp_name)
     try:
