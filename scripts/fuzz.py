@@ -21,7 +21,6 @@ import collections
 import gzip
 import io
 import random
-import re
 import resource
 import signal
 import struct
@@ -83,7 +82,7 @@ def image_seeds() -> dict[str, tuple[bytes, str]]:
     """Valid small image files (bytes) and the file suffix they are saved under."""
     photo = _garment(40, 30)
     other = _garment(30, 40)
-    gray16 = Image.fromarray((np.asarray(photo.convert("L")).astype(np.uint16) * 257))
+    gray16 = Image.fromarray(np.asarray(photo.convert("L")).astype(np.uint16) * 257)
     return {
         "png-rgb": (_save(photo, "PNG"), ".png"),
         "png-rgba": (_save(photo.convert("RGBA"), "PNG"), ".png"),
