@@ -1,0 +1,67 @@
+"""The command line: list, info, download, push errors, user errors as one line with exit status 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from fashionzoo.cli import main
+from fashionzoo.registry import REGISTRY
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_list_json_has_every_model() -> None:
+    code, out, _ = run("list", "--json")
+    rows = json.loads(out)
+    assert code == 0 and [r["name"] for r in rows] == list(REGISTRY)
+    lenet = next(r for r in rows if r["name"] == "lenet5")
+    assert "lenet" in lenet["aliases"] and lenet["params"] == 44_426
+    assert all({"name", "aliases", "params", "weights_available"} <= set(r) for r in rows)
+    assert not next(r for r in rows if r["name"] == "vgg16-tl")["weights_available"]
+
+
+def test_list_human_table_mentions_aliases() -> None:
+    code, out, _ = run("list")
+    assert code == 0 and "lenet, lenet-5" in out and "843,658" in out
+
+
+def test_info_json_shows_layers_recipe_and_metrics() -> None:
+    code, out, _ = run("info", "lenet", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["name"] == "lenet5" and info["recipe"]["epochs"] == 8
+    assert sum(layer["params"] for layer in info["layers"]) == 44_426
+    assert info["metrics"] is None or 0 < info["metrics"]["accuracy"] <= 1
+
+
+def test_info_says_transfer_models_have_no_checkpoint() -> None:
+    code, out, _ = run("info", "resnet50-tl")
+    assert code == 0 and "No trained checkpoint exists yet" in out
+
+
+def test_unknown_model_is_one_line_with_close_matches() -> None:
+    code, _, err = run("info", "lenett")
+    assert code == 1 and err.count("\n") == 1 and "Did you mean" in err
+
+
+def test_download_resolves_shipped_files(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FASHIONZOO_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out, err = run("download", "lenet5")
+    assert code == 0, err
+    assert "lenet5 weights:" in out and "lenet5 onnx:" in out
+
+
+def test_download_needs_a_name() -> None:
+    code, _, err = run("download")
+    assert code == 1 and "--all" in err
+
+
+def test_push_refuses_a_folder_without_weights(tmp_path: Path) -> None:
+    code, _, err = run("push", "lenet5", "--repo-id", "someone/lenet5", "--run", str(tmp_path))
+    assert code == 1 and "no .weights.h5 file" in err
