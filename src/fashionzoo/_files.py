@@ -12,7 +12,6 @@ from typing import IO
 
 import platformdirs
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

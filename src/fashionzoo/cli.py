@@ -193,15 +193,27 @@ def push(name: str, repo_id: str, run_dir: str | None, revision: str | None, tok
                f"'python scripts/release.py {entry.name} --published {entry.name}={commit}'")  # fmt: skip
 @main.command()
 @click.argument("name")
-@click.option("--out", type=click.Path(dir_okay=False), help="ONNX file to write (default: NAME.onnx here).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="ONNX file to write (default: NAME.onnx, or NAME.int8.onnx with --quantize).")  # fmt: skip
 @click.option("--opset", type=click.IntRange(min=9), default=17, show_default=True, help="ONNX opset version.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="A local .weights.h5 file (default: released).")
+@click.option("--quantize", type=click.Choice(["int8"]),
+              help="Write a static int8 model instead, from the released fp32 ONNX file or a fresh export; "
+              "calibrated on training images, refused if it loses over 0.5 points of test accuracy.")  # fmt: skip
 @data_dir_option
 @_user_errors
-def export(name: str, out: str | None, opset: int, weights: str | None, data_dir: str | None) -> None:
+def export(name: str, out: str | None, opset: int, weights: str | None, quantize: str | None,
+           data_dir: str | None) -> None:  # fmt: skip
     """Export a trained model to ONNX, checked against Keras on the test images before it is written."""
-    from fashionzoo.export import describe, export_onnx
+    from fashionzoo.export import describe, export_int8, export_onnx
 
+    if quantize:
+        path = export_int8(name, out, weights=weights, opset=opset, data_dir=data_dir)
+        facts = describe(path)
+        click.echo(f"{path}: {facts['fashionzoo.quantization']}; test accuracy "
+                   f"{float(facts['fashionzoo.test_accuracy']):.4f} (fp32 "
+                   f"{float(facts['fashionzoo.fp32_test_accuracy']):.4f})")  # fmt: skip
+        return
     path = export_onnx(name, out, weights=weights, opset=opset, data_dir=data_dir)
     facts = describe(path)
     click.echo(f"{path}: opset {facts['opset']}, max abs difference from Keras "
@@ -254,3 +266,79 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
             click.echo(f"{result.file}: {result.label} ({result.probability:.2f}){others}")
     if failed:
         sys.exit(1)
+
+
+def _batch_sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated whole numbers, e.g. 1,8,64") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"{value!r}: give at least one batch size, each 1 or more")
+    return sizes
+
+
+def _bench_status(done: int, total: int, label: str) -> None:
+    """A one-line progress display on stderr, cleared at the end."""
+    click.echo("\r\033[K" + (f"bench [{done}/{total}] {label}" if done < total else ""), err=True, nl=False)
+
+
+def _bench_table(report: dict[str, Any]) -> None:
+    """The human output of ``bench``: machine, one row per (model, backend, batch size), then per-model facts."""
+    m, peak = report["machine"], report["machine"]["peak_fp32"]
+    busy = m["others_cpu_share"]
+    others = f"; other processes used {busy:.0%} of the CPUs meanwhile" if busy is not None else ""
+    click.echo(f"{m['cpu']}, {m['cpu_physical_cores']} cores, flags {' '.join(m['cpu_flags']) or '-'}; onnxruntime "
+               f"{m['onnxruntime']} ({', '.join(m['onnxruntime_providers'])}), TensorFlow {m['tensorflow']}{others}")
+    click.echo(f"{'model':<16} {'backend':<14} {'batch':>5} {'p50 ms':>9} {'p99 ms':>9} {'images/s':>10} "
+               f"{'x predict':>9} {'x call':>7}")  # fmt: skip
+    for r in report["results"]:
+        click.echo(f"{r['model']:<16} {r['backend']:<14} {r['batch_size']:>5} {r['p50_ms']:>9.3f} "
+                   f"{r['p99_ms']:>9.3f} {r['images_per_s']:>10,.0f} {r['speedup_vs_predict']:>9.1f} "
+                   f"{r['speedup_vs_call']:>7.2f}")  # fmt: skip
+    for name, facts in report["models"].items():
+        best, int8 = facts["best_fp32"], facts["int8"]
+        share = (f" = {best['fraction_of_peak']:.0%} of {peak['gflops']:.0f} GFLOP/s peak ({peak['cores']} cores x "
+                 f"{peak['ghz']:.2f} GHz x {peak['flops_per_cycle']} FLOPs/cycle)" if peak["gflops"] else "")
+        click.echo(f"{name}: {facts['flops_per_image'] / 1e6:.2f} MFLOPs/image; best fp32: {best['backend']} at "
+                   f"batch {best['batch_size']}, {best['gflops']:.1f} GFLOP/s{share}")
+        click.echo(f"{name}: int8 file {int8['size_ratio']:.1f}x smaller, test accuracy {int8['test_accuracy']:.4f} "
+                   f"(fp32 {facts['fp32']['test_accuracy']:.4f})")
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@click.option("--batch-sizes", default="1,8,64,256,1024", show_default=True, callback=_batch_sizes,
+              help="Comma-separated batch sizes.")  # fmt: skip
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime and TensorFlow threads (default: theirs).")
+@click.option("--repeats", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Most timed calls per cell.")  # fmt: skip
+@click.option("--seconds", type=click.FloatRange(min=0), default=1.5, show_default=True,
+              help="Time budget per cell (at least 3 timed calls).")  # fmt: skip
+@click.option("--weights", type=click.Path(dir_okay=False), help="A local .weights.h5 file (one NAME only).")
+@data_dir_option
+@json_option
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write machine info, models and results as JSON.")
+@_user_errors
+def bench(names: tuple[str, ...], batch_sizes: tuple[int, ...], device: str, threads: int | None, repeats: int,
+          seconds: float, weights: str | None, data_dir: str | None, as_json: bool, out: str | None
+          ) -> None:  # fmt: skip
+    """Time Keras predict, a direct Keras call and ONNX Runtime fp32 and int8 side by side, per batch size."""
+    from fashionzoo._files import atomic_open
+    from fashionzoo.benchmark import run
+    from fashionzoo.registry import DEFAULT_MODEL
+
+    names = names or (DEFAULT_MODEL,)
+    if weights and len(names) != 1:
+        raise FashionZooError("--weights needs exactly one model NAME")
+    report = run(names, batch_sizes, device, threads, repeats=repeats, max_seconds=seconds,
+                 progress=_bench_status if sys.stderr.isatty() else None,
+                 weights={names[0]: weights} if weights else None, data_dir=data_dir)  # fmt: skip
+    if out:
+        with atomic_open(out) as handle:
+            json.dump(report, handle, indent=2)
+    if as_json:
+        _echo_json(report["results"])
+    else:
+        _bench_table(report)

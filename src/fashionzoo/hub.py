@@ -44,7 +44,7 @@ def _offline() -> bool:
 
 def _file_record(entry: ModelEntry, key: str) -> FileRecord:
     if entry.weights is None or key not in entry.weights.files:
-        kind = "weights" if key == "weights" else f"a released {key} file"
+        kind = "weights" if key == "weights" else f"released {key} file"
         hint = (" It needs ImageNet backbone weights: train it with --backbone-weights PATH."
                 if entry.needs_backbone_weights else f" Train it with 'fashionzoo train {entry.name}'.")  # fmt: skip
         raise FashionZooError(f"model {entry.name!r} has no {kind} yet.{hint}")

@@ -60,23 +60,68 @@ def _ort_reason(error: Exception) -> str:
     return re.sub(r"^\S+:\d+ \S+\(.*?\) ", "", text)[:200]
 
 
-def _session(path: Path, device: str, intra_op_threads: int | None, inter_op_threads: int | None
-             ) -> ort.InferenceSession:  # fmt: skip
-    """One session per file version, device and thread setting, created on first use and then shared."""
+OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+"""Names accepted for ``graph_optimization_level``, mapped to ONNX Runtime's levels."""
+EXECUTION_MODES = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL, "parallel": ort.ExecutionMode.ORT_PARALLEL}
+"""Names accepted for ``execution_mode``: run nodes one at a time, or independent branches concurrently."""
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """ONNX Runtime session knobs. The defaults are ONNX Runtime's own, checked by the session-tuning sweep of
+    docs/benchmarks.md: lower graph optimisation levels are slower (int8 needs ``all`` to fuse its QDQ nodes),
+    parallel execution is slower for these chain-shaped graphs, arena and memory pattern off gain nothing, and one
+    intra-op thread per physical core (``None``) beats a single thread on an idle machine."""
+
+    graph_optimization_level: str = "all"
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
+    execution_mode: str = "sequential"
+    memory_arena: bool = True
+    memory_pattern: bool = True
+
+    def __post_init__(self) -> None:
+        if self.graph_optimization_level not in OPTIMIZATION_LEVELS:
+            raise FashionZooError(f"unknown graph optimization level {self.graph_optimization_level!r}; choose one "
+                                  f"of {', '.join(OPTIMIZATION_LEVELS)}")  # fmt: skip
+        if self.execution_mode not in EXECUTION_MODES:
+            raise FashionZooError(f"unknown execution mode {self.execution_mode!r}; choose one of "
+                                  f"{', '.join(EXECUTION_MODES)}")  # fmt: skip
+        for field_name in ("intra_op_threads", "inter_op_threads"):
+            value = getattr(self, field_name)
+            if value is not None and value < 0:
+                raise FashionZooError(f"{field_name} must be 0 or more (0 or None: ONNX Runtime decides), not {value}")
+
+    def options(self) -> ort.SessionOptions:
+        """The ``onnxruntime.SessionOptions`` for these settings."""
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: provider fallbacks are reported by fashionzoo itself
+        options.graph_optimization_level = OPTIMIZATION_LEVELS[self.graph_optimization_level]
+        options.execution_mode = EXECUTION_MODES[self.execution_mode]
+        options.enable_cpu_mem_arena = self.memory_arena
+        options.enable_mem_pattern = self.memory_pattern
+        if self.intra_op_threads:
+            options.intra_op_num_threads = self.intra_op_threads
+        if self.inter_op_threads:
+            options.inter_op_num_threads = self.inter_op_threads
+        return options
+
+
+def _session(path: Path, device: str, settings: SessionSettings) -> ort.InferenceSession:
+    """One session per file version, device and settings, created on first use and then shared."""
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, device, intra_op_threads, inter_op_threads)
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, device, settings)
     with _sessions_lock:
         if key in _sessions:
             return _sessions[key]
         providers = providers_for(device)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: provider fallbacks are reported by fashionzoo itself
-        if intra_op_threads:
-            options.intra_op_num_threads = intra_op_threads
-        if inter_op_threads:
-            options.inter_op_num_threads = inter_op_threads
         try:
-            session = ort.InferenceSession(os.fspath(path), sess_options=options, providers=providers)
+            session = ort.InferenceSession(os.fspath(path), sess_options=settings.options(), providers=providers)
         except Exception as error:  # onnxruntime raises its own pybind exception types (InvalidProtobuf, Fail...)
             raise FashionZooError(f"{path}: not a usable ONNX model ({_ort_reason(error)})") from None
         if device == "cuda" and _CUDA in providers and _CUDA not in session.get_providers():
@@ -197,7 +242,7 @@ def classify_files(
 
 
 class Classifier:
-    """A Fashion-MNIST classifier backed by an exported ONNX file (no TensorFlow)."""
+    """A Fashion-MNIST classifier backed by an exported ONNX file, fp32 or int8 (no TensorFlow)."""
 
     def __init__(
         self,
@@ -207,14 +252,21 @@ class Classifier:
         device: str = "cpu",
         intra_op_threads: int | None = None,
         inter_op_threads: int | None = None,
+        graph_optimization_level: str = "all",
+        execution_mode: str = "sequential",
+        memory_arena: bool = True,
+        memory_pattern: bool = True,
     ) -> None:
-        """Open ``onnx_path`` (sessions are shared across instances); ``name`` supplies the class names when the
-        file carries no ``fashionzoo.classes`` metadata."""
+        """Open ``onnx_path`` (sessions are shared across instances with the same settings); ``name`` supplies the
+        class names when the file carries no ``fashionzoo.classes`` metadata. The session knobs are those of
+        :class:`SessionSettings`."""
         self.path = Path(onnx_path).expanduser()
         if not self.path.is_file():
             raise FashionZooError(f"{self.path}: no such ONNX file")
         entry = get_entry(name)
-        self.session = _session(self.path, device, intra_op_threads, inter_op_threads)
+        self.settings = SessionSettings(graph_optimization_level, intra_op_threads, inter_op_threads, execution_mode,
+                                        memory_arena, memory_pattern)  # fmt: skip
+        self.session = _session(self.path, device, self.settings)
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.name = self.metadata.get("fashionzoo.model", entry.name)
         self.classes = self._read_classes(entry.classes)
@@ -229,15 +281,15 @@ class Classifier:
         name: str = DEFAULT_MODEL,
         *,
         onnx_path: str | os.PathLike | None = None,
+        int8: bool = False,
         device: str = "cpu",
-        intra_op_threads: int | None = None,
-        inter_op_threads: int | None = None,
+        **session: Any,
     ) -> Classifier:
-        """The released ONNX model of ``name`` (shipped, cached or fetched; SHA-256 verified), or ``onnx_path``."""
+        """The released ONNX model of ``name`` (shipped, cached or fetched; SHA-256 verified), its int8 version with
+        ``int8=True``, or ``onnx_path``; ``session`` holds the constructor's session knobs."""
         entry = get_entry(name)
-        path = hub.resolve(entry, "onnx", onnx_path)
-        return cls(path, name=entry.name, device=device, intra_op_threads=intra_op_threads,
-                   inter_op_threads=inter_op_threads)  # fmt: skip
+        path = hub.resolve(entry, "onnx_int8" if int8 else "onnx", onnx_path)
+        return cls(path, name=entry.name, device=device, **session)
 
     def _read_classes(self, fallback: tuple[str, ...]) -> tuple[str, ...]:
         raw = self.metadata.get("fashionzoo.classes")

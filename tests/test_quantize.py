@@ -1,0 +1,133 @@
+"""int8 quantisation: accuracy within half a point of fp32 on the shared test file, calibration on training images
+only, refusal writes nothing, metadata, runtime loading and ``export --quantize int8``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fashionzoo import FashionZooError
+from fashionzoo._files import sha256_file
+from fashionzoo.cli import main
+from fashionzoo.data import load_split, train_val_split
+from fashionzoo.registry import FASHION_CLASSES, get_entry
+from fashionzoo.runtime import Classifier
+
+onnx = pytest.importorskip("onnx")
+pytestmark = pytest.mark.slow
+
+
+@dataclasses.dataclass
+class Trained:
+    name: str
+    weights: Path | None  # None: the released weights
+    fp32: Path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Trained:
+    """The released cnn if its weights exist, else a LeNet-5 trained for one epoch on 4000 images; exported."""
+    from fashionzoo.export import export_onnx
+
+    folder = tmp_path_factory.mktemp("quantize")
+    if get_entry("cnn").weights:
+        name, weights = "cnn", None
+    else:
+        from fashionzoo.training import train
+
+        train("lenet5", folder / "run", epochs=1, limit=4000, verbose=0, data_dir=shared_data)
+        name, weights = "lenet5", folder / "run" / "lenet5.weights.h5"
+    return Trained(name, weights, export_onnx(name, folder / f"{name}.onnx", weights=weights, data_dir=shared_data))
+
+
+@pytest.fixture(scope="module")
+def int8(trained: Trained, tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    from fashionzoo.export import quantize_int8
+
+    out = tmp_path_factory.mktemp("int8") / f"{trained.name}.int8.onnx"
+    return quantize_int8(trained.name, trained.fp32, out, data_dir=shared_data)
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def test_int8_accuracy_within_half_a_point(trained: Trained, int8: Path, shared_data: Path) -> None:
+    test = load_split("test", data_dir=shared_data)
+    fp32_acc, int8_acc = (
+        float((Classifier(path, name=trained.name).predict_probs(test.images).argmax(1) == test.labels).mean())
+        for path in (trained.fp32, int8)
+    )
+    assert int8_acc >= fp32_acc - 0.005
+    meta = _metadata(int8)
+    assert float(meta["fashionzoo.test_accuracy"]) == pytest.approx(int8_acc)
+    assert float(meta["fashionzoo.fp32_test_accuracy"]) == pytest.approx(fp32_acc)
+
+
+def test_int8_carries_metadata_and_is_quantised(trained: Trained, int8: Path) -> None:
+    meta, fp32_meta = _metadata(int8), _metadata(trained.fp32)
+    for key in ("fashionzoo.model", "fashionzoo.version", "fashionzoo.classes", "fashionzoo.input",
+                "fashionzoo.preprocessing", "fashionzoo.weights_sha256"):  # fmt: skip
+        assert meta[key] == fp32_meta[key]
+    assert meta["fashionzoo.quantization"].startswith("int8 static, QDQ")
+    assert "calibrated on 1000 training images" in meta["fashionzoo.quantization"]
+    assert meta["fashionzoo.fp32_sha256"] == sha256_file(trained.fp32)
+    assert 0.95 <= float(meta["fashionzoo.fp32_top1_agreement"]) <= 1
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert int8.stat().st_size < trained.fp32.stat().st_size / 2
+
+
+def test_int8_loads_in_the_runtime(trained: Trained, int8: Path, shared_data: Path) -> None:
+    clf = Classifier(int8, name=trained.name)
+    assert clf.name == trained.name and clf.classes == FASHION_CLASSES
+    images = load_split("test", data_dir=shared_data).images[:64]
+    probs = clf.predict_probs(images)
+    assert probs.shape == (64, 10) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)  # the softmax stays in float
+    assert len(np.unique(probs)) > 64  # not quantised to 256 levels
+
+
+def test_refusal_writes_nothing(trained: Trained, shared_data: Path, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from fashionzoo import export
+
+    monkeypatch.setattr(export, "QUANT_MAX_DROP", -0.5)  # demand int8 be 50 points better: impossible
+    out = tmp_path / "out" / "model.int8.onnx"
+    with pytest.raises(FashionZooError, match="nothing written"):
+        export.quantize_int8(trained.name, trained.fp32, out, data_dir=shared_data, calibration_size=100)
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_calibration_reads_only_the_training_split(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fashionzoo import export
+
+    splits: list[str] = []
+    real = export.load_split
+    monkeypatch.setattr(export, "load_split", lambda split, **kw: splits.append(split) or real(split, **kw))
+    first = export.calibration_images("lenet5", 50, shared_data)
+    assert splits == ["train"] and first.shape == (50, 28, 28, 1)
+    np.testing.assert_array_equal(first, export.calibration_images("lenet5", 50, shared_data))  # fixed seed
+    train, val = train_val_split(real("train", data_dir=shared_data), 0.1)
+    pixels = {image.tobytes() for image in train.images}
+    assert all((np.rint(x[..., 0] * 255).astype(np.uint8)).tobytes() in pixels for x in first)
+    assert len(val) > 0
+    with pytest.raises(FashionZooError, match="calibration size"):
+        export.calibration_images("lenet5", 0, shared_data)
+
+
+def test_cli_export_quantize(trained: Trained, shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model.int8.onnx"
+    weights = ["--weights", str(trained.weights)] if trained.weights else []
+    result = CliRunner().invoke(main, ["export", trained.name, "--quantize", "int8", "--out", str(out), *weights,
+                                       "--data-dir", str(shared_data)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{out}: int8 static, QDQ")
+    meta = _metadata(out)
+    assert meta["fashionzoo.model"] == trained.name
+    assert json.loads(meta["fashionzoo.classes"]) == list(FASHION_CLASSES)
