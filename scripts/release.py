@@ -3,7 +3,8 @@
 Usage: python scripts/release.py [NAME ...] [--runs runs] [--published NAME=COMMIT ...]
 
 For each model with a finished run folder (``runs/NAME/metrics.json``): exports ``NAME.onnx`` next to the
-weights, copies weights and ONNX into ``src/fashionzoo/checkpoints/`` (shipped in the wheel), copies the run's
+weights and quantises it to ``NAME.int8.onnx`` (skipped, with the reason, if int8 loses more than 0.5 points),
+copies weights and ONNX files into ``src/fashionzoo/checkpoints/`` (shipped in the wheel), copies the run's
 metrics, curves, confusion matrix, history and model card into ``docs/models/NAME/``, and records the files'
 SHA-256 and sizes, the measured metrics and the builder arguments in ``src/fashionzoo/weights.json``.
 ``--published NAME=COMMIT`` pins the Hub commit returned by ``fashionzoo push`` for that model.
@@ -16,8 +17,8 @@ import json
 import shutil
 from pathlib import Path
 
-from fashionzoo._files import atomic_open, sha256_file
-from fashionzoo.export import export_onnx
+from fashionzoo._files import FashionZooError, atomic_open, sha256_file
+from fashionzoo.export import export_onnx, quantize_int8
 from fashionzoo.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +36,10 @@ def release(name: str, run: Path, previous: dict | None, published: str | None) 
     weights = run / metrics["weights_file"]
     onnx_path = export_onnx(name, run / f"{name}.onnx", weights=weights)
     files = {"weights": weights, "onnx": onnx_path, "card": run / "README.md", "metrics": run / "metrics.json"}
-    if (run / f"{name}.int8.onnx").is_file():
-        files["onnx_int8"] = run / f"{name}.int8.onnx"
+    try:
+        files["onnx_int8"] = quantize_int8(name, onnx_path, run / f"{name}.int8.onnx")
+    except FashionZooError as error:
+        print(f"{name}: no int8 file released: {error}")
     for key in ("weights", "onnx", "onnx_int8"):
         if key in files:
             shutil.copyfile(files[key], PACKAGE / "checkpoints" / files[key].name)
