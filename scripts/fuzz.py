@@ -2,7 +2,7 @@
 ``preprocessing.preprocess_file`` (PNG, JPEG, GIF, WebP photos).
 
 Usage: python scripts/fuzz.py [--examples 20000] [--seed 0] [--target idx|image|both] [--timeout 10]
-                              [--memory-limit-mb 4096]
+                              [--memory-limit-mb 4096] [--progress N]
 
 Every case starts from a small valid file and applies 1-4 random mutations (flip bytes, truncate, extend,
 insert, overwrite a window, rewrite a header dimension, including huge ones). The property checked is the
@@ -10,8 +10,9 @@ one the package promises: each input ends in a valid result (IDX: a uint8 array 
 magic number; image: a uint8 28x28 array) or in a :class:`FashionZooError` with a one-line message.
 Anything else is a bug: another exception, a multi-line message, a wrong result, a case slower than
 ``--timeout`` seconds (a hang) or a failed allocation under the ``--memory-limit-mb`` address-space cap
-(a memory blow-up). A summary (cases run, outcomes by kind, time, peak memory) is printed at the end; the
-exit status is 1 if any bug was seen. ``tests/test_fuzz.py`` runs the same properties with hypothesis.
+(a memory blow-up). A summary (cases run, outcomes by kind, time, peak and final memory, the slowest case)
+is printed at the end; the exit status is 1 if any bug was seen. ``tests/test_fuzz.py`` runs the same
+properties with hypothesis.
 """
 
 from __future__ import annotations
@@ -92,11 +93,16 @@ def image_seeds() -> dict[str, tuple[bytes, str]]:
         "jpeg-rgb": (_save(photo, "JPEG", quality=80), ".jpg"),
         "jpeg-progressive": (_save(photo, "JPEG", quality=70, progressive=True), ".jpg"),
         "jpeg-cmyk": (_save(photo.convert("CMYK"), "JPEG"), ".jpg"),
-        "gif-animated": (_save(photo, "GIF", save_all=True, append_images=[other.resize((40, 30))], duration=50), ".gif"),
+        "gif-animated": (
+            _save(photo, "GIF", save_all=True, append_images=[other.resize((40, 30))], duration=50),
+            ".gif",
+        ),
         "webp-lossy": (_save(photo, "WEBP", quality=60), ".webp"),
         "webp-lossless": (_save(photo, "WEBP", lossless=True), ".webp"),
-        "webp-animated": (_save(photo, "WEBP", save_all=True, append_images=[other.resize((40, 30))], duration=50),
-                          ".webp"),  # fmt: skip
+        "webp-animated": (
+            _save(photo, "WEBP", save_all=True, append_images=[other.resize((40, 30))], duration=50),
+            ".webp",
+        ),
     }
 
 
@@ -210,8 +216,8 @@ class Outcome:
 _CATEGORIES = (
     ("megapixel limit", "too many pixels"),
     ("not enough memory", "BUG: out of memory"),  # a refused allocation under the cap: a blow-up
+    ("MiB limit", "declared size over the limit"),
     ("not an IDX", "wrong magic"),
-    ("over the", "declared size over the limit"),
     ("padded", "truncated or padded"),
     ("truncated IDX", "truncated or padded"),
     ("truncated or corrupt", "truncated or corrupt image"),
@@ -294,6 +300,16 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _memory() -> str:
+    """Current resident and virtual size (Linux), to tell a leak from a one-off peak."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+        return f"RSS {int(fields['VmRSS'].split()[0]) >> 10} MB, VM {int(fields['VmSize'].split()[0]) >> 10} MB"
+    except (OSError, KeyError, ValueError):
+        return f"peak RSS {_peak_rss_mb():.0f} MB"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=20_000, help="cases to run in all (default 20000)")
@@ -302,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds after which a case counts as a hang")
     parser.add_argument("--memory-limit-mb", type=int, default=4096, help="address-space cap (0: none)")
     parser.add_argument("--show", type=int, default=3, help="bug details to print per kind")
+    parser.add_argument("--progress", type=int, default=0, help="print a progress line every N cases")
     args = parser.parse_args(argv)
 
     if args.memory_limit_mb:
@@ -316,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts: dict[str, collections.Counter] = {t: collections.Counter() for t in targets}
     bugs: dict[str, list[str]] = collections.defaultdict(list)
     slowest = (0.0, "")
+    memory_at_start = _memory()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fashionzoo-fuzz-") as tmp:
         folder = Path(tmp)
@@ -344,13 +362,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             slowest = max(slowest, (took, label))
             counts[target][outcome.kind] += 1
             if outcome.is_bug and len(bugs[outcome.kind]) < args.show:
-                bugs[outcome.kind].append(f"{label}\n{outcome.detail}")
+                bugs[outcome.kind].append(f"{label}\n{outcome.detail}\n(case {case}, {_memory()})")
+            if args.progress and (case + 1) % args.progress == 0:
+                print(f"  ... {case + 1} cases, {time.perf_counter() - start:.0f} s, {_memory()}", flush=True)
     elapsed = time.perf_counter() - start
 
     total = sum(sum(c.values()) for c in counts.values())
-    print(f"fuzz: {total} cases in {elapsed:.1f} s ({total / elapsed:.0f}/s), seed {args.seed}, "
-          f"peak RSS {_peak_rss_mb():.0f} MB, memory cap {args.memory_limit_mb or 'none'} MB, "
-          f"slowest case {slowest[0]:.2f} s")  # fmt: skip
+    print(
+        f"fuzz: {total} cases in {elapsed:.1f} s ({total / elapsed:.0f}/s), seed {args.seed}, "
+        f"peak RSS {_peak_rss_mb():.0f} MB, memory cap {args.memory_limit_mb or 'none'} MB, "
+        f"slowest case {slowest[0]:.2f} s"
+    )
+    print(f"  memory: at start {memory_at_start}; at the end {_memory()}")
     for target, counter in counts.items():
         print(f"  {target}: {sum(counter.values())} cases")
         for kind, n in counter.most_common():

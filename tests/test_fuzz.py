@@ -106,8 +106,7 @@ def test_dims_mutation_of_a_png_keeps_its_checksum_valid(workdir: Path) -> None:
 
 
 @FUZZ_SETTINGS
-@given(seed=st.sampled_from(sorted(IDX_SEEDS)), ops=mutations, gz=st.booleans(),
-       gz_ops=st.lists(mutation, max_size=2))  # fmt: skip
+@given(seed=st.sampled_from(sorted(IDX_SEEDS)), ops=mutations, gz=st.booleans(), gz_ops=st.lists(mutation, max_size=2))
 def test_read_idx_survives_mutated_files(workdir: Path, seed: str, ops: list, gz: bool, gz_ops: list) -> None:
     raw, magic = IDX_SEEDS[seed]
     tracemalloc.start()
@@ -154,7 +153,16 @@ def _traced_peak(call) -> tuple[object, int]:
 
 
 @pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
-@pytest.mark.parametrize("shape", [(2**32 - 1, 2**32 - 1, 2**32 - 1), (60_000, 28_000, 28), (2**31, 1, 1)])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (2**32 - 1, 2**32 - 1, 2**32 - 1),
+        (60_000, 28_000, 28),
+        (2**31, 1, 1),
+        (0, 2**32 - 1, 2**32 - 1),  # found by scripts/fuzz.py: no byte of data, but numpy cannot shape it
+        (5, 0, 2**32 - 1),
+    ],
+)
 def test_idx_header_declaring_huge_dims_is_refused_before_reading(tmp_path: Path, gz: bool, shape: tuple) -> None:
     raw = struct.pack(">I3I", data.IMAGES_MAGIC, *shape) + bytes(5000)
     path = tmp_path / ("huge-idx3-ubyte.gz" if gz else "huge-idx3-ubyte")
@@ -222,8 +230,13 @@ def test_legal_idx_files_still_load(tmp_path: Path) -> None:
 
 
 def test_fuzz_script_runs_and_reports(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(SCRIPT), "--examples", "150", "--seed", "7", "--timeout", "20"],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--examples", "150", "--seed", "7", "--timeout", "20"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "fuzz: 150 cases" in result.stdout and "idx: 75 cases" in result.stdout
     assert "no bugs" in result.stdout

@@ -208,8 +208,9 @@ def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
                                       f"{header}); delete it and download it again")  # fmt: skip
             shape = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
             expected = header + math.prod(shape)
-            if expected > MAX_IDX_BYTES:
-                raise FashionZooError(f"{path}: the IDX header declares {' x '.join(map(str, shape))} bytes of data, "
+            # max(d, 1): "0 x 4294967295 x 4294967295" holds no byte but no array can have that shape either
+            if header + math.prod(max(d, 1) for d in shape) > MAX_IDX_BYTES:
+                raise FashionZooError(f"{path}: the IDX header declares dimensions {' x '.join(map(str, shape))}, "
                                       f"over the {MAX_IDX_BYTES >> 20} MiB limit; not an IDX file of this package")
             body = _read_up_to(handle, expected - header + 1)
     except (OSError, EOFError, zlib.error) as error:

@@ -53,9 +53,9 @@ def load_image(path: str | os.PathLike) -> Image.Image:
             raise FashionZooError(f"{name}: no such file (check the path)")
         if file.stat().st_size == 0:
             raise FashionZooError(f"{name}: the file is empty (0 bytes); re-save or re-download it")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), open(file, "rb") as handle:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(file) as img:
+            with Image.open(_CappedReader(handle)) as img:
                 width, height = img.size
                 if width * height > MAX_PIXELS:
                     raise FashionZooError(_too_big(name, f"{width}x{height} pixels"))
@@ -77,6 +77,29 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise FashionZooError(
             f"{name}: the image data is truncated or corrupt ({detail}); re-save or re-download it"
         ) from None
+
+
+class _CappedReader:
+    """A binary file whose ``read(n)`` never asks for more bytes than are left in the file.
+
+    Pillow reads some chunks whole with the length their header declares (the rest of a PNG ``IDAT`` chunk, a
+    4-byte field), and Python's ``read(n)`` allocates ``n`` bytes before reading: a 128-byte corrupt PNG made it
+    allocate ~4 GB, and fail with "not enough memory" under a memory limit. Everything else is the file's own.
+    """
+
+    def __init__(self, handle) -> None:  # an open binary file (no typing import: see test_preprocessing)
+        self._handle = handle
+        self._size = os.fstat(handle.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(self._size - self._handle.tell(), 0))
+            if size == 0:
+                return b""
+        return self._handle.read(size)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._handle, name)
 
 
 def _too_big(name: str, size: str) -> str:
