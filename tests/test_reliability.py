@@ -817,3 +817,30 @@ def test_no_source_file_deserialises_downloads_as_code() -> None:
         if re.search(pattern, line)
     ]
     assert hits == []
+
+
+def test_predict_streams_a_directory_of_10000_images_with_bounded_memory(tmp_path: Path) -> None:
+    """10,000 files go through in batches with a progress count, and the process stays small."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10_000):
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / f"{i:05d}.png")
+    onnx_path = hub.resolve(get_entry("lenet5"), "onnx")
+    code = (
+        "import resource, sys\n"
+        "from fashionzoo.cli import main\n"
+        "try:\n"
+        f"    main(['predict', {str(folder)!r}, '--onnx', {str(onnx_path)!r}, '--model', 'lenet5', '--json',\n"
+        "          '--progress', '--batch-size', '500'])\n"
+        "except SystemExit as exit:\n"
+        "    print('peak_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "    raise\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 10_000 and rows[0]["file"].endswith("00000.png") and rows[-1]["file"].endswith("09999.png")
+    assert "fashionzoo: 500 files done" in result.stderr and "fashionzoo: 10000 files done" in result.stderr
+    peak_mb = int(result.stderr.split("peak_kb")[-1].split()[0]) / 1024
+    assert peak_mb < 400, f"peak memory {peak_mb:.0f} MB"

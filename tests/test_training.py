@@ -95,6 +95,16 @@ def test_resume_after_sigkill_continues_from_last_epoch(tmp_path: Path) -> None:
     assert metrics["test"]["accuracy"] > 0.70
 
 
+def test_resume_refuses_changed_options(tmp_path: Path) -> None:
+    out = tmp_path / "changed"
+    (out / "backup").mkdir(parents=True)
+    (out / "state.json").write_text(json.dumps({"epochs_done": 1, "wall_time_s": 1.0, "limit": 6000,
+                                                "dataset": "fashion-mnist", "build_kwargs": {},
+                                                "recipe": {"lr": 0.001}}))  # fmt: skip
+    result = CliRunner().invoke(main, ["train", "lenet", "--out", str(out), "--resume", "--lr", "0.5"])
+    assert result.exit_code == 1 and "must use the options of the interrupted run" in result.stderr
+
+
 def test_resume_without_backup_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["train", "lenet", "--out", str(tmp_path / "none"), "--resume"])
     assert result.exit_code == 1
@@ -111,3 +121,12 @@ def test_tuned_lenet_search_runs_and_records_choice(tmp_path: Path) -> None:
     assert metrics["recipe"]["lr"] == search["best"]["lr"]
     assert metrics["params"] == 156 + 2_416 + (256 + 1) * metrics["build_kwargs"]["dense1"] + \
         (metrics["build_kwargs"]["dense1"] + 1) * 84 + 850
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_writes_no_weights(tmp_path: Path) -> None:
+    out = tmp_path / "nan"
+    result = CliRunner().invoke(main, ["train", "mlp-64-32", "--epochs", "3", "--limit", "3000", "--lr", "1e30",
+                                       "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "the loss became nan" in result.stderr and "lower --lr" in result.stderr
+    assert not (out / "metrics.json").exists() and not (out / "mlp-64-32.weights.h5").exists()

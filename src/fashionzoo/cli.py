@@ -232,9 +232,10 @@ def export(name: str, out: str | None, opset: int, weights: str | None, quantize
 @click.option("--backend", type=click.Choice(["onnx", "keras"]), default="onnx", show_default=True,
               help="keras: the TensorFlow model, for comparison.")  # fmt: skip
 @click.option("--weights", type=click.Path(dir_okay=False), help="Keras backend: a local .weights.h5 file.")
+@click.option("--progress/--no-progress", default=None, help="A running count on stderr (default: when a terminal).")
 @_user_errors
 def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool, batch_size: int, device: str,
-            onnx_path: str | None, backend: str, weights: str | None) -> None:  # fmt: skip
+            onnx_path: str | None, backend: str, weights: str | None, progress: bool | None) -> None:  # fmt: skip
     """Classify image files, folders of images or glob patterns; exit status 1 if any file failed."""
     from fashionzoo.registry import DEFAULT_MODEL
     from fashionzoo.runtime import Classifier, Failure, classify_files, expand_inputs
@@ -255,7 +256,11 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
             return classify_files(items, lambda x: predict_probs(model, x, batch_size), classes, top_k, batch_size)
 
     failed = False
-    for result in classify(expand_inputs(inputs), top_k=top_k, batch_size=batch_size):
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    count = 0
+    for count, result in enumerate(classify(expand_inputs(inputs), top_k=top_k, batch_size=batch_size), 1):
+        if show_progress and count % batch_size == 0:
+            click.echo(f"fashionzoo: {count} files done", err=True)
         if isinstance(result, Failure):
             failed = True
             click.echo(f"fashionzoo: error: {result.error}", err=True)
@@ -264,6 +269,8 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
         else:
             others = "".join(f", {label} {p:.2f}" for label, p in result.top_k[1:])
             click.echo(f"{result.file}: {result.label} ({result.probability:.2f}){others}")
+    if show_progress:
+        click.echo(f"fashionzoo: {count} files done", err=True)
     if failed:
         sys.exit(1)
 

@@ -133,24 +133,33 @@ def search_hyperparameters(
     return result
 
 
+class _StopOnNonFinite(keras.callbacks.Callback):
+    """Stops at the first non-finite loss, before the epoch's backup can overwrite the last good one."""
+
+    def __init__(self, backup: Path) -> None:
+        super().__init__()
+        self.backup = backup
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            raise FashionZooError(f"the loss became {float(loss)} (batch {batch + 1}); train again with a lower --lr "
+                                  f"(the last completed epoch is kept in {self.backup})")  # fmt: skip
+
+
 class _RunState(keras.callbacks.Callback):
     """Keeps ``state.json`` (completed epochs, accumulated wall time) in step with the backup."""
 
-    def __init__(self, path: Path, elapsed: float) -> None:
+    def __init__(self, path: Path, elapsed: float, run: dict[str, Any]) -> None:
         super().__init__()
-        self.path, self.elapsed, self.started = path, elapsed, time.monotonic()
+        self.path, self.elapsed, self.run, self.started = path, elapsed, run, time.monotonic()
 
     def total(self) -> float:
         return self.elapsed + time.monotonic() - self.started
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(loss):
-            self.model.stop_training = True
-            raise FashionZooError(f"loss became {loss} at epoch {epoch + 1}; lower --lr. The last good epoch is "
-                                  f"kept in {self.path.parent / 'backup'} (rerun with --resume)")  # fmt: skip
         with atomic_open(self.path) as handle:
-            json.dump({"epochs_done": epoch + 1, "wall_time_s": self.total()}, handle)
+            json.dump({"epochs_done": epoch + 1, "wall_time_s": self.total(), **self.run}, handle)
 
 
 def _dedupe_history(path: Path) -> None:
@@ -192,7 +201,8 @@ def train(
 ) -> dict[str, Any]:
     """Train ``name`` with its registry recipe (overrides recorded) and write the run folder; returns metrics."""
     entry = get_entry(name)
-    overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}.items() if v}
+    overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}.items()
+                 if v is not None}
     recipe = entry.recipe.replace(**overrides)
     out = Path(out_dir)
     backup, state_path, history_path = out / "backup", out / "state.json", out / "history.csv"
@@ -224,9 +234,14 @@ def train(
         recipe, chosen_kwargs = _split_overrides(recipe, search["best"])
         build_kwargs.update(chosen_kwargs)
 
-    elapsed = json.loads(state_path.read_text())["wall_time_s"] if resume and state_path.is_file() else 0.0
-    run_state = _RunState(state_path, elapsed)
+    run = {"recipe": dataclasses.asdict(recipe), "build_kwargs": build_kwargs, "limit": limit, "dataset": dataset}
+    previous = json.loads(state_path.read_text()) if resume and state_path.is_file() else {}
+    if previous and any(previous.get(key) != value for key, value in run.items()):
+        raise FashionZooError(f"{out}: --resume must use the options of the interrupted run (its recipe, "
+                              f"--limit and --dataset are in {state_path.name}); drop the changed options")  # fmt: skip
+    run_state = _RunState(state_path, previous.get("wall_time_s", 0.0), run)
     callbacks = [
+        _StopOnNonFinite(backup),
         keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.CSVLogger(str(history_path), append=resume),
         run_state,
