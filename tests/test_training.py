@@ -114,7 +114,7 @@ def test_resume_without_backup_is_a_clear_error(tmp_path: Path) -> None:
 def test_tuned_lenet_search_runs_and_records_choice(tmp_path: Path) -> None:
     from fashionzoo.training import train
 
-    metrics = train("lenet-tuned", tmp_path / "tuned", epochs=1, limit=1500, verbose=0)
+    metrics = train("lenet-tuned", tmp_path / "tuned", epochs=1, limit=500, verbose=0)
     search = metrics["search"]
     assert len(search["trials"]) == 6 and len(search["cross_validation"]["folds"]) == 5
     assert metrics["build_kwargs"]["dense1"] == search["best"]["dense1"] in (64, 80, 96, 112, 128)
