@@ -20,6 +20,7 @@ from pathlib import Path
 from fashionzoo._files import FashionZooError, atomic_open, sha256_file
 from fashionzoo.export import export_onnx, quantize_int8
 from fashionzoo.registry import REGISTRY
+from fashionzoo.training import strip_optimizer_state
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "fashionzoo"
@@ -34,6 +35,7 @@ def release(name: str, run: Path, previous: dict | None, published: str | None) 
     """Export, copy and describe one run; returns its weights.json record."""
     metrics = json.loads((run / "metrics.json").read_text())
     weights = run / metrics["weights_file"]
+    strip_optimizer_state(weights)  # runs written before training did this itself
     onnx_path = export_onnx(name, run / f"{name}.onnx", weights=weights)
     files = {"weights": weights, "onnx": onnx_path, "card": run / "README.md", "metrics": run / "metrics.json"}
     try:

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import pytest
 from click.testing import CliRunner
 
@@ -46,6 +47,8 @@ def test_short_run_writes_every_artifact(short_run: tuple[Path, dict]) -> None:
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "library_name: keras" in card and "model-index" in card
     assert not (out / "backup").exists()  # removed once the run completed
+    with h5py.File(out / "lenet5.weights.h5") as weights:
+        assert "optimizer" not in weights and "layers" in weights  # inference weights only
 
 
 def test_same_seed_reproduces_accuracy(short_run: tuple[Path, dict], tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import h5py
 import keras
 import numpy as np
 import tensorflow as tf
@@ -162,6 +163,18 @@ class _RunState(keras.callbacks.Callback):
             json.dump({"epochs_done": epoch + 1, "wall_time_s": self.total(), **self.run}, handle)
 
 
+def strip_optimizer_state(path: Path) -> None:
+    """Rewrite a Keras ``.weights.h5`` file without its optimizer group (a third of the size), atomically."""
+    with h5py.File(path, "r") as source:
+        if "optimizer" not in source:
+            return
+        with atomic_path(path, suffix=".weights.h5") as tmp, h5py.File(tmp, "w") as target:
+            for key in source:
+                if key != "optimizer":
+                    source.copy(source[key], target, key)
+            target.attrs.update(source.attrs)
+
+
 def _dedupe_history(path: Path) -> None:
     """A resumed run may log an epoch twice (killed between logging and backup): keep the last row."""
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -254,6 +267,7 @@ def train(
     weights_path = out / f"{entry.name}.weights.h5"
     with atomic_path(weights_path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
+    strip_optimizer_state(weights_path)
     test_metrics = metrics_from_probs(predict_probs(model, test.images), test.labels, entry.classes)
     val_metrics = metrics_from_probs(predict_probs(model, val_split.images), val_split.labels, entry.classes)
     metrics = {
