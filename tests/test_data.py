@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,14 +16,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA_DIR  # read before the autouse fixture below clears the variable
 
 from fashionzoo import data
 from fashionzoo._files import FashionZooError
-
-REAL_DATA_DIR = Path(
-    os.environ.get("FASHIONZOO_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared/data/fashion-mnist"
-)
-"""Read before the autouse fixture below clears the variable."""
 
 TEST_NAMES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 TRAIN_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
@@ -532,18 +527,11 @@ def test_server_down(isolated, monkeypatch):
     assert leftovers(cache_dir(isolated)) == []
 
 
-def test_connection_dropped_mid_file(mirror, isolated, monkeypatch):
+@pytest.mark.parametrize("mode", ["short", "chunked-drop"])
+def test_connection_dropped_mid_file(mirror, isolated, monkeypatch, mode):
+    """Content-Length longer than the body, or a chunked body cut off: a clear error and nothing cached."""
     use_spec(monkeypatch, mirror)
-    mirror.modes[TEST_NAMES[0]] = "short"
-    with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test")
-    one_line_error(excinfo, TEST_NAMES[0])
-    assert leftovers(cache_dir(isolated)) == []
-
-
-def test_chunked_transfer_dropped_mid_file(mirror, isolated, monkeypatch):
-    use_spec(monkeypatch, mirror)
-    mirror.modes[TEST_NAMES[0]] = "chunked-drop"
+    mirror.modes[TEST_NAMES[0]] = mode
     with pytest.raises(FashionZooError) as excinfo:
         data.load_split("test")
     one_line_error(excinfo, TEST_NAMES[0])
@@ -617,14 +605,14 @@ def test_train_val_split_is_shuffled_not_a_tail():
 # ------------------------------------------------------------------------------------------ real data
 
 needs_real_data = pytest.mark.skipif(
-    not (REAL_DATA_DIR / TEST_NAMES[0]).is_file(),
-    reason=f"real Fashion-MNIST not found at {REAL_DATA_DIR} (set FASHIONZOO_DATA_DIR to a folder of the IDX files)",
+    not (SHARED_DATA_DIR / TEST_NAMES[0]).is_file(),
+    reason=f"real Fashion-MNIST not found at {SHARED_DATA_DIR} (set FASHIONZOO_DATA_DIR to a folder of the IDX files)",
 )
 
 
 @needs_real_data
 def test_real_test_split():
-    test = data.load_split("test", data_dir=REAL_DATA_DIR)
+    test = data.load_split("test", data_dir=SHARED_DATA_DIR)
     assert test.images.shape == (3000, 28, 28) and test.images.dtype == np.uint8
     assert test.labels.shape == (3000,)
     assert set(np.unique(test.labels)) == set(range(10))
@@ -633,7 +621,7 @@ def test_real_test_split():
 
 @needs_real_data
 def test_real_train_split():
-    train = data.load_split("train", data_dir=REAL_DATA_DIR)
+    train = data.load_split("train", data_dir=SHARED_DATA_DIR)
     assert train.images.shape == (62239, 28, 28) and train.labels.shape == (62239,)
     assert set(np.unique(train.labels)) == set(range(10))
     fit, val = data.train_val_split(train, 0.1)
