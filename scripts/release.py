@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from fashionzoo._files import FashionZooError, atomic_open, sha256_file
+from fashionzoo.benchmark import onnx_latency
 from fashionzoo.export import export_onnx, quantize_int8
 from fashionzoo.registry import REGISTRY
 from fashionzoo.training import strip_optimizer_state
@@ -34,9 +35,14 @@ def _file_record(path: Path) -> dict:
 def release(name: str, run: Path, previous: dict | None, published: str | None) -> dict:
     """Export, copy and describe one run; returns its weights.json record."""
     metrics = json.loads((run / "metrics.json").read_text())
+    if REGISTRY[name].needs_backbone_weights and not metrics["build_kwargs"].get("backbone_weights"):
+        raise SystemExit(f"{name}: {run} was trained with a random backbone (a pipeline check): never released")
     weights = run / metrics["weights_file"]
     strip_optimizer_state(weights)  # runs written before training did this itself
     onnx_path = export_onnx(name, run / f"{name}.onnx", weights=weights)
+    metrics["onnx_latency"] = onnx_latency(onnx_path, name, batch_size=1)  # measured here, on a quiet machine
+    with atomic_open(run / "metrics.json") as handle:
+        json.dump(metrics, handle, indent=2)
     files = {"weights": weights, "onnx": onnx_path, "card": run / "README.md", "metrics": run / "metrics.json"}
     try:
         files["onnx_int8"] = quantize_int8(name, onnx_path, run / f"{name}.int8.onnx")
@@ -59,6 +65,7 @@ def release(name: str, run: Path, previous: dict | None, published: str | None) 
         "files": records,
         "metrics": {"accuracy": test["accuracy"], "loss": test["loss"], "n": test["n"], "params": metrics["params"],
                     "epochs": metrics["epochs"], "wall_time_s": metrics["wall_time_s"], "dataset": metrics["dataset"],
+                    "onnx_batch1_p50_ms": metrics["onnx_latency"]["p50_ms"],
                     "test_images_sha256": metrics["data_files"]["t10k-images-idx3-ubyte.gz"]},
         "build_kwargs": metrics["build_kwargs"],
         "shipped": [key for key in ("weights", "onnx", "onnx_int8") if key in records],

@@ -170,3 +170,13 @@ def test_run_script_renders_the_page(tiny_run: tuple[list[dict[str, Any]], dict[
     assert "`memory_arena=False` is 1.20x the defaults, beyond the noise (5%)" in page
     script.plot(report, tmp_path / "chart.png")
     assert (tmp_path / "chart.png").stat().st_size > 0
+
+
+def test_onnx_latency_of_a_shipped_file() -> None:
+    from fashionzoo import hub
+    from fashionzoo.benchmark import onnx_latency
+
+    result = onnx_latency(hub.resolve(get_entry("cnn"), "onnx"), "cnn", batch_size=1, max_seconds=0.2)
+    assert result["batch_size"] == 1 and result["runs"] >= 3
+    assert 0 < result["p50_ms"] <= result["p99_ms"] and result["images_per_s"] == pytest.approx(1e3 / result["p50_ms"])
+    assert result["others_cpu_share"] is None or 0 <= result["others_cpu_share"] <= 1

@@ -133,3 +133,69 @@ def test_non_finite_loss_stops_with_a_clear_error_and_writes_no_weights(tmp_path
     assert result.exit_code == 1, result.output
     assert "the loss became nan" in result.stderr and "lower --lr" in result.stderr
     assert not (out / "metrics.json").exists() and not (out / "mlp-64-32.weights.h5").exists()
+
+
+def test_augmentation_changes_images_but_keeps_shape_and_range() -> None:
+    import numpy as np
+
+    from fashionzoo.training import augmenter
+
+    images = np.zeros((64, 28, 28, 1), np.float32)
+    images[:, 4:24, 2:12] = 1.0  # a bright block left of centre: flips and shifts move it
+    out = np.asarray(augmenter(("flip", "translate:0.1", "erase:0.5"), seed=0)(images, training=True))
+    assert out.shape == images.shape and out.min() >= 0.0 and out.max() <= 1.0
+    changed = np.abs(out - images).reshape(64, -1).max(axis=1) > 0
+    assert changed.mean() > 0.5  # most images differ; not a no-op
+    flipped = np.asarray(augmenter(("flip",), seed=0)(images, training=True))
+    assert {tuple(np.flatnonzero(img.sum(axis=(0, 2)))[[0, -1]]) for img in flipped} == {(2, 11), (16, 25)}
+
+
+def test_unknown_augmentation_is_a_clear_error() -> None:
+    from fashionzoo import FashionZooError
+    from fashionzoo.training import augmenter
+
+    with pytest.raises(FashionZooError, match="unknown augmentation 'rotate:10'"):
+        augmenter(("rotate:10",), seed=0)
+
+
+def test_warmup_then_cosine_schedule_and_sgd_options() -> None:
+    import fashionzoo
+    from fashionzoo.registry import Recipe
+    from fashionzoo.training import _compile
+
+    model = fashionzoo.build("lenet")
+    recipe = Recipe(epochs=10, batch_size=32, lr=0.1, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
+                    schedule="cosine", warmup_epochs=2)  # fmt: skip
+    _compile(model, recipe, steps_per_epoch=100)
+    schedule = model.optimizer._learning_rate
+    lr = [float(schedule(step)) for step in (0, 100, 200, 600, 1000)]
+    assert lr[0] == 0.0 and lr[1] == pytest.approx(0.05) and lr[2] == pytest.approx(0.1)
+    assert lr[3] == pytest.approx(0.05, abs=1e-6) and lr[4] == pytest.approx(0.0, abs=1e-6)
+    assert model.optimizer.nesterov and model.optimizer.momentum == 0.9 and model.optimizer.weight_decay == 5e-4
+
+
+def test_transfer_fine_tuning_trains_the_backbone_and_random_backbones_are_flagged(tmp_path: Path) -> None:
+    import numpy as np
+
+    import fashionzoo
+
+    out = tmp_path / "vgg"
+    result = CliRunner().invoke(main, ["train", "vgg16-tl", "--backbone-weights", "random", "--epochs", "1",
+                                       "--fine-tune-epochs", "1", "--limit", "64", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "RANDOM backbone" in result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["recipe"]["fine_tune_epochs"] == 1
+    assert metrics["build_kwargs"] == {"backbone_weights": None}  # recorded: release.py refuses such a run
+    assert len((out / "history.csv").read_text().splitlines()) == 3  # frozen epoch + fine-tuning epoch
+    assert not (out / "backup").exists()
+
+    import keras
+
+    keras.utils.set_random_seed(0)  # the run's seed: the same initial backbone
+    initial = fashionzoo.build("vgg16-tl", backbone_weights=None)
+    trained = fashionzoo.load("vgg16-tl", weights=out / "vgg16-tl.weights.h5")
+    backbone = next(i for i, layer in enumerate(initial.layers) if layer.name.startswith("vgg16"))
+    moved = [not np.array_equal(a, b) for a, b in zip(initial.layers[backbone].get_weights(),
+                                                      trained.layers[backbone].get_weights(), strict=True)]  # fmt: skip
+    assert all(moved)  # every backbone tensor changed: fine-tuning reached the frozen phase's backbone

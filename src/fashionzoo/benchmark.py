@@ -219,6 +219,16 @@ def _inputs(entry: ModelEntry, n: int) -> np.ndarray:
     return to_model_input(np.random.default_rng(0).integers(0, 256, (n, p.height, p.width), dtype=np.uint8))
 
 
+def onnx_latency(onnx_path: str | os.PathLike, name: str, batch_size: int = 1, max_seconds: float = 3.0
+                 ) -> dict[str, Any]:  # fmt: skip
+    """ONNX Runtime latency of one file on the CPU with the default session settings: p50/p99 ms, images/s, and
+    the share of the CPU other processes used meanwhile (a figure taken on a busy machine says so)."""
+    clf = Classifier(onnx_path, name=name)
+    start = _cpu_seconds()
+    times = _time(_onnx_call(clf), _inputs(get_entry(name), batch_size), 20, 100_000, max_seconds)
+    return {**_stats(times, batch_size), "others_cpu_share": _others_share(start)}
+
+
 def _model_summary(entry: ModelEntry, model: keras.Model, files: dict[str, Path]) -> dict[str, Any]:
     meta = describe(files["int8"])
     fp32_bytes, int8_bytes = files["fp32"].stat().st_size, files["int8"].stat().st_size

@@ -109,14 +109,23 @@ def info(name: str, as_json: bool) -> None:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last completed epoch.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Train on the first N training images (quick checks).")
-@click.option("--backbone-weights", help="Transfer models: a Keras ImageNet weights file, or 'imagenet'.")
+@click.option("--backbone-weights", default="imagenet", show_default=True,
+              help="Transfer models: a Keras ImageNet no-top weights file, 'imagenet' (Keras downloads them) or "
+              "'random' (pipeline checks only: such a run is never released).")  # fmt: skip
+@click.option("--fine-tune-epochs", type=click.IntRange(min=0),
+              help="Transfer models: override the recipe's fine-tuning epochs (0 skips fine-tuning).")  # fmt: skip
 @_user_errors
-def train(name: str, out: str | None, backbone_weights: str | None, **options: Any) -> None:
+def train(name: str, out: str | None, backbone_weights: str, **options: Any) -> None:
     """Train a model with its recorded recipe and write weights, curves, metrics and a model card."""
     from fashionzoo.training import train as run_training
 
     entry = get_entry(name)
-    overrides = {"backbone_weights": backbone_weights} if entry.needs_backbone_weights else {}
+    overrides = {}
+    if entry.needs_backbone_weights:
+        if backbone_weights == "random":
+            click.echo(f"fashionzoo: training {entry.name} with a RANDOM backbone: a pipeline check, not a usable "
+                       "checkpoint", err=True)  # fmt: skip
+        overrides["backbone_weights"] = None if backbone_weights == "random" else backbone_weights
     out_dir = Path(out or Path("runs") / entry.name)
     metrics = run_training(entry.name, out_dir, build_overrides=overrides, **options)
     test = metrics["test"]

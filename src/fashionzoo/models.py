@@ -55,6 +55,33 @@ def lenet5(entry: ModelEntry, dense1: int = 120, dense2: int = 84) -> keras.Mode
     return sequential(entry, spec)
 
 
+def _conv_bn(x: Any, filters: int, strides: int = 1, kernel: int = 3) -> Any:
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                      kernel_initializer="he_normal")(x)  # fmt: skip
+    return layers.BatchNormalization()(x)
+
+
+def _residual_block(x: Any, filters: int, strides: int) -> Any:
+    """A basic residual block: two 3x3 conv-BN, a projection shortcut when the shape changes."""
+    y = layers.ReLU()(_conv_bn(x, filters, strides))
+    y = _conv_bn(y, filters)
+    if strides != 1 or x.shape[-1] != filters:
+        x = _conv_bn(x, filters, strides, kernel=1)
+    return layers.ReLU()(layers.Add()([x, y]))
+
+
+def resnet(entry: ModelEntry, stem: int, widths: tuple[int, ...], blocks: tuple[int, ...]) -> keras.Model:
+    """A compact residual network: a 3x3 conv-BN-ReLU stem, then one stage per width (``blocks`` residual
+    blocks each; every stage after the first halves the resolution), global average pooling, softmax."""
+    inputs = _input(entry)
+    x = layers.ReLU()(_conv_bn(inputs, stem))
+    for stage, (filters, count) in enumerate(zip(widths, blocks, strict=True)):
+        for block in range(count):
+            x = _residual_block(x, filters, strides=2 if stage > 0 and block == 0 else 1)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, _head(x, len(entry.classes)), name=entry.name)
+
+
 _BACKBONES = {
     "vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input),
     "resnet50": (keras.applications.ResNet50, keras.applications.resnet50.preprocess_input),
@@ -71,7 +98,13 @@ def transfer(entry: ModelEntry, backbone: str, backbone_weights: str | None = No
     if backbone_weights not in (None, "imagenet") and not Path(backbone_weights).is_file():
         raise FashionZooError(f"backbone weights file not found: {backbone_weights} (pass a Keras '{backbone}' "
                               "ImageNet no-top weights file, or 'imagenet' to let Keras download it)")
-    base = app(include_top=False, weights=backbone_weights, input_shape=(32, 32, 3))
+    try:
+        base = app(include_top=False, weights=backbone_weights, input_shape=(32, 32, 3))
+    except Exception as error:  # Keras raises a bare Exception when its download fails
+        if backbone_weights != "imagenet":
+            raise
+        raise FashionZooError(f"could not download the ImageNet {backbone} weights ({str(error)[:120]}); pass "
+                              "--backbone-weights PATH to a Keras no-top weights file") from None  # fmt: skip
     base.trainable = False
     inputs = _input(entry)
     x = layers.Resizing(32, 32, name="resize_32")(inputs)
@@ -90,7 +123,7 @@ def transfer(entry: ModelEntry, backbone: str, backbone_weights: str | None = No
     return keras.Model(inputs, _head(x, len(entry.classes)), name=entry.name)
 
 
-_BUILDERS = {"sequential": sequential, "lenet5": lenet5, "transfer": transfer}
+_BUILDERS = {"sequential": sequential, "lenet5": lenet5, "resnet": resnet, "transfer": transfer}
 
 
 def build(name: str, **overrides: Any) -> keras.Model:
@@ -118,7 +151,10 @@ def load(name: str, weights: str | Path | None = None) -> keras.Model:
     path = hub.resolve(entry, "weights", weights)
     if not path.name.endswith(".weights.h5"):
         raise FashionZooError(f"{path}: expected a Keras '.weights.h5' file (as written by 'fashionzoo train')")
-    model = build(entry.name, **(_run_build_kwargs(path) if weights is not None else {}))
+    kwargs = _run_build_kwargs(path) if weights is not None else {}
+    if entry.needs_backbone_weights:
+        kwargs["backbone_weights"] = None  # the checkpoint holds the whole backbone
+    model = build(entry.name, **kwargs)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # Keras only warns when parts of the file do not match: refuse

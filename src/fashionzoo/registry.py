@@ -46,8 +46,14 @@ class Recipe:
     lr: float
     seed: int = 0
     optimizer: str = "adam"
+    momentum: float = 0.0  # SGD only
+    weight_decay: float = 0.0  # decoupled, applied by the optimizer
     schedule: str = "constant"  # "constant" or "cosine" (decays to 0 over the run)
+    warmup_epochs: int = 0  # linear warm-up to ``lr`` before the cosine decay
     label_smoothing: float = 0.0
+    augment: tuple[str, ...] = ()  # training-time augmentation: "flip", "translate:FRACTION", "erase:PROBABILITY"
+    fine_tune_epochs: int = 0  # transfer models: epochs with the backbone unfrozen, after ``epochs`` frozen
+    fine_tune_lr: float = 1e-5
     val_fraction: float = 0.1
     search: dict[str, list[Any]] | None = None  # hyper-parameter space searched before training
     search_trials: int = 0
@@ -156,6 +162,11 @@ def _layers(*specs: str) -> dict[str, Any]:
 REF_A = Recipe(epochs=100, batch_size=128, lr=1e-3, schedule="cosine",
                notes="Reference A: He-normal init, 100 epochs. Cosine decay added: with a constant lr the cnn "
                "reached 91.77% on the test file, short of the 92% bar.")  # fmt: skip
+REF_A_MLP = REF_A.replace(
+    augment=("flip",),
+    notes="Reference A with cosine decay, plus random horizontal flips: without them the MLP reached 88.93% on the "
+    "test file (validation 89.54%, flat from epoch ~60), short of the 89% bar. Flips were chosen on validation.",
+)
 REF_B = Recipe(epochs=10, batch_size=64, lr=1e-3, notes="Reference B: 10 epochs.")
 REF_B_TUNED = REF_B.replace(lr=1e-4, notes="Reference B tuned: lr 1e-4.")
 REF_B_TUNED_CNN = REF_B_TUNED.replace(
@@ -173,7 +184,16 @@ REF_D_LENET_TUNED = REF_D_LENET.replace(
     notes="Reference D tuned: random search of the first Dense width and lr on the validation split, "
     "then 5-fold cross-validation of the chosen setting, then a final fit.",
 )
-REF_D_TRANSFER = Recipe(epochs=10, batch_size=64, lr=1e-3, notes="Frozen ImageNet backbone; optional fine-tuning.")
+ZOO_RESNET = Recipe(
+    epochs=26, batch_size=128, lr=0.1, optimizer="sgd", momentum=0.9, weight_decay=5e-4, schedule="cosine",
+    warmup_epochs=1, label_smoothing=0.1, augment=("flip", "translate:0.1", "erase:0.3"),
+    notes="The zoo's flagship recipe: SGD with Nesterov momentum, 1 warm-up epoch then cosine decay, label smoothing "
+    "0.1; random flips, shifts of up to 10% and random erasing. 26 epochs (about 150 s each on 2 cores) to stay "
+    "under the 90-minute training budget.",
+)
+REF_D_TRANSFER = Recipe(epochs=10, batch_size=64, lr=1e-3, fine_tune_epochs=3, fine_tune_lr=1e-5,
+                        notes="Reference D: 10 epochs with the ImageNet backbone frozen; then 3 fine-tuning epochs "
+                        "with the whole backbone trainable at lr 1e-5 (set fine_tune_epochs=0 to skip).")  # fmt: skip
 
 HE = {"kernel_initializer": "he_normal"}
 
@@ -187,10 +207,17 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         params=843_658, recipe=REF_A, target_accuracy=0.92,
     ),
     ModelEntry(
+        name="zoo-resnet", aliases=("flagship", "resnet"), family="resnet", reference="zoo",
+        description="The zoo's flagship: a compact residual network (32-64-128 channels, batch normalisation, "
+        "global average pooling) trained with augmentation and label smoothing.",
+        builder="resnet", build_kwargs={"stem": 32, "widths": (32, 64, 128), "blocks": (1, 1, 1)},
+        params=309_418, recipe=ZOO_RESNET, target_accuracy=0.945,
+    ),
+    ModelEntry(
         name="mlp", aliases=("mlp-a",), family="mlp", reference="A",
         description="Reference A MLP: input dropout 0.5, Dense 512.",
         builder="sequential", build_kwargs=_layers("flatten", "dropout:0.5", "dense:512") | HE,
-        params=407_050, recipe=REF_A, target_accuracy=0.89,
+        params=407_050, recipe=REF_A_MLP, target_accuracy=0.89,
     ),
     ModelEntry(
         name="cnn-small", aliases=("cnn-b",), family="cnn", reference="B",

@@ -52,21 +52,54 @@ def distribution_strategy(device: str) -> tuple[tf.distribute.Strategy, str]:
 STEPS_PER_EXECUTION = int(os.environ.get("FASHIONZOO_STEPS_PER_EXECUTION", "32"))  # fewer Python round trips
 
 
-def _dataset(split: Split, num_classes: int, batch_size: int, seed: int | None) -> tf.data.Dataset:
-    """A tf.data pipeline of (inputs, one-hot labels); shuffled with ``seed`` when given."""
+def augmenter(specs: tuple[str, ...], seed: int) -> keras.Sequential:
+    """Training-time augmentation layers from recipe specs: ``flip`` (horizontal), ``translate:FRACTION``
+    (random shifts up to that fraction of the size, empty pixels black), ``erase:PROBABILITY`` (random erasing)."""
+    steps = []
+    for spec in specs:
+        kind, *args = spec.split(":")
+        if kind == "flip":
+            steps.append(keras.layers.RandomFlip("horizontal", seed=seed))
+        elif kind == "translate":
+            steps.append(keras.layers.RandomTranslation(float(args[0]), float(args[0]), fill_mode="constant",
+                                                        interpolation="nearest", seed=seed + 1))  # fmt: skip
+        elif kind == "erase":
+            steps.append(keras.layers.RandomErasing(float(args[0]), fill_value=0.0, value_range=(0, 1), seed=seed + 2))
+        else:
+            raise FashionZooError(f"unknown augmentation {spec!r} (use 'flip', 'translate:F' or 'erase:P')")
+    return keras.Sequential(steps, name="augment")
+
+
+def _dataset(
+    split: Split, num_classes: int, batch_size: int, seed: int | None, augment: tuple[str, ...] = ()
+) -> tf.data.Dataset:
+    """A tf.data pipeline of (inputs, one-hot labels); shuffled with ``seed`` and augmented when given."""
     data = tf.data.Dataset.from_tensor_slices((to_model_input(split.images), tf.one_hot(split.labels, num_classes)))
     if seed is not None:
         data = data.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    data = data.batch(batch_size)
+    if augment:
+        layers = augmenter(augment, seed or 0)
+        data = data.map(lambda x, y: (layers(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return data.prefetch(tf.data.AUTOTUNE)
 
 
 def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
     lr: Any = recipe.lr
+    warmup_steps = recipe.warmup_epochs * steps_per_epoch
     if recipe.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(recipe.lr, decay_steps=recipe.epochs * steps_per_epoch)
-    elif recipe.schedule != "constant":
-        raise FashionZooError(f"unknown learning-rate schedule {recipe.schedule!r} (use 'constant' or 'cosine')")
-    optimizer = keras.optimizers.get({"class_name": recipe.optimizer, "config": {"learning_rate": lr}})
+        lr = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup_steps else recipe.lr, decay_steps=recipe.epochs * steps_per_epoch - warmup_steps,
+            warmup_target=recipe.lr if warmup_steps else None, warmup_steps=warmup_steps)  # fmt: skip
+    elif recipe.schedule != "constant" or warmup_steps:
+        raise FashionZooError(f"unknown learning-rate schedule {recipe.schedule!r} (use 'constant' or 'cosine'; "
+                              "warm-up needs 'cosine')")  # fmt: skip
+    config: dict[str, Any] = {"learning_rate": lr}
+    if recipe.weight_decay:
+        config["weight_decay"] = recipe.weight_decay
+    if recipe.momentum:
+        config.update(momentum=recipe.momentum, nesterov=True)
+    optimizer = keras.optimizers.get({"class_name": recipe.optimizer, "config": config})
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], steps_per_execution=STEPS_PER_EXECUTION)
 
@@ -81,11 +114,30 @@ def _fit(
         model = build(entry.name, **build_kwargs)
         _compile(model, recipe, steps_per_epoch=-(-len(train) // recipe.batch_size))
     history = model.fit(
-        _dataset(train, num_classes, recipe.batch_size, recipe.seed),
+        _dataset(train, num_classes, recipe.batch_size, recipe.seed, recipe.augment),
         validation_data=_dataset(val, num_classes, 1024, None),
         epochs=recipe.epochs, callbacks=callbacks, verbose=verbose,
     )  # fmt: skip
     return model, history
+
+
+def _fine_tune(
+    model: keras.Model, recipe: Recipe, train: Split, val: Split, strategy: tf.distribute.Strategy,
+    callbacks: list[keras.callbacks.Callback], verbose: int,
+) -> None:  # fmt: skip
+    """Phase two of a transfer recipe: every layer trainable (batch-norm statistics stay frozen: the backbone
+    runs in inference mode), ``fine_tune_epochs`` more epochs at the constant ``fine_tune_lr``."""
+    num_classes = int(model.output.shape[-1])
+    with strategy.scope():
+        for layer in model.layers:
+            layer.trainable = True
+        _compile(model, recipe.replace(lr=recipe.fine_tune_lr, schedule="constant", warmup_epochs=0), 1)
+    model.fit(
+        _dataset(train, num_classes, recipe.batch_size, recipe.seed + 1, recipe.augment),
+        validation_data=_dataset(val, num_classes, 1024, None),
+        initial_epoch=recipe.epochs, epochs=recipe.epochs + recipe.fine_tune_epochs, callbacks=callbacks,
+        verbose=verbose,
+    )  # fmt: skip
 
 
 def _split_overrides(recipe: Recipe, params: dict[str, Any]) -> tuple[Recipe, dict[str, Any]]:
@@ -209,13 +261,14 @@ def train(
     resume: bool = False,
     device: str = "auto",
     limit: int | None = None,
+    fine_tune_epochs: int | None = None,
     build_overrides: dict[str, Any] | None = None,
     verbose: int = 1,
 ) -> dict[str, Any]:
     """Train ``name`` with its registry recipe (overrides recorded) and write the run folder; returns metrics."""
     entry = get_entry(name)
-    overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}.items()
-                 if v is not None}
+    overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                                   "fine_tune_epochs": fine_tune_epochs}.items() if v is not None}
     recipe = entry.recipe.replace(**overrides)
     out = Path(out_dir)
     backup, state_path, history_path = out / "backup", out / "state.json", out / "history.csv"
@@ -247,20 +300,24 @@ def train(
         recipe, chosen_kwargs = _split_overrides(recipe, search["best"])
         build_kwargs.update(chosen_kwargs)
 
-    run = {"recipe": dataclasses.asdict(recipe), "build_kwargs": build_kwargs, "limit": limit, "dataset": dataset}
+    run = json.loads(json.dumps({"recipe": dataclasses.asdict(recipe), "build_kwargs": build_kwargs,
+                                 "limit": limit, "dataset": dataset}))  # as state.json stores it: lists, not tuples
     previous = json.loads(state_path.read_text()) if resume and state_path.is_file() else {}
     if previous and any(previous.get(key) != value for key, value in run.items()):
         raise FashionZooError(f"{out}: --resume must use the options of the interrupted run (its recipe, "
                               f"--limit and --dataset are in {state_path.name}); drop the changed options")  # fmt: skip
     run_state = _RunState(state_path, previous.get("wall_time_s", 0.0), run)
-    callbacks = [
-        _StopOnNonFinite(backup),
-        keras.callbacks.BackupAndRestore(str(backup)),
-        keras.callbacks.CSVLogger(str(history_path), append=resume),
-        run_state,
-    ]
-    model, _ = _fit(entry, recipe, train_split, val_split, strategy, build_kwargs, callbacks,
-                    verbose=verbose if verbose == 0 or sys.stderr.isatty() else 2)  # fmt: skip
+    verbose = verbose if verbose == 0 or sys.stderr.isatty() else 2
+
+    def callbacks(backup_dir: Path, append: bool) -> list[keras.callbacks.Callback]:
+        # the backup is kept until the run is complete, so a crash in a later phase still resumes
+        backup_callback = keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False)
+        csv_logger = keras.callbacks.CSVLogger(str(history_path), append=append)
+        return [_StopOnNonFinite(backup_dir), backup_callback, csv_logger, run_state]
+
+    model, _ = _fit(entry, recipe, train_split, val_split, strategy, build_kwargs, callbacks(backup, resume), verbose)
+    if recipe.fine_tune_epochs:
+        _fine_tune(model, recipe, train_split, val_split, strategy, callbacks(backup / "fine-tune", True), verbose)
     wall_time = run_state.total()
     _dedupe_history(history_path)
 
@@ -282,7 +339,7 @@ def train(
         "split_seed": SPLIT_SEED,
         "n_train": len(train_split),
         "n_val": len(val_split),
-        "epochs": recipe.epochs,
+        "epochs": recipe.epochs + recipe.fine_tune_epochs,
         "wall_time_s": round(wall_time, 1),
         "seed": recipe.seed,
         "test": test_metrics,
@@ -298,4 +355,5 @@ def train(
     plot_confusion(test_metrics["confusion_matrix"], entry.classes, out / "confusion.png",
                    f"{entry.name}: test confusion matrix (accuracy {test_metrics['accuracy']:.4f})")  # fmt: skip
     write_model_card(metrics, entry.description, out / "README.md")
+    shutil.rmtree(backup, ignore_errors=True)
     return metrics
