@@ -242,7 +242,10 @@ def test_underexposed_photo_is_levelled_to_black() -> None:
 def test_large_dark_background_image_is_not_negated() -> None:
     big = Image.fromarray(synthetic_garment()).resize((280, 280), Image.Resampling.NEAREST)
     result = pp.fashion_mnist_style(big)
-    assert np.abs(result.astype(int) - synthetic_garment()).mean() < 3
+    garment = synthetic_garment()
+    # negated, the difference would be ~100 grey levels; the sharpening step (data set step 4) accounts for ~8
+    assert np.abs(result.astype(int) - garment).mean() < 12
+    assert np.corrcoef(result.ravel(), garment.ravel())[0, 1] > 0.95
 
 
 def test_huge_image_is_reduced_before_processing() -> None:

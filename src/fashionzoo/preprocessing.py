@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from fashionzoo._files import FashionZooError
 
@@ -27,7 +27,12 @@ _TRIM_TOLERANCE = 0.05
 _RESAMPLE = Image.Resampling.BOX
 """Downscaling filter (area average). Measured on real test images turned into synthetic photos and back, it
 was the best or within 0.1 grey level of the best of BOX/BILINEAR/HAMMING/BICUBIC/LANCZOS, and far more robust
-to fine texture than the paper's plain subsampling (NEAREST); an extra sharpening step only made things worse."""
+to fine texture than the paper's plain subsampling (NEAREST)."""
+_SHARPEN_PERCENT = 100
+"""Strength of the unsharp mask (radius 1) that stands in for the data set's Gaussian sharpening (step 4).
+Chosen on 2,000 validation photos (from the training file, JPEG; the reference cnn, 93.40% on the raw images),
+accuracy drop in points with the contrast stretch of :func:`_finish`: no sharpening 1.70, 50% 1.05, 100% 0.80,
+150% 1.50, 200% 2.55 (neither step: 3.45). A 15% trim tolerance instead of the paper's 5% did worse (1.25)."""
 _WORK_SIZE = 512
 """Bigger images are first box-reduced to 512-1023 pixels (less memory); the trim then lands within 1/18 pixel."""
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -187,7 +192,8 @@ def fashion_mnist_style(img: Image.Image) -> np.ndarray:
     one is kept, and a 28x28 image with a dark background is returned unchanged, so Fashion-MNIST images pass
     through byte for byte. Otherwise the edges within 5% of the background colour are trimmed, the background
     level is mapped to 0 (a no-op for pure white or black), the longest edge is resized to 28 and the result is
-    centred on a black 28x28 canvas the way the data set's images are (an odd leftover pixel goes top/left).
+    centred on a black 28x28 canvas the way the data set's images are (an odd leftover pixel goes top/left),
+    sharpened, and stretched so that its brightest pixel is 255 (:func:`_finish`).
     """
     base = _to_8bit(img)
     factor = max(base.size) // _WORK_SIZE
@@ -219,7 +225,21 @@ def fashion_mnist_style(img: Image.Image) -> np.ndarray:
     small = np.asarray(Image.fromarray(gray).resize((new_width, new_height), _RESAMPLE))
     top, left = (SIZE - new_height + 1) // 2, (SIZE - new_width + 1) // 2
     canvas[top : top + new_height, left : left + new_width] = np.clip(np.rint(small), 0, 255).astype(np.uint8)
-    return canvas
+    return _finish(canvas)
+
+
+def _finish(canvas: np.ndarray) -> np.ndarray:
+    """The data set's last touches on a non-blank 28x28 canvas: sharpening (its step 4) and full contrast.
+
+    Every Fashion-MNIST training image reaches 254 or 255, while a photo's garment, averaged down from many
+    pixels, rarely does: the result is stretched so that its brightest pixel is 255. On 2,000 validation photos
+    this alone cut the reference cnn's accuracy drop from 3.45 to 1.70 points.
+    """
+    sharpened = Image.fromarray(canvas).filter(ImageFilter.UnsharpMask(radius=1, percent=_SHARPEN_PERCENT, threshold=0))
+    pixels = np.asarray(sharpened, dtype=np.float32)
+    if pixels.max() == 0:  # a garment with the background's brightness (only its colour differs)
+        return canvas
+    return np.clip(np.rint(pixels * (255.0 / pixels.max())), 0, 255).astype(np.uint8)
 
 
 def preprocess_file(path: str | os.PathLike) -> np.ndarray:
