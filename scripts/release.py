@@ -21,6 +21,7 @@ from fashionzoo._files import FashionZooError, atomic_open, sha256_file
 from fashionzoo.benchmark import onnx_latency
 from fashionzoo.export import export_onnx, quantize_int8
 from fashionzoo.registry import REGISTRY
+from fashionzoo.reports import write_model_card
 from fashionzoo.training import strip_optimizer_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +44,7 @@ def release(name: str, run: Path, previous: dict | None, published: str | None) 
     metrics["onnx_latency"] = onnx_latency(onnx_path, name, batch_size=1)  # measured here, on a quiet machine
     with atomic_open(run / "metrics.json") as handle:
         json.dump(metrics, handle, indent=2)
+    write_model_card(metrics, REGISTRY[name].description, run / "README.md")
     files = {"weights": weights, "onnx": onnx_path, "card": run / "README.md", "metrics": run / "metrics.json"}
     try:
         files["onnx_int8"] = quantize_int8(name, onnx_path, run / f"{name}.int8.onnx")

@@ -13,6 +13,15 @@ It answers what ``huggingface_hub.hf_hub_download`` (2.4) asks for a model file 
   ``hf_raise_for_status`` maps to ``RepositoryNotFoundError`` / ``RevisionNotFoundError`` /
   ``RemoteEntryNotFoundError``.
 
+Uploads (what ``HfApi.create_repo`` + ``HfApi.upload_folder`` ask for; ``fashionzoo push`` uses them):
+
+* ``POST /api/repos/create``: ``{"url": ...}``; ``POST /api/validate-yaml`` (a README.md's metadata): no errors.
+* ``POST /api/models/{repo_id}/preupload/{revision}``: every file ``"uploadMode": "regular"`` (no LFS, no Xet), so
+  the file contents travel inline in the commit.
+* ``POST /api/models/{repo_id}/commit/{revision}``: an NDJSON body (a ``header`` line, then one ``file`` line per
+  file with base64 ``content``). The files are stored on top of the branch's previous commit under a new
+  40-hex commit id, which is returned as ``commitOid``; the branch name then resolves to it as well.
+
 Switches for failure injection (plain attributes, changeable while the server runs): :attr:`HubServer.force_status`,
 :attr:`HubServer.tamper`, :attr:`HubServer.drop_mid_body`, and :attr:`HubServer.lfs_redirect` (answer like the
 real Hub does for LFS files: a ``302`` to a "CDN" on another origin, with ``X-Linked-Etag`` / ``X-Linked-Size``).
@@ -30,7 +39,9 @@ or the :func:`hub_server` pytest fixture (import it into a test module or a ``co
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -46,6 +57,7 @@ Files = dict[tuple[str, str], dict[str, bytes]]
 _RESOLVE = re.compile(r"^/(?P<repo_id>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<filename>.+)$")
 _CDN = re.compile(r"^/cdn/(?P<sha>[0-9a-f]{64})$")
 _RANGE = re.compile(r"^bytes=(?P<start>\d+)-(?P<end>\d*)$")
+_UPLOAD = re.compile(r"^/api/models/(?P<repo_id>[^/]+/[^/]+)/(?P<action>preupload|commit)/(?P<revision>[^/]+)$")
 
 
 def sha256_hex(content: bytes) -> str:
@@ -152,6 +164,19 @@ class HubServer:
 
     # -- request handling (called from the handler threads) -----------------------------------------------------
 
+    def _commit(self, repo_id: str, branch: str, ndjson: bytes) -> str:
+        """Store an upload as a new commit on top of ``branch``; returns the commit id."""
+        lines = [json.loads(line) for line in ndjson.splitlines() if line.strip()]
+        added = {item["value"]["path"]: base64.b64decode(item["value"]["content"])
+                 for item in lines if item["key"] == "file"}  # fmt: skip
+        with self._lock:
+            files = {**self.files.get((repo_id, branch), {}), **added}
+            commit = hashlib.sha1(json.dumps(sorted((k, sha256_hex(v)) for k, v in files.items())).encode()
+                                  + branch.encode() + str(len(self.files)).encode()).hexdigest()  # fmt: skip
+            self.files[(repo_id, commit)] = files
+            self.files[(repo_id, branch)] = files
+        return commit
+
     def _record(self, method: str, path: str, headers: dict[str, str]) -> None:
         with self._lock:
             self.requests.append((method, path))
@@ -200,6 +225,35 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802
             self._handle(send_body=True)
+
+        def do_POST(self) -> None:  # noqa: N802
+            path = urlsplit(self.path).path
+            server._record("POST", path, {k.lower(): v for k, v in self.headers.items()})
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if server.force_status is not None and "POST" in server.force_methods:
+                self._send_error(server.force_status, {}, f"forced {server.force_status}")
+            elif path == "/api/validate-yaml":  # the model card's metadata, checked before a README.md upload
+                self._send_json({"errors": [], "warnings": []})
+            elif path == "/api/repos/create":
+                request = json.loads(body)
+                self._send_json({"url": f"{server.url}/{request['organization']}/{request['name']}"})
+            elif (match := _UPLOAD.match(path)) and match["action"] == "preupload":
+                files = json.loads(body)["files"]
+                self._send_json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                           for f in files]})  # fmt: skip
+            elif match:
+                commit = server._commit(match["repo_id"], unquote(match["revision"]), body)
+                self._send_json({"commitOid": commit, "commitUrl": f"{server.url}/{match['repo_id']}/commit/{commit}"})
+            else:
+                self._send_error(404, {}, "unknown API route")
+
+        def _send_json(self, payload: dict[str, Any]) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def _handle(self, send_body: bool) -> None:
             path = urlsplit(self.path).path

@@ -467,3 +467,54 @@ def test_file_not_marked_shipped_is_not_taken_from_the_package(server: HubServer
 
     assert path.is_relative_to(hub.cache_dir())
     assert server.count("GET") == 1
+
+
+# -- uploads ----------------------------------------------------------------------------------------------------------
+
+RUN_FILES = {"mlp-64-32.weights.h5": b"weights", "mlp-64-32.onnx": b"onnx", "metrics.json": b"{}",
+             "README.md": b"# card", "curves.png": b"png", "history.csv": b"epoch\n0\n"}  # fmt: skip
+
+
+def test_push_uploads_a_run_and_its_commit_serves_the_files(hub_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from click.testing import CliRunner
+
+    from fashionzoo.cli import main
+
+    run = hub_env / "run"
+    run.mkdir()
+    for name, content in {**RUN_FILES, "notes.txt": b"not part of a release"}.items():
+        (run / name).write_bytes(content)
+    with HubServer() as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        result = CliRunner().invoke(main, ["push", "mlp-64-32", "--repo-id", "someone/mlp", "--run", str(run),
+                                           "--token", "hf_test_token"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        commit = re.search(r"at commit ([0-9a-f]{40})", result.stdout)[1]
+        assert server.files[("someone/mlp", commit)] == RUN_FILES  # notes.txt is not uploaded
+        assert [path for method, path in server.requests if method == "POST"] == [
+            "/api/repos/create", "/api/validate-yaml", "/api/models/someone/mlp/preupload/main",
+            "/api/models/someone/mlp/commit/main"]
+        assert all(h.get("authorization") == "Bearer hf_test_token" for h in server.headers_of("POST"))
+        fetched = huggingface_hub.hf_hub_download("someone/mlp", "mlp-64-32.weights.h5", revision=commit,
+                                                  cache_dir=hub_env / "fetched", endpoint=server.url)  # fmt: skip
+        assert Path(fetched).read_bytes() == RUN_FILES["mlp-64-32.weights.h5"]
+
+
+def test_push_failure_is_one_line(hub_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from fashionzoo.cli import main
+
+    run = hub_env / "run"
+    run.mkdir()
+    (run / "mlp-64-32.weights.h5").write_bytes(b"weights")
+    with HubServer() as server:
+        server.force_status, server.force_methods = 403, frozenset({"POST"})
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        result = CliRunner().invoke(main, ["push", "mlp-64-32", "--repo-id", "someone/mlp", "--run", str(run),
+                                           "--token", "hf_bad"])  # fmt: skip
+    assert result.exit_code == 1
+    assert "upload failed" in result.stderr and "HF_TOKEN" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -143,6 +143,7 @@ def push(run_dir: str | os.PathLike, repo_id: str, revision: str | None = None, 
         commit = api.upload_folder(folder_path=run, repo_id=repo_id, revision=revision, allow_patterns=patterns,
                                    commit_message=f"fashionzoo: upload {run.name}")  # fmt: skip
     except HfHubHTTPError as error:
-        raise FashionZooError(f"{repo_id}: upload failed ({error}); check the token (HF_TOKEN) and the repo id") \
+        reason = str(error).splitlines()[0]
+        raise FashionZooError(f"{repo_id}: upload failed ({reason}); check the token (HF_TOKEN) and the repo id") \
             from None
     return commit.oid

@@ -78,6 +78,9 @@ def write_model_card(metrics: dict[str, Any], description: str, path: Path) -> N
         ],
     )  # fmt: skip
     recipe = json.dumps(metrics["recipe"], indent=2)
+    latency = metrics.get("onnx_latency")  # added by scripts/release.py
+    speed = (f"\nONNX Runtime latency at batch 1 (CPU, p50): {latency['p50_ms']:.3f} ms "
+             f"({latency['images_per_s']:,.0f} images/s).\n" if latency else "")  # fmt: skip
     body = f"""
 # fashionzoo `{name}`
 
@@ -91,7 +94,7 @@ Trained with `fashionzoo train {name}` ({metrics["epochs"]} epochs, {metrics["wa
 | test (shared file) | {metrics["test"]["n"]} | {metrics["test"]["accuracy"]:.4f} | {metrics["test"]["loss"]:.4f} |
 | validation (seed {metrics["split_seed"]}) | {metrics["n_val"]} | {metrics["val"]["accuracy"]:.4f} | \
 {metrics["val"]["loss"]:.4f} |
-
+{speed}
 ## Use
 
 ```python
