@@ -189,6 +189,8 @@ def test_transfer_fine_tuning_trains_the_backbone_and_random_backbones_are_flagg
     assert metrics["build_kwargs"] == {"backbone_weights": None}  # recorded: release.py refuses such a run
     assert len((out / "history.csv").read_text().splitlines()) == 3  # frozen epoch + fine-tuning epoch
     assert not (out / "backup").exists()
+    refused = CliRunner().invoke(main, ["push", "vgg16-tl", "--repo-id", "someone/vgg", "--run", str(out)])
+    assert refused.exit_code == 1 and "random backbone" in refused.stderr  # before any network call
 
     import keras
 
