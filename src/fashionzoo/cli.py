@@ -199,10 +199,10 @@ def push(name: str, repo_id: str, run_dir: str | None, revision: str | None, tok
     entry = get_entry(name)
     run = Path(run_dir or Path("runs") / entry.name)
     metrics_path = run / "metrics.json"
-    if entry.needs_backbone_weights and metrics_path.is_file():
-        if not json.loads(metrics_path.read_text(encoding="utf-8")).get("build_kwargs", {}).get("backbone_weights"):
-            raise FashionZooError(f"{run}: trained with a random backbone (a pipeline check); train with ImageNet "
-                                  "backbone weights (--backbone-weights) before publishing")  # fmt: skip
+    recorded = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    if entry.needs_backbone_weights and recorded and not recorded.get("build_kwargs", {}).get("backbone_weights"):
+        raise FashionZooError(f"{run}: trained with a random backbone (a pipeline check); train with ImageNet "
+                              "backbone weights (--backbone-weights) before publishing")  # fmt: skip
     commit = hub.push(run, repo_id, revision=revision, token=token)
     click.echo(f"{entry.name}: uploaded to {repo_id} at commit {commit}; pin it with "
                f"'python scripts/release.py {entry.name} --published {entry.name}={commit}'")  # fmt: skip
