@@ -3,7 +3,8 @@
 Usage: python scripts/release.py [NAME ...] [--runs runs] [--published NAME=COMMIT ...]
 
 For each model with a finished run folder (``runs/NAME/metrics.json``): exports ``NAME.onnx`` next to the
-weights and quantises it to ``NAME.int8.onnx`` (skipped, with the reason, if int8 loses more than 0.5 points),
+weights (kept as is when weights and ONNX file are the ones already released), measures its batch-1 latency
+with ONNX Runtime (into metrics.json and the model card), and quantises it to ``NAME.int8.onnx`` (skipped, with the reason, if int8 loses more than 0.5 points),
 copies weights and ONNX files into ``src/fashionzoo/checkpoints/`` (shipped in the wheel), copies the run's
 metrics, curves, confusion matrix, history and model card into ``docs/models/NAME/``, and records the files'
 SHA-256 and sizes, the measured metrics and the builder arguments in ``src/fashionzoo/weights.json``.
@@ -40,14 +41,25 @@ def release(name: str, run: Path, previous: dict | None, published: str | None) 
         raise SystemExit(f"{name}: {run} was trained with a random backbone (a pipeline check): never released")
     weights = run / metrics["weights_file"]
     strip_optimizer_state(weights)  # runs written before training did this itself
-    onnx_path = export_onnx(name, run / f"{name}.onnx", weights=weights)
+    released = previous["files"] if previous else {}
+
+    def unchanged(key: str, path: Path) -> bool:  # already released from these very weights: keep the file
+        return key in released and path.is_file() and sha256_file(path) == released[key]["sha256"]
+
+    onnx_path = run / f"{name}.onnx"
+    if not (unchanged("weights", weights) and unchanged("onnx", onnx_path)):
+        export_onnx(name, onnx_path, weights=weights)
     metrics["onnx_latency"] = onnx_latency(onnx_path, name, batch_size=1)  # measured here, on a quiet machine
     with atomic_open(run / "metrics.json") as handle:
         json.dump(metrics, handle, indent=2)
     write_model_card(metrics, REGISTRY[name].description, run / "README.md")
     files = {"weights": weights, "onnx": onnx_path, "card": run / "README.md", "metrics": run / "metrics.json"}
+    int8_path = run / f"{name}.int8.onnx"
     try:
-        files["onnx_int8"] = quantize_int8(name, onnx_path, run / f"{name}.int8.onnx")
+        if unchanged("onnx", onnx_path) and unchanged("onnx_int8", int8_path):
+            files["onnx_int8"] = int8_path
+        else:
+            files["onnx_int8"] = quantize_int8(name, onnx_path, int8_path)
     except FashionZooError as error:
         print(f"{name}: no int8 file released: {error}")
     for key in ("weights", "onnx", "onnx_int8"):
@@ -58,8 +70,8 @@ def release(name: str, run: Path, previous: dict | None, published: str | None) 
     for filename in RUN_FILES:
         shutil.copyfile(run / filename, docs / filename)
     records = {key: _file_record(path) for key, path in files.items()}
-    unchanged = previous and previous["files"] == records
-    revision = published or (previous["revision"] if unchanged else None)
+    same_files = previous and previous["files"] == records
+    revision = published or (previous["revision"] if same_files else None)
     test = metrics["test"]
     return {
         "repo_id": f"fashionzoo/{name}",
