@@ -4,7 +4,8 @@ Usage: python scripts/release.py [NAME ...] [--runs runs] [--published NAME=COMM
 
 For each model with a finished run folder (``runs/NAME/metrics.json``): exports ``NAME.onnx`` next to the
 weights (kept as is when weights and ONNX file are the ones already released), measures its batch-1 latency
-with ONNX Runtime (into metrics.json and the model card), and quantises it to ``NAME.int8.onnx`` (skipped, with the reason, if int8 loses more than 0.5 points),
+with ONNX Runtime (into metrics.json and the model card), and quantises it
+to ``NAME.int8.onnx`` (skipped, with the reason, if int8 loses more than 0.5 points),
 copies weights and ONNX files into ``src/fashionzoo/checkpoints/`` (shipped in the wheel), copies the run's
 metrics, curves, confusion matrix, history and model card into ``docs/models/NAME/``, and records the files'
 SHA-256 and sizes, the measured metrics and the builder arguments in ``src/fashionzoo/weights.json``.
