@@ -40,7 +40,8 @@ def table(docs_prefix: str) -> str:
                        f"{m['epochs']} | {m['wall_time_s'] / 60:.1f} min | {latency(m)}")  # fmt: skip
             params = m["params"]
         else:
-            why = "needs ImageNet backbone weights" if entry.needs_backbone_weights else "not trained yet"
+            why = entry.unreleased_reason or ("needs ImageNet backbone weights" if entry.needs_backbone_weights
+                                              else "not trained yet")  # fmt: skip
             figures = f"no checkpoint ({why}) | - | {reported} | {entry.recipe.epochs} | - | -"
             params = entry.params
         lines.append(f"| `{name}` | {aliases} | {entry.reference} | {params:,} | {figures} |")

@@ -72,6 +72,8 @@ def info(name: str, as_json: bool) -> None:
     """Show a model's architecture, training recipe and measured metrics."""
     entry = get_entry(name)
     summary = entry.summary()
+    if entry.unreleased_reason:
+        summary["note"] = f"No checkpoint released: {entry.unreleased_reason}."
     if entry.needs_backbone_weights:
         summary["note"] = ("No trained checkpoint exists yet: this model needs ImageNet backbone weights, which "
                            "cannot be fetched where the zoo is built. Train it with --backbone-weights PATH.")
