@@ -53,7 +53,7 @@ def test_predict_json_on_every_example() -> None:
 
 def test_photo_style_accuracy_stays_within_two_points(tmp_path: Path, shared_data: Path) -> None:
     """The issue's bar (within 2 points of the raw images) on the first 1,000 test images; the full-file figures
-    are in docs/benchmarks.md (benchmarks/photo_accuracy.py)."""
+    are in docs/photos.md (benchmarks/photo_accuracy.py)."""
     from fashionzoo.data import load_split
     from fashionzoo.photos import FORMATS, photo_accuracy
     from fashionzoo.runtime import Classifier

@@ -288,7 +288,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
 
 DEFAULT_MODEL = "zoo-resnet"
 """What ``predict`` and ``load()`` use without a name: the flagship, best on the test file (94.13% vs the cnn's
-92.53%) and on product photos made from it (see docs/benchmarks.md)."""
+92.53%) and on product photos made from it (docs/photos.md)."""
 
 
 def _load_weights_records() -> dict[str, WeightsRecord]:
