@@ -103,7 +103,8 @@ def transfer(entry: ModelEntry, backbone: str, backbone_weights: str | None = No
     except Exception as error:  # Keras raises a bare Exception when its download fails
         if backbone_weights != "imagenet":
             raise
-        raise FashionZooError(f"could not download the ImageNet {backbone} weights ({str(error)[:120]}); pass "
+        reason = " ".join(str(error).split())[:120]
+        raise FashionZooError(f"could not download the ImageNet {backbone} weights ({reason}); pass "
                               "--backbone-weights PATH to a Keras no-top weights file") from None  # fmt: skip
     base.trainable = False
     inputs = _input(entry)
