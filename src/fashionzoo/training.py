@@ -294,7 +294,9 @@ def train(
         if resume and search_path.is_file():
             search = json.loads(search_path.read_text())
         else:
+            started = time.monotonic()
             search = search_hyperparameters(entry, recipe, train_split, val_split, strategy, verbose)
+            search["wall_time_s"] = round(time.monotonic() - started, 1)
             with atomic_open(search_path) as handle:
                 json.dump(search, handle, indent=2)
         recipe, chosen_kwargs = _split_overrides(recipe, search["best"])
@@ -318,7 +320,7 @@ def train(
     model, _ = _fit(entry, recipe, train_split, val_split, strategy, build_kwargs, callbacks(backup, resume), verbose)
     if recipe.fine_tune_epochs:
         _fine_tune(model, recipe, train_split, val_split, strategy, callbacks(backup / "fine-tune", True), verbose)
-    wall_time = run_state.total()
+    wall_time = run_state.total() + (search or {}).get("wall_time_s", 0.0)  # the search is part of the recipe
     _dedupe_history(history_path)
 
     weights_path = out / f"{entry.name}.weights.h5"
