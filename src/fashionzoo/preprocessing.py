@@ -3,8 +3,8 @@
 The steps mirror the data set's own conversion (Xiao et al. 2017, arXiv:1708.07747, section 2): trim the edges
 whose colour is within 5% of the largest possible RGB distance from the background colour, resize the longest
 edge to 28 pixels, extend the shortest edge to 28 and centre, sharpen, negate so that the background is dark,
-and keep 8-bit grayscale stretched to full contrast (as every training image is). Only the standard library, numpy and Pillow are used, so this module loads fast and
-works without TensorFlow.
+and keep 8-bit grayscale stretched to full contrast (as every training image is). Only the standard library,
+numpy and Pillow are used, so this module loads fast and works without TensorFlow.
 """
 
 from __future__ import annotations
