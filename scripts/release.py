@@ -22,7 +22,7 @@ from pathlib import Path
 from fashionzoo._files import FashionZooError, atomic_open, sha256_file
 from fashionzoo.benchmark import onnx_latency
 from fashionzoo.export import export_onnx, quantize_int8
-from fashionzoo.registry import REGISTRY
+from fashionzoo.registry import REGISTRY, is_random_backbone_run
 from fashionzoo.reports import write_model_card
 from fashionzoo.training import strip_optimizer_state
 
@@ -38,7 +38,7 @@ def _file_record(path: Path) -> dict:
 def release(name: str, run: Path, previous: dict | None, published: str | None) -> dict:
     """Export, copy and describe one run; returns its weights.json record."""
     metrics = json.loads((run / "metrics.json").read_text())
-    if REGISTRY[name].needs_backbone_weights and not metrics["build_kwargs"].get("backbone_weights"):
+    if is_random_backbone_run(REGISTRY[name], metrics):
         raise SystemExit(f"{name}: {run} was trained with a random backbone (a pipeline check): never released")
     weights = run / metrics["weights_file"]
     strip_optimizer_state(weights)  # runs written before training did this itself

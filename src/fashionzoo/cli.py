@@ -13,7 +13,7 @@ import click
 
 from fashionzoo import __version__
 from fashionzoo._files import FashionZooError
-from fashionzoo.registry import REGISTRY, get_entry
+from fashionzoo.registry import REGISTRY, get_entry, is_random_backbone_run
 
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -202,7 +202,7 @@ def push(name: str, repo_id: str, run_dir: str | None, revision: str | None, tok
     run = Path(run_dir or Path("runs") / entry.name)
     metrics_path = run / "metrics.json"
     recorded = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
-    if entry.needs_backbone_weights and recorded and not recorded.get("build_kwargs", {}).get("backbone_weights"):
+    if recorded and is_random_backbone_run(entry, recorded):
         raise FashionZooError(f"{run}: trained with a random backbone (a pipeline check); train with ImageNet "
                               "backbone weights (--backbone-weights) before publishing")  # fmt: skip
     commit = hub.push(run, repo_id, revision=revision, token=token)

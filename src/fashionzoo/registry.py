@@ -326,6 +326,12 @@ def get_entry(name: str) -> ModelEntry:
     raise FashionZooError(f"unknown model {name!r}.{hint} Run 'fashionzoo list' to see every model.")
 
 
+def is_random_backbone_run(entry: ModelEntry, metrics: dict[str, Any]) -> bool:
+    """Whether a run's ``metrics.json`` records a transfer model trained with a random backbone: a pipeline
+    check that is never released or published."""
+    return entry.needs_backbone_weights and not metrics.get("build_kwargs", {}).get("backbone_weights")
+
+
 def list_models() -> list[str]:
     """Names of every model in the zoo, in registry order."""
     return list(REGISTRY)
