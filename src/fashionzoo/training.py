@@ -104,20 +104,30 @@ def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], steps_per_execution=STEPS_PER_EXECUTION)
 
 
+def _fit_epochs(
+    model: keras.Model, recipe: Recipe, train: Split, val: Split, callbacks: list[keras.callbacks.Callback],
+    verbose: int, *, seed: int, first_epoch: int, last_epoch: int,
+) -> keras.callbacks.History:  # fmt: skip
+    """``model.fit`` from ``first_epoch`` to ``last_epoch`` on the (augmented, shuffled with ``seed``) training
+    split, validated on ``val``."""
+    num_classes = int(model.output.shape[-1])
+    return model.fit(
+        _dataset(train, num_classes, recipe.batch_size, seed, recipe.augment),
+        validation_data=_dataset(val, num_classes, 1024, None),
+        initial_epoch=first_epoch, epochs=last_epoch, callbacks=callbacks, verbose=verbose,
+    )  # fmt: skip
+
+
 def _fit(
     entry: ModelEntry, recipe: Recipe, train: Split, val: Split, strategy: tf.distribute.Strategy,
     build_kwargs: dict[str, Any], callbacks: list[keras.callbacks.Callback], verbose: int,
 ) -> tuple[keras.Model, keras.callbacks.History]:  # fmt: skip
     keras.utils.set_random_seed(recipe.seed)
-    num_classes = len(entry.classes)
     with strategy.scope():
         model = build(entry.name, **build_kwargs)
         _compile(model, recipe, steps_per_epoch=-(-len(train) // recipe.batch_size))
-    history = model.fit(
-        _dataset(train, num_classes, recipe.batch_size, recipe.seed, recipe.augment),
-        validation_data=_dataset(val, num_classes, 1024, None),
-        epochs=recipe.epochs, callbacks=callbacks, verbose=verbose,
-    )  # fmt: skip
+    history = _fit_epochs(model, recipe, train, val, callbacks, verbose, seed=recipe.seed, first_epoch=0,
+                          last_epoch=recipe.epochs)  # fmt: skip
     return model, history
 
 
@@ -127,17 +137,12 @@ def _fine_tune(
 ) -> None:  # fmt: skip
     """Phase two of a transfer recipe: every layer trainable (batch-norm statistics stay frozen: the backbone
     runs in inference mode), ``fine_tune_epochs`` more epochs at the constant ``fine_tune_lr``."""
-    num_classes = int(model.output.shape[-1])
     with strategy.scope():
         for layer in model.layers:
             layer.trainable = True
         _compile(model, recipe.replace(lr=recipe.fine_tune_lr, schedule="constant", warmup_epochs=0), 1)
-    model.fit(
-        _dataset(train, num_classes, recipe.batch_size, recipe.seed + 1, recipe.augment),
-        validation_data=_dataset(val, num_classes, 1024, None),
-        initial_epoch=recipe.epochs, epochs=recipe.epochs + recipe.fine_tune_epochs, callbacks=callbacks,
-        verbose=verbose,
-    )  # fmt: skip
+    _fit_epochs(model, recipe, train, val, callbacks, verbose, seed=recipe.seed + 1, first_epoch=recipe.epochs,
+                last_epoch=recipe.epochs + recipe.fine_tune_epochs)  # fmt: skip
 
 
 def _split_overrides(recipe: Recipe, params: dict[str, Any]) -> tuple[Recipe, dict[str, Any]]:
