@@ -80,8 +80,10 @@ def make_idx_folder(tmp_path: Path) -> Callable[..., IdxFolder]:
 
 SHARED_DATA_DIR = Path(
     os.environ.get("FASHIONZOO_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared/data/fashion-mnist"
-)
-"""The shared Fashion-MNIST copy (CI clones the repo with ``shared/`` beside it)."""
+).resolve()
+"""The shared Fashion-MNIST copy (CI clones the repo with ``shared/`` beside it), as an absolute path."""
+if "FASHIONZOO_DATA_DIR" in os.environ:  # the README's relative path must survive tests that change directory
+    os.environ["FASHIONZOO_DATA_DIR"] = str(SHARED_DATA_DIR)
 
 
 @pytest.fixture(scope="session")
