@@ -230,6 +230,12 @@ def render(report: dict[str, Any]) -> str:
         f"- FLOPs per cycle = {peak['flops_per_cycle']} ({peak['flops_per_cycle_source']});",
         f"- peak = **{peak['gflops']:.1f} GFLOP/s**." if peak["gflops"] else "- peak = unknown.",
         "",
+        "This is a nominal peak, and a share above 100% is possible: where the kernel shows no maximum clock (virtual "
+        "machines), the clock is the one `/proc/cpuinfo` reports, below the boost clock the cores reach; and "
+        "oneDNN/ONNX Runtime may run 3x3 convolutions with Winograd kernels, which need fewer multiplies than the "
+        "direct-convolution FLOPs counted here. Read the shares as model FLOPs per nominal peak, for comparison "
+        "between backends, not as hardware utilisation.",
+        "",
         "| model | MFLOPs/image | best fp32 backend | GFLOP/s | % of peak | best overall | GFLOP/s (equiv.) | "
         "% of fp32 peak |",
         "|---|---:|---|---:|---:|---|---:|---:|",

@@ -124,3 +124,30 @@ def test_cli_export_missing_weights_is_a_one_line_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr == f"fashionzoo: error: {missing}: no such file (pass the path of a weights file)\n"
     assert not out.exists()
+
+
+@pytest.mark.usefixtures("_data_env")
+def test_test_time_flip_travels_in_the_onnx_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model with ``test_time_flip``: the ONNX file averages each image with its mirror image, like Keras."""
+    import keras
+
+    from fashionzoo import registry
+    from fashionzoo.export import export_onnx
+
+    monkeypatch.setitem(registry.REGISTRY, "lenet5", dataclasses.replace(get_entry("lenet5"), test_time_flip=True))
+    keras.utils.set_random_seed(11)
+    bare = fashionzoo.build("lenet5")
+    weights = tmp_path / "lenet5.weights.h5"
+    bare.save_weights(weights)
+    path = export_onnx("lenet5", tmp_path / "lenet5.onnx", weights=weights)
+    assert _metadata(path)["fashionzoo.test_time_augmentation"].startswith("flip")
+
+    x = to_model_input(np.random.default_rng(0).integers(0, 256, (6, 28, 28), dtype=np.uint8))
+    mirrored = x[:, :, ::-1, :].copy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    probs, probs_of_mirrored = (session.run(["probabilities"], {"image": batch})[0] for batch in (x, mirrored))
+    plain, plain_of_mirrored = (np.asarray(bare(batch, training=False)) for batch in (x, mirrored))
+    assert np.abs(plain - plain_of_mirrored).max() > 1e-3  # the bare network does see the difference
+    np.testing.assert_allclose(probs, (plain + plain_of_mirrored) / 2, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(probs, probs_of_mirrored, atol=1e-6, rtol=0)  # the average is mirror-symmetric
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)

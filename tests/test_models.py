@@ -79,3 +79,20 @@ def test_load_round_trips_local_weights(tmp_path) -> None:
     loaded = fashionzoo.load("mlp-c3", weights=path)
     for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_load_wraps_flip_averaging_models_only(tmp_path) -> None:
+    """``load`` serves ``test_time_flip`` models as image-and-mirror averages; ``test_time_flip=False`` (and
+    every other model) gives the bare network with the same weights."""
+    assert get_entry("zoo-resnet").test_time_flip and not get_entry("cnn").test_time_flip
+    model = fashionzoo.build("zoo-resnet")
+    path = tmp_path / "zoo.weights.h5"
+    model.save_weights(path)
+    served = fashionzoo.load("zoo-resnet", weights=path)
+    bare = fashionzoo.load("zoo-resnet", weights=path, test_time_flip=False)
+    assert bare.name == "zoo-resnet" and served.name == "zoo-resnet-flip-averaged"
+    x = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
+    plain, mirrored = np.asarray(bare(x)), np.asarray(bare(x[:, :, ::-1]))
+    np.testing.assert_allclose(np.asarray(served(x)), (plain + mirrored) / 2, atol=1e-6)
+    fashionzoo.build("mlp-64-32").save_weights(path := tmp_path / "mlp.weights.h5")
+    assert fashionzoo.load("mlp-64-32", weights=path).name == "mlp-64-32"

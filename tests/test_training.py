@@ -201,3 +201,27 @@ def test_transfer_fine_tuning_trains_the_backbone_and_random_backbones_are_flagg
     moved = [not np.array_equal(a, b) for a, b in zip(initial.layers[backbone].get_weights(),
                                                       trained.layers[backbone].get_weights(), strict=True)]  # fmt: skip
     assert all(moved)  # every backbone tensor changed: fine-tuning reached the frozen phase's backbone
+
+
+def test_test_time_flip_models_record_the_served_accuracy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For a ``test_time_flip`` model, metrics.json holds the accuracy of what ``load`` serves (flip-averaged),
+    plus the validation figure without the flip that justifies it; the card says so."""
+    import dataclasses
+
+    import fashionzoo
+    from fashionzoo import registry
+    from fashionzoo.evaluation import evaluate
+    from fashionzoo.training import train
+
+    entry = dataclasses.replace(registry.get_entry("mlp-64-32"), test_time_flip=True)
+    monkeypatch.setitem(registry.REGISTRY, "mlp-64-32", entry)
+    out = tmp_path / "run"
+    metrics = train("mlp-64-32", out, epochs=1, limit=2000, verbose=0)
+    assert metrics["test_time_flip"] is True
+    plain = metrics["val"]["without_test_time_flip"]["accuracy"]
+    assert 0.1 < plain < 1 and plain != metrics["val"]["accuracy"]
+    served = evaluate("mlp-64-32", out / "mlp-64-32.weights.h5")
+    assert served["accuracy"] == metrics["test"]["accuracy"]
+    bare = fashionzoo.load("mlp-64-32", out / "mlp-64-32.weights.h5", test_time_flip=False)
+    assert bare.name == "mlp-64-32"
+    assert "mirror image" in (out / "README.md").read_text()

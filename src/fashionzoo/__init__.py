@@ -33,8 +33,11 @@ def build(name: str, **overrides: Any) -> keras.Model:
     return _build(name, **overrides)
 
 
-def load(name: str = DEFAULT_MODEL, weights: str | Path | None = None) -> keras.Model:
-    """A trained Keras model: released weights (shipped, cached or fetched, SHA-256 verified) or a local file."""
+def load(name: str = DEFAULT_MODEL, weights: str | Path | None = None, *, test_time_flip: bool = True) -> keras.Model:
+    """A trained Keras model: released weights (shipped, cached or fetched, SHA-256 verified) or a local file.
+
+    Models with test-time flipping (the flagship) average each image with its mirror image inside the model;
+    ``test_time_flip=False`` returns the bare network."""
     from fashionzoo.models import load as _load
 
-    return _load(name, weights)
+    return _load(name, weights, test_time_flip=test_time_flip)

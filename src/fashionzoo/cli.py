@@ -322,8 +322,8 @@ def _bench_table(report: dict[str, Any]) -> None:
                    f"{r['speedup_vs_call']:>7.2f}")  # fmt: skip
     for name, facts in report["models"].items():
         best, int8 = facts["best_fp32"], facts["int8"]
-        share = (f" = {best['fraction_of_peak']:.0%} of {peak['gflops']:.0f} GFLOP/s peak ({peak['cores']} cores x "
-                 f"{peak['ghz']:.2f} GHz x {peak['flops_per_cycle']} FLOPs/cycle)" if peak["gflops"] else "")
+        share = (f" = {best['fraction_of_peak']:.0%} of the {peak['gflops']:.0f} GFLOP/s nominal peak ({peak['cores']} "
+                 f"cores x {peak['ghz']:.2f} GHz x {peak['flops_per_cycle']} FLOPs/cycle)" if peak["gflops"] else "")
         click.echo(f"{name}: {facts['flops_per_image'] / 1e6:.2f} MFLOPs/image; best fp32: {best['backend']} at "
                    f"batch {best['batch_size']}, {best['gflops']:.1f} GFLOP/s{share}")
         click.echo(f"{name}: int8 file {int8['size_ratio']:.1f}x smaller, test accuracy {int8['test_accuracy']:.4f} "

@@ -37,6 +37,7 @@ OUTPUT_NAME = "probabilities"
 PARITY_TOLERANCE = 1e-5
 """Largest absolute difference of probabilities allowed between Keras and ONNX Runtime on the test images."""
 PREPROCESSING_TEXT = "uint8 grayscale 28x28, bright garment on dark background, divided by 255"
+TEST_TIME_FLIP_TEXT = "flip: the image and its mirror image run as one batch, probabilities averaged"
 DEFAULT_OPSET = 17
 QUANT_MAX_DROP = 0.005
 """Largest loss of test accuracy (a fraction: 0.005 = 0.5 points) allowed from fp32 to int8."""
@@ -147,6 +148,7 @@ def export_onnx(
         "fashionzoo.classes": json.dumps(list(entry.classes)),
         "fashionzoo.input": json.dumps(dataclasses.asdict(entry.preprocessing)),
         "fashionzoo.preprocessing": PREPROCESSING_TEXT,
+        "fashionzoo.test_time_augmentation": TEST_TIME_FLIP_TEXT if entry.test_time_flip else "none",
         **facts,
         "fashionzoo.parity_max_abs_diff": repr(max_diff),
     }

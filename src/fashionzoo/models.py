@@ -9,7 +9,7 @@ from typing import Any
 
 import keras
 import numpy as np
-from keras import layers
+from keras import layers, ops
 
 from fashionzoo import hub
 from fashionzoo._files import FashionZooError
@@ -137,6 +137,18 @@ def build(name: str, **overrides: Any) -> keras.Model:
     return _BUILDERS[entry.builder](entry, **kwargs)
 
 
+def inference_model(entry: ModelEntry, model: keras.Model) -> keras.Model:
+    """``model`` as the zoo serves it: with ``entry.test_time_flip``, one graph that runs the image and its mirror
+    image as one batch and averages their probabilities (so the ONNX export carries it); else ``model`` itself."""
+    if not entry.test_time_flip:
+        return model
+    inputs = _input(entry)
+    mirrored = ops.take(inputs, np.arange(entry.preprocessing.width - 1, -1, -1), axis=2)  # a Gather in ONNX
+    probs = model(ops.concatenate([inputs, mirrored], axis=0))
+    averaged = ops.mean(ops.reshape(probs, (2, -1, len(entry.classes))), axis=0)
+    return keras.Model(inputs, averaged, name=f"{entry.name}-flip-averaged")
+
+
 def _run_build_kwargs(weights_path: Path) -> dict[str, Any]:
     """Builder arguments recorded by the training run that wrote ``weights_path`` (its metrics.json)."""
     metrics_path = weights_path.with_name("metrics.json")
@@ -145,9 +157,12 @@ def _run_build_kwargs(weights_path: Path) -> dict[str, Any]:
     return json.loads(metrics_path.read_text(encoding="utf-8")).get("build_kwargs", {})
 
 
-def load(name: str, weights: str | Path | None = None) -> keras.Model:
+def load(name: str, weights: str | Path | None = None, *, test_time_flip: bool = True) -> keras.Model:
     """A trained Keras model: the registry's builder with verified released weights, or ``weights`` (a local
-    ``.weights.h5`` file, e.g. from ``fashionzoo train``). Only tensors are read from the file, never code."""
+    ``.weights.h5`` file, e.g. from ``fashionzoo train``). Only tensors are read from the file, never code.
+
+    Models whose entry sets ``test_time_flip`` come wrapped by :func:`inference_model` (pass
+    ``test_time_flip=False`` for the bare network, e.g. to fine-tune it)."""
     entry = get_entry(name)
     path = hub.resolve(entry, "weights", weights)
     if not path.name.endswith(".weights.h5"):
@@ -163,7 +178,7 @@ def load(name: str, weights: str | Path | None = None) -> keras.Model:
     except (ValueError, OSError, KeyError, UserWarning) as error:
         reason = str(error).splitlines()[0][:160]
         raise FashionZooError(f"{path}: these weights do not fit model {entry.name!r} ({reason})") from None
-    return model
+    return inference_model(entry, model) if test_time_flip else model
 
 
 def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:

@@ -81,6 +81,11 @@ def write_model_card(metrics: dict[str, Any], description: str, path: Path) -> N
     latency = metrics.get("onnx_latency")  # added by scripts/release.py
     speed = (f"\nONNX Runtime latency at batch 1 (CPU, p50): {latency['p50_ms']:.3f} ms "
              f"({latency['images_per_s']:,.0f} images/s).\n" if latency else "")  # fmt: skip
+    if metrics.get("test_time_flip"):
+        plain = metrics["val"]["without_test_time_flip"]["accuracy"]
+        speed += (f"\nTest-time augmentation, inside the Keras and ONNX graphs: every image is classified together "
+                  f"with its mirror image and the probabilities averaged (validation accuracy without it: "
+                  f"{plain:.4f}; it doubles the work per image, the latency above includes it).\n")  # fmt: skip
     body = f"""
 # fashionzoo `{name}`
 
