@@ -98,6 +98,33 @@ def test_resume_after_sigkill_continues_from_last_epoch(tmp_path: Path) -> None:
     assert metrics["test"]["accuracy"] > 0.70
 
 
+def test_resume_inside_the_fine_tuning_phase(tmp_path: Path) -> None:
+    """A transfer run killed after its first fine-tuning epoch resumes in the fine-tuning phase, not from scratch."""
+    out = tmp_path / "killed-tl"
+    command = [sys.executable, "-m", "fashionzoo", "train", "vgg16-tl", "--backbone-weights", "random", "--epochs",
+               "1", "--fine-tune-epochs", "3", "--limit", "640", "--out", str(out)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        state = out / "state.json"
+        if state.is_file() and json.loads(state.read_text())["epochs_done"] >= 2:
+            break
+        assert process.poll() is None, "training ended before it could be interrupted"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = json.loads((out / "state.json").read_text())["epochs_done"]
+    assert 2 <= done_before < 4 and (out / "backup" / "fine-tune").is_dir()
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    log = resumed.stdout + resumed.stderr
+    assert f"Epoch {done_before + 1}/4" in log and "Epoch 1/1" not in log and "Epoch 2/4" not in log
+    epochs = [line.split(",")[0] for line in (out / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == ["0", "1", "2", "3"]
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 4 and not (out / "backup").exists()
+
+
 def test_resume_refuses_changed_options(tmp_path: Path) -> None:
     out = tmp_path / "changed"
     (out / "backup").mkdir(parents=True)
