@@ -167,9 +167,11 @@ REF_A = Recipe(epochs=100, batch_size=128, lr=1e-3, schedule="cosine",
                notes="Reference A: He-normal init, 100 epochs. Cosine decay added: with a constant lr the cnn "
                "reached 91.77% on the test file, short of the 92% bar.")  # fmt: skip
 REF_A_MLP = REF_A.replace(
-    notes="Reference A with cosine decay. Not released: 88.93% on the test file (validation 89.54%, flat from "
-    "epoch ~60), short of the 89% bar. Tried: random horizontal flips (validation 89.38%, test 88.67%) and batch 64 "
-    "(validation 89.73%, test 88.43%); neither reaches 89% on the test file.",
+    label_smoothing=0.1,
+    notes="Reference A with cosine decay and label smoothing 0.1, the best of six recipes on validation: plain "
+    "89.54% (test 88.93%), random flips 89.38% (test 88.67%; with test-time flipping 89.54%), batch 64 89.73% (test "
+    "88.43%), label smoothing 0.1 89.96% (test 88.83%), shifts of up to 5% 88.87% (test 88.10%), label smoothing + "
+    "shifts 89.15% (test 88.53%). Not released: every run lands at 88.1-88.9% on the test file, short of the 89% bar.",
 )
 REF_B = Recipe(epochs=10, batch_size=64, lr=1e-3, notes="Reference B: 10 epochs.")
 REF_B_TUNED = REF_B.replace(lr=1e-4, notes="Reference B tuned: lr 1e-4.")
@@ -224,7 +226,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         description="Reference A MLP: input dropout 0.5, Dense 512.",
         builder="sequential", build_kwargs=_layers("flatten", "dropout:0.5", "dense:512") | HE,
         params=407_050, recipe=REF_A_MLP, target_accuracy=0.89,
-        unreleased_reason="best run 88.93%, below the 89% bar",
+        unreleased_reason="every recipe tried gives 88.1-88.9% on the test file, below the 89% bar",
     ),
     ModelEntry(
         name="cnn-small", aliases=("cnn-b",), family="cnn", reference="B",
