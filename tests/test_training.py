@@ -70,32 +70,37 @@ def test_eval_json_on_a_trained_run(short_run: tuple[Path, dict]) -> None:
     assert (out / "eval.png").stat().st_size > 0
 
 
-def test_resume_after_sigkill_continues_from_last_epoch(tmp_path: Path) -> None:
-    out = tmp_path / "killed"
-    command = [sys.executable, "-m", "fashionzoo", "train", "lenet", "--epochs", "4", "--limit", "6000",
-               "--out", str(out)]  # fmt: skip
+def _kill_then_resume(command: list[str], out: Path, after_epochs: int) -> tuple[int, str]:
+    """Run ``command``, SIGKILL it once ``after_epochs`` epochs are recorded, rerun it with ``--resume``;
+    returns the epochs done before the kill and the resumed run's output."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         state = out / "state.json"
-        if state.is_file() and json.loads(state.read_text())["epochs_done"] >= 2:
+        if state.is_file() and json.loads(state.read_text())["epochs_done"] >= after_epochs:
             break
         assert process.poll() is None, "training ended before it could be interrupted"
-        time.sleep(0.2)
+        time.sleep(0.1)
     process.send_signal(signal.SIGKILL)
     process.wait()
     done_before = json.loads((out / "state.json").read_text())["epochs_done"]
-    assert 2 <= done_before < 4 and (out / "backup").is_dir() and not (out / "metrics.json").exists()
-
+    assert (out / "backup").is_dir() and not (out / "metrics.json").exists()
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert json.loads((out / "state.json").read_text())["epochs_done"] == 4
     epochs = [line.split(",")[0] for line in (out / "history.csv").read_text().splitlines()[1:]]
-    assert epochs == ["0", "1", "2", "3"]
-    assert f"Epoch {done_before + 1}/4" in resumed.stdout + resumed.stderr
-    assert "Epoch 1/4" not in resumed.stdout + resumed.stderr
-    assert metrics["test"]["accuracy"] > 0.70
+    assert epochs == ["0", "1", "2", "3"] and not (out / "backup").exists()
+    return done_before, resumed.stdout + resumed.stderr
+
+
+def test_resume_after_sigkill_continues_from_last_epoch(tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "fashionzoo", "train", "lenet", "--epochs", "4", "--limit", "6000",
+               "--out", str(out)]  # fmt: skip
+    done_before, log = _kill_then_resume(command, out, after_epochs=2)
+    assert 2 <= done_before < 4
+    assert json.loads((out / "state.json").read_text())["epochs_done"] == 4
+    assert f"Epoch {done_before + 1}/4" in log and "Epoch 1/4" not in log
+    assert json.loads((out / "metrics.json").read_text())["test"]["accuracy"] > 0.70
 
 
 def test_resume_inside_the_fine_tuning_phase(tmp_path: Path) -> None:
@@ -103,26 +108,10 @@ def test_resume_inside_the_fine_tuning_phase(tmp_path: Path) -> None:
     out = tmp_path / "killed-tl"
     command = [sys.executable, "-m", "fashionzoo", "train", "vgg16-tl", "--backbone-weights", "random", "--epochs",
                "1", "--fine-tune-epochs", "3", "--limit", "640", "--out", str(out)]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        state = out / "state.json"
-        if state.is_file() and json.loads(state.read_text())["epochs_done"] >= 2:
-            break
-        assert process.poll() is None, "training ended before it could be interrupted"
-        time.sleep(0.1)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done_before = json.loads((out / "state.json").read_text())["epochs_done"]
-    assert 2 <= done_before < 4 and (out / "backup" / "fine-tune").is_dir()
-
-    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    log = resumed.stdout + resumed.stderr
+    done_before, log = _kill_then_resume(command, out, after_epochs=2)
+    assert 2 <= done_before < 4
     assert f"Epoch {done_before + 1}/4" in log and "Epoch 1/1" not in log and "Epoch 2/4" not in log
-    epochs = [line.split(",")[0] for line in (out / "history.csv").read_text().splitlines()[1:]]
-    assert epochs == ["0", "1", "2", "3"]
-    assert json.loads((out / "metrics.json").read_text())["epochs"] == 4 and not (out / "backup").exists()
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 4
 
 
 def test_resume_refuses_changed_options(tmp_path: Path) -> None:
