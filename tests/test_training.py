@@ -70,9 +70,9 @@ def test_eval_json_on_a_trained_run(short_run: tuple[Path, dict]) -> None:
     assert (out / "eval.png").stat().st_size > 0
 
 
-def _kill_then_resume(command: list[str], out: Path, after_epochs: int) -> tuple[int, str]:
-    """Run ``command``, SIGKILL it once ``after_epochs`` epochs are recorded, rerun it with ``--resume``;
-    returns the epochs done before the kill and the resumed run's output."""
+def _kill_then_resume(command: list[str], out: Path, after_epochs: int, backup: str = "backup") -> tuple[int, str]:
+    """Run ``command``, SIGKILL it once ``after_epochs`` epochs are recorded (the ``backup`` folder under ``out``
+    must then exist), rerun it with ``--resume``; returns the epochs done before the kill and the resumed output."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -84,7 +84,7 @@ def _kill_then_resume(command: list[str], out: Path, after_epochs: int) -> tuple
     process.send_signal(signal.SIGKILL)
     process.wait()
     done_before = json.loads((out / "state.json").read_text())["epochs_done"]
-    assert (out / "backup").is_dir() and not (out / "metrics.json").exists()
+    assert (out / backup).is_dir() and not (out / "metrics.json").exists()
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     epochs = [line.split(",")[0] for line in (out / "history.csv").read_text().splitlines()[1:]]
@@ -108,7 +108,7 @@ def test_resume_inside_the_fine_tuning_phase(tmp_path: Path) -> None:
     out = tmp_path / "killed-tl"
     command = [sys.executable, "-m", "fashionzoo", "train", "vgg16-tl", "--backbone-weights", "random", "--epochs",
                "1", "--fine-tune-epochs", "3", "--limit", "640", "--out", str(out)]  # fmt: skip
-    done_before, log = _kill_then_resume(command, out, after_epochs=2)
+    done_before, log = _kill_then_resume(command, out, after_epochs=2, backup="backup/fine-tune")
     assert 2 <= done_before < 4
     assert f"Epoch {done_before + 1}/4" in log and "Epoch 1/1" not in log and "Epoch 2/4" not in log
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 4
