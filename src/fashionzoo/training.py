@@ -336,9 +336,10 @@ def train(
     served = inference_model(entry, model)  # what load() returns: the figures describe the shipped model
     test_metrics = metrics_from_probs(predict_probs(served, test.images), test.labels, entry.classes)
     val_metrics = metrics_from_probs(predict_probs(served, val_split.images), val_split.labels, entry.classes)
-    if served is not model:  # the validation figure that justifies the test-time flip
+    val = {k: val_metrics[k] for k in ("accuracy", "loss", "n")}
+    if entry.test_time_flip:  # the validation figure that justifies the test-time flip
         plain = metrics_from_probs(predict_probs(model, val_split.images), val_split.labels, entry.classes)
-        val_metrics["without_test_time_flip"] = {k: plain[k] for k in ("accuracy", "loss")}
+        val["without_test_time_flip"] = {k: plain[k] for k in ("accuracy", "loss")}
     metrics = {
         "model": entry.name,
         "params": int(model.count_params()),
@@ -355,7 +356,7 @@ def train(
         "wall_time_s": round(wall_time, 1),
         "seed": recipe.seed,
         "test": test_metrics,
-        "val": {k: val_metrics[k] for k in ("accuracy", "loss", "n", "without_test_time_flip") if k in val_metrics},
+        "val": val,
         "test_time_flip": entry.test_time_flip,
         "weights_file": weights_path.name,
         "versions": {"fashionzoo": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
