@@ -234,7 +234,7 @@ def _model_summary(entry: ModelEntry, model: keras.Model, files: dict[str, Path]
     fp32_bytes, int8_bytes = files["fp32"].stat().st_size, files["int8"].stat().st_size
     return {
         "params": model.count_params(),
-        "flops_per_image": flops_per_image(model) * (2 if entry.test_time_flip else 1),  # the mirror image too
+        "flops_per_image": flops_per_image(model) * entry.views_per_image,
         "fp32": {"file": str(files["fp32"]), "bytes": fp32_bytes,
                  "test_accuracy": float(meta.get("fashionzoo.fp32_test_accuracy", "nan"))},
         "int8": {"file": str(files["int8"]), "bytes": int8_bytes, "size_ratio": fp32_bytes / int8_bytes,

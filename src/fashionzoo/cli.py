@@ -72,11 +72,14 @@ def info(name: str, as_json: bool) -> None:
     """Show a model's architecture, training recipe and measured metrics."""
     entry = get_entry(name)
     summary = entry.summary()
+    notes = []
     if entry.unreleased_reason:
-        summary["note"] = f"No checkpoint released: {entry.unreleased_reason}."
+        notes.append(f"No checkpoint released: {entry.unreleased_reason}.")
     if entry.needs_backbone_weights:
-        summary["note"] = ("No trained checkpoint exists yet: this model needs ImageNet backbone weights, which "
-                           "cannot be fetched where the zoo is built. Train it with --backbone-weights PATH.")
+        notes.append("No trained checkpoint exists yet: this model needs ImageNet backbone weights, which cannot "
+                     "be fetched where the zoo is built. Train it with --backbone-weights PATH.")
+    if notes:
+        summary["note"] = " ".join(notes)
     from fashionzoo.models import build  # TensorFlow: only when the architecture is shown
 
     model = build(entry.name, **({"backbone_weights": None} if entry.needs_backbone_weights else {}))

@@ -145,7 +145,7 @@ def inference_model(entry: ModelEntry, model: keras.Model) -> keras.Model:
     inputs = _input(entry)
     mirrored = ops.take(inputs, np.arange(entry.preprocessing.width - 1, -1, -1), axis=2)  # a Gather in ONNX
     probs = model(ops.concatenate([inputs, mirrored], axis=0))
-    averaged = ops.mean(ops.reshape(probs, (2, -1, len(entry.classes))), axis=0)
+    averaged = ops.mean(ops.reshape(probs, (entry.views_per_image, -1, len(entry.classes))), axis=0)
     return keras.Model(inputs, averaged, name=f"{entry.name}-flip-averaged")
 
 

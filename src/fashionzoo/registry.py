@@ -136,6 +136,11 @@ class ModelEntry:
     weights: WeightsRecord | None = None
 
     @property
+    def views_per_image(self) -> int:
+        """How many views of each image one prediction runs through the network (2 with the test-time flip)."""
+        return 2 if self.test_time_flip else 1
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
         p = self.preprocessing
         return (p.height, p.width, p.channels)
