@@ -45,17 +45,7 @@ def test_shipped_checkpoint_keeps_its_recorded_accuracy(name: str, shared_data: 
     assert result["accuracy"] >= entry.weights.metrics["accuracy"] - 0.003
 
 
-MISSED_TARGETS = {
-    "zoo-resnet": "open (issue 6): the flagship reached 94.20% on the shared test file with its 27-epoch recipe "
-    "and test-time flipping (76.9 min here); the target is 94.5%",
-}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=MISSED_TARGETS[name])) if name in MISSED_TARGETS
-    else name
-    for name in RELEASED if get_entry(name).target_accuracy is not None
-])  # fmt: skip
+@pytest.mark.parametrize("name", [name for name in RELEASED if get_entry(name).target_accuracy is not None])
 def test_shipped_checkpoint_reaches_its_target(name: str) -> None:
     """The recorded accuracy (checked against a fresh evaluation above) reaches the model's target."""
     entry = get_entry(name)
