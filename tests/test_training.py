@@ -70,9 +70,11 @@ def test_eval_json_on_a_trained_run(short_run: tuple[Path, dict]) -> None:
     assert (out / "eval.png").stat().st_size > 0
 
 
-def _kill_then_resume(command: list[str], out: Path, after_epochs: int, backup: str = "backup") -> tuple[int, str]:
+def _kill_then_resume(command: list[str], out: Path, after_epochs: int, epochs: int, backup: str = "backup"
+                      ) -> tuple[int, str]:  # fmt: skip
     """Run ``command``, SIGKILL it once ``after_epochs`` epochs are recorded (the ``backup`` folder under ``out``
-    must then exist), rerun it with ``--resume``; returns the epochs done before the kill and the resumed output."""
+    must then exist), rerun it with ``--resume`` and check its history holds all ``epochs`` epochs once; returns
+    the epochs done before the kill and the resumed output."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -87,8 +89,8 @@ def _kill_then_resume(command: list[str], out: Path, after_epochs: int, backup: 
     assert (out / backup).is_dir() and not (out / "metrics.json").exists()
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    epochs = [line.split(",")[0] for line in (out / "history.csv").read_text().splitlines()[1:]]
-    assert epochs == ["0", "1", "2", "3"] and not (out / "backup").exists()
+    history = [line.split(",")[0] for line in (out / "history.csv").read_text().splitlines()[1:]]
+    assert history == [str(epoch) for epoch in range(epochs)] and not (out / "backup").exists()
     return done_before, resumed.stdout + resumed.stderr
 
 
@@ -96,7 +98,7 @@ def test_resume_after_sigkill_continues_from_last_epoch(tmp_path: Path) -> None:
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "fashionzoo", "train", "lenet", "--epochs", "4", "--limit", "6000",
                "--out", str(out)]  # fmt: skip
-    done_before, log = _kill_then_resume(command, out, after_epochs=2)
+    done_before, log = _kill_then_resume(command, out, after_epochs=2, epochs=4)
     assert 2 <= done_before < 4
     assert json.loads((out / "state.json").read_text())["epochs_done"] == 4
     assert f"Epoch {done_before + 1}/4" in log and "Epoch 1/4" not in log
@@ -108,7 +110,7 @@ def test_resume_inside_the_fine_tuning_phase(tmp_path: Path) -> None:
     out = tmp_path / "killed-tl"
     command = [sys.executable, "-m", "fashionzoo", "train", "vgg16-tl", "--backbone-weights", "random", "--epochs",
                "1", "--fine-tune-epochs", "3", "--limit", "640", "--out", str(out)]  # fmt: skip
-    done_before, log = _kill_then_resume(command, out, after_epochs=2, backup="backup/fine-tune")
+    done_before, log = _kill_then_resume(command, out, after_epochs=2, epochs=4, backup="backup/fine-tune")
     assert 2 <= done_before < 4
     assert f"Epoch {done_before + 1}/4" in log and "Epoch 1/1" not in log and "Epoch 2/4" not in log
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 4
