@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fashionzoo.runs import RunRecord
+
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -92,3 +94,38 @@ def shared_data() -> Path:
     if not (SHARED_DATA_DIR / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"shared Fashion-MNIST not found at {SHARED_DATA_DIR} (set FASHIONZOO_DATA_DIR)")
     return SHARED_DATA_DIR
+
+
+SHARED_MNIST_DIR = Path(
+    os.environ.get("FASHIONZOO_MNIST_DIR") or Path(__file__).resolve().parents[2] / "shared/data/mnist"
+).resolve()
+"""The shared MNIST copy, beside the Fashion-MNIST one."""
+
+
+@pytest.fixture(scope="session")
+def shared_mnist() -> Path:
+    """The shared MNIST folder; tests that need it skip with the reason when it is absent."""
+    if not (SHARED_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"shared MNIST not found at {SHARED_MNIST_DIR} (set FASHIONZOO_MNIST_DIR)")
+    return SHARED_MNIST_DIR
+
+
+@pytest.fixture
+def data_of(request: pytest.FixtureRequest) -> Callable[[str], Path]:
+    """The shared folder of a data set by tag (``fashion-mnist``, ``mnist``), skipping when it is absent."""
+    return lambda tag: request.getfixturevalue("shared_mnist" if tag == "mnist" else "shared_data")
+
+
+def fake_run_record(model: str, weights_file: str, accuracy: float = 0.5, dataset: str = "fashion-mnist") -> RunRecord:
+    """A complete run record for weights that were not trained (for tests of what reads run folders)."""
+    return RunRecord(
+        model=model, params=0, build_kwargs={}, recipe={}, overrides={}, search=None, dataset=dataset, data_files={},
+        split_seed=0, n_train=0, n_val=0, epochs=0, wall_time_s=0.0, seed=0, test={"accuracy": accuracy}, val={},
+        test_time_flip=False, weights_file=weights_file, versions={}, machine={},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def run_record() -> Callable[..., RunRecord]:
+    """:func:`fake_run_record`: ``run_record(model, weights_file, accuracy=0.5)``."""
+    return fake_run_record

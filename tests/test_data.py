@@ -6,8 +6,10 @@ only when its folder exists (``$FASHIONZOO_DATA_DIR`` or ``shared/data/fashion-m
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
+import shutil
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +35,8 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("FASHIONZOO_DATA_MIRROR", raising=False)
     monkeypatch.setenv("no_proxy", "*")  # requests to the local mirror must not go through a proxy
     monkeypatch.setattr(data, "_announced", set())
+    for name, spec in data.DATASETS.items():  # a machine with Debian's dataset-fashion-mnist must still download
+        monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(spec, system_dir=str(tmp_path / "no-system")))
     sleeps: list[float] = []
     monkeypatch.setattr(data, "time", SimpleNamespace(sleep=sleeps.append))
     return SimpleNamespace(home=tmp_path / "home", sleeps=sleeps)
@@ -95,11 +99,13 @@ def test_test_split_needs_only_the_t10k_files(make_idx_folder):
     one_line_error(excinfo, folder.path / TRAIN_NAMES[0], "missing")
 
 
-def test_split_files_hold_sha256_of_the_files_read(make_idx_folder):
-    folder = make_idx_folder(sizes={"test": 4})
+@pytest.mark.parametrize("gz", [True, False], ids=["gzip", "raw"])
+def test_split_files_hold_sha256_of_the_content_read(make_idx_folder, gz):
+    folder = make_idx_folder(sizes={"test": 4}, gz=gz)
     loaded = data.load_split("test", data_dir=folder.path)
-    expected = {name: hashlib.sha256((folder.path / name).read_bytes()).hexdigest() for name in TEST_NAMES}
-    assert loaded.files == expected
+    raw = {name: gzip.decompress((folder.path / name).read_bytes()) if gz else
+           (folder.path / name.removesuffix(".gz")).read_bytes() for name in TEST_NAMES}  # fmt: skip
+    assert loaded.files == {name: hashlib.sha256(content).hexdigest() for name, content in raw.items()}
 
 
 def test_gz_file_is_preferred_over_raw_file(make_idx_folder):
@@ -322,22 +328,35 @@ def test_explicit_folder_that_is_a_file(tmp_path):
     one_line_error(excinfo, tmp_path / "file")
 
 
-def test_local_folder_notice_on_stderr_once(make_idx_folder, capsys):
+def notices(caplog) -> list[str]:
+    """The library's warnings so far (the CLI prints them on stderr as ``fashionzoo: ...``)."""
+    return [r.getMessage() for r in caplog.records if r.name.startswith("fashionzoo") and r.levelname == "WARNING"]
+
+
+def test_local_folder_notice_once(make_idx_folder, caplog):
     folder = make_idx_folder(sizes={"test": 2}).path
     data.load_split("test", data_dir=folder)
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.splitlines()
-    assert len(lines) == 1, captured.err
-    assert str(folder) in lines[0] and "checksums are not enforced" in lines[0]
-    data.load_split("test", data_dir=folder)
-    assert capsys.readouterr().err == ""  # announced once per folder
+    data.load_split("test", data_dir=folder)  # announced once per folder
+    assert len(notices(caplog)) == 1 and "\n" not in notices(caplog)[0]
+    assert str(folder) in notices(caplog)[0] and "checksums are not enforced" in notices(caplog)[0]
 
 
-def test_cache_folder_prints_no_notice(make_idx_folder, isolated, capsys):
+def test_local_folder_notice_reaches_the_cli_stderr(make_idx_folder):
+    from click.testing import CliRunner
+
+    from fashionzoo.cli import main
+
+    folder = make_idx_folder(sizes={"test": 10}).path
+    result = CliRunner().invoke(main, ["eval", "lenet5", "--data-dir", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    notice = [line for line in result.stderr.splitlines() if "not enforced" in line]
+    assert len(notice) == 1 and notice[0].startswith(f"fashionzoo: reading fashion-mnist from local folder {folder}")
+
+
+def test_cache_folder_prints_no_notice(make_idx_folder, isolated, caplog):
     make_idx_folder(cache_dir(isolated), sizes={"test": 2})
     data.load_split("test")
-    assert capsys.readouterr().err == ""
+    assert notices(caplog) == []
 
 
 def test_missing_file_in_local_folder_never_downloads(make_idx_folder, monkeypatch):
@@ -424,14 +443,17 @@ def use_spec(monkeypatch, mirror, name: str = "fashion-mnist", wrong_md5: tuple[
              mirrors: tuple[str, ...] = ("http://mirror.invalid/",)) -> data.DatasetSpec:
     """Replace ``DATASETS[name]`` by a spec whose MD5s are those of the served files (except ``wrong_md5``)."""
     files = {}
-    for role, (filename, _) in data.DATASETS[name].files.items():
-        files[role] = (filename, "0" * 32 if filename in wrong_md5 else md5(mirror.files[filename]))
-    spec = data.DatasetSpec(name=name, files=files, mirrors=mirrors)
+    for role, official in data.DATASETS[name].files.items():
+        served = mirror.files[official.name]
+        files[role] = data.DataFile(official.name, "0" * 32 if official.name in wrong_md5 else md5(served),
+                                    hashlib.sha256(served).hexdigest(),
+                                    hashlib.sha256(gzip.decompress(served)).hexdigest())  # fmt: skip
+    spec = dataclasses.replace(data.DATASETS[name], files=files, mirrors=mirrors, system_dir=None)
     monkeypatch.setitem(data.DATASETS, name, spec)
     return spec
 
 
-def test_download_into_cache_then_reuse(mirror, isolated, monkeypatch, capsys):
+def test_download_into_cache_then_reuse(mirror, isolated, monkeypatch, caplog):
     use_spec(monkeypatch, mirror)
     loaded = data.load_split("test")
     np.testing.assert_array_equal(loaded.images, mirror.arrays["test"][0])
@@ -441,12 +463,12 @@ def test_download_into_cache_then_reuse(mirror, isolated, monkeypatch, capsys):
     for name in TEST_NAMES:
         assert (folder / name).read_bytes() == mirror.files[name]
     assert sorted(mirror.requests) == sorted(mirror.prefix + n for n in TEST_NAMES)
-    assert loaded.files == {n: hashlib.sha256(mirror.files[n]).hexdigest() for n in TEST_NAMES}
+    assert loaded.files == {n: hashlib.sha256(gzip.decompress(mirror.files[n])).hexdigest() for n in TEST_NAMES}
 
     again = data.load_split("test")
     np.testing.assert_array_equal(again.images, loaded.images)
     assert len(mirror.requests) == 2, "a second load must read the cache, not the network"
-    assert capsys.readouterr().err == ""  # the verified cache needs no notice
+    assert notices(caplog) == []  # the verified cache needs no notice
     assert isolated.sleeps == []
 
     train = data.load_split("train")
@@ -548,11 +570,11 @@ def test_existing_cache_files_need_no_server(make_idx_folder, isolated, monkeypa
 # ------------------------------------------------------------------------------------- datasets, splits
 
 
-def test_mnist_from_a_local_folder(make_idx_folder, capsys):
+def test_mnist_from_a_local_folder(make_idx_folder, isolated, caplog):
     folder = make_idx_folder(sizes={"test": 4}, seed=5)
     loaded = data.load_split("test", dataset="mnist", data_dir=folder.path)
     np.testing.assert_array_equal(loaded.images, folder.arrays["test"][0])
-    assert "mnist" in capsys.readouterr().err
+    assert "reading mnist" in notices(caplog)[0]
 
 
 def test_unknown_dataset(make_idx_folder):
@@ -611,18 +633,68 @@ needs_real_data = pytest.mark.skipif(
 
 
 @needs_real_data
-def test_real_test_split():
+def test_real_test_split_is_the_official_file(caplog):
     test = data.load_split("test", data_dir=SHARED_DATA_DIR)
-    assert test.images.shape == (3000, 28, 28) and test.images.dtype == np.uint8
-    assert test.labels.shape == (3000,)
-    assert set(np.unique(test.labels)) == set(range(10))
+    assert test.images.shape == (10_000, 28, 28) and test.images.dtype == np.uint8
+    assert test.labels.shape == (10_000,)
+    assert np.bincount(test.labels).tolist() == [1000] * 10
     assert set(test.files) == set(TEST_NAMES)
+    assert notices(caplog) == []  # the official files are verified: no "not enforced" notice
 
 
 @needs_real_data
-def test_real_train_split():
+def test_real_train_split_is_the_official_file():
     train = data.load_split("train", data_dir=SHARED_DATA_DIR)
-    assert train.images.shape == (62239, 28, 28) and train.labels.shape == (62239,)
-    assert set(np.unique(train.labels)) == set(range(10))
+    assert train.images.shape == (60_000, 28, 28) and train.labels.shape == (60_000,)
+    assert np.bincount(train.labels).tolist() == [6000] * 10
     fit, val = data.train_val_split(train, 0.1)
-    assert len(fit) + len(val) == 62239 and len(val) == 6224
+    assert len(fit) == 54_000 and len(val) == 6_000
+    test = data.load_split("test", data_dir=SHARED_DATA_DIR)
+    assert data.DATASETS["fashion-mnist"].is_official({**train.files, **test.files})
+    assert not data.DATASETS["mnist"].is_official({**train.files, **test.files})
+
+
+def test_mnist_official_files(shared_mnist, caplog):
+    test = data.load_split("test", dataset="mnist", data_dir=shared_mnist)
+    train = data.load_split("train", dataset="mnist", data_dir=shared_mnist)
+    assert len(test) == 10_000 and len(train) == 60_000
+    assert data.DATASETS["mnist"].is_official({**train.files, **test.files})
+    assert notices(caplog) == []
+
+
+def test_local_folder_with_other_files_is_flagged_not_official(make_idx_folder, isolated, caplog):
+    folder = make_idx_folder()
+    train, test = data.load_split("train", data_dir=folder.path), data.load_split("test", data_dir=folder.path)
+    assert not data.DATASETS["fashion-mnist"].is_official({**train.files, **test.files})
+    assert "not enforced" in notices(caplog)[0]
+
+
+@needs_real_data
+def test_distribution_package_copy_is_a_verified_source(isolated, monkeypatch, tmp_path):
+    """Debian's dataset-fashion-mnist: same decompressed bytes, other gzip headers; used after the cache, before any
+    download, and only if its content SHA-256 is the official one."""
+    system = tmp_path / "usr-share-datasets"
+    system.mkdir()
+    for name in TEST_NAMES:  # repackaged: a different gzip header (a file name and mtime in it)
+        with gzip.open(SHARED_DATA_DIR / name, "rb") as source, open(system / name, "wb") as raw, \
+                gzip.GzipFile(filename="repacked", mode="wb", fileobj=raw, mtime=1_591_315_200) as target:  # fmt: skip
+            shutil.copyfileobj(source, target)
+        assert (system / name).read_bytes() != (SHARED_DATA_DIR / name).read_bytes()
+    monkeypatch.setitem(data.DATASETS, "fashion-mnist",
+                        dataclasses.replace(data.DATASETS["fashion-mnist"], system_dir=str(system)))  # fmt: skip
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download expected"))
+    test = data.load_split("test")
+    assert len(test) == 10_000 and test.files == data.load_split("test", data_dir=SHARED_DATA_DIR).files
+
+    with gzip.open(system / TEST_NAMES[1], "wb") as tampered:  # all-zero labels: not the official content
+        tampered.write(gzip.decompress((SHARED_DATA_DIR / TEST_NAMES[1]).read_bytes())[:8] + bytes(10_000))
+    downloads = []
+
+    def offline(url: str, target: Path, md5: str) -> Path:
+        downloads.append(url)
+        raise FashionZooError(f"{url}: offline")
+
+    monkeypatch.setattr(data, "download", offline)
+    with pytest.raises(FashionZooError, match="offline"):
+        data.load_split("test")
+    assert downloads and downloads[0].endswith(TEST_NAMES[1])  # the tampered copy was passed over

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import fake_run_record
 
 import fashionzoo
-from fashionzoo import FashionZooError
+from fashionzoo import FashionZooError, runs
 from fashionzoo._files import sha256_file
 from fashionzoo.cli import main
 from fashionzoo.preprocessing import to_model_input
-from fashionzoo.registry import FASHION_CLASSES, get_entry
+from fashionzoo.registry import FASHION_CLASSES, Preprocessing, get_entry
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -41,7 +42,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Ite
     model = fashionzoo.build("lenet5")
     weights = folder / "lenet5.weights.h5"
     model.save_weights(weights)
-    (folder / "metrics.json").write_text(json.dumps({"weights_file": weights.name, "test": {"accuracy": 0.1234}}))
+    runs.write_record(folder, fake_run_record("lenet5", weights.name, accuracy=0.1234))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FASHIONZOO_DATA_DIR", str(shared_data))
         patch.setenv("FASHIONZOO_HOME", str(folder / "home"))
@@ -63,9 +64,10 @@ def test_export_records_metadata_and_parity(exported: Exported) -> None:
     assert meta["fashionzoo.model"] == "lenet5"
     assert meta["fashionzoo.version"] == fashionzoo.__version__
     assert json.loads(meta["fashionzoo.classes"]) == list(FASHION_CLASSES)
-    assert json.loads(meta["fashionzoo.input"]) == {"layout": "NHWC", "height": 28, "width": 28, "channels": 1,
-                                                    "scale": 1 / 255, "background": "dark"}  # fmt: skip
-    assert json.loads(meta["fashionzoo.input"]) == dataclasses.asdict(get_entry("lenet5").preprocessing)
+    assert json.loads(meta["fashionzoo.input"]) == {"height": 28, "width": 28, "channels": 1, "scale": 1 / 255,
+                                                    "pipeline": "fashion-mnist"}  # fmt: skip
+    assert Preprocessing.from_json(meta["fashionzoo.input"]) == get_entry("lenet5").preprocessing
+    assert meta["fashionzoo.dataset"] == "fashion-mnist"
     assert "divided by 255" in meta["fashionzoo.preprocessing"]
     assert meta["fashionzoo.test_accuracy"] == "0.1234"  # from the run's metrics.json beside the weights
     assert meta["fashionzoo.weights_sha256"] == sha256_file(exported.weights)
@@ -99,7 +101,7 @@ def test_failed_parity_writes_nothing(exported: Exported, tmp_path: Path, monkey
     real = export._onnx_probs
     monkeypatch.setattr(export, "_onnx_probs", lambda proto, x: real(proto, x) + 1e-4)
     out = tmp_path / "out" / "bad.onnx"
-    with pytest.raises(FashionZooError, match=r"does not match Keras on 3000 test images.*nothing written"):
+    with pytest.raises(FashionZooError, match=r"does not match Keras on 10000 test images.*nothing written"):
         export.export_onnx("lenet5", out, weights=exported.weights, model=exported.model)
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
 
@@ -131,15 +133,14 @@ def test_test_time_flip_travels_in_the_onnx_graph(tmp_path: Path, monkeypatch: p
     """A model with ``test_time_flip``: the ONNX file averages each image with its mirror image, like Keras."""
     import keras
 
-    from fashionzoo import registry
     from fashionzoo.export import export_onnx
 
-    monkeypatch.setitem(registry.REGISTRY, "lenet5", dataclasses.replace(get_entry("lenet5"), test_time_flip=True))
+    entry = dataclasses.replace(get_entry("lenet5"), test_time_flip=True)
     keras.utils.set_random_seed(11)
-    bare = fashionzoo.build("lenet5")
+    bare = fashionzoo.build(entry)
     weights = tmp_path / "lenet5.weights.h5"
     bare.save_weights(weights)
-    path = export_onnx("lenet5", tmp_path / "lenet5.onnx", weights=weights)
+    path = export_onnx(entry, tmp_path / "lenet5.onnx", weights=weights)
     assert _metadata(path)["fashionzoo.test_time_augmentation"].startswith("flip")
 
     x = to_model_input(np.random.default_rng(0).integers(0, 256, (6, 28, 28), dtype=np.uint8))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import threading
 import types
@@ -18,6 +19,7 @@ import huggingface_hub
 import huggingface_hub.file_download
 import huggingface_hub.utils._http
 import pytest
+from conftest import fake_run_record
 from hub_server import HubServer, flip_first_byte
 
 from fashionzoo import hub
@@ -471,8 +473,10 @@ def test_file_not_marked_shipped_is_not_taken_from_the_package(server: HubServer
 
 # -- uploads ----------------------------------------------------------------------------------------------------------
 
-RUN_FILES = {"mlp-64-32.weights.h5": b"weights", "mlp-64-32.onnx": b"onnx", "metrics.json": b"{}",
+RUN_FILES = {"mlp-64-32.weights.h5": b"weights", "mlp-64-32.onnx": b"onnx",
+             "metrics.json": json.dumps(fake_run_record("mlp-64-32", "mlp-64-32.weights.h5").to_json()).encode(),
              "README.md": b"# card", "curves.png": b"png", "history.csv": b"epoch\n0\n"}  # fmt: skip
+"""A released run folder: what push uploads."""
 
 
 def test_push_uploads_a_run_and_its_commit_serves_the_files(hub_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -509,7 +513,8 @@ def test_push_failure_is_one_line(hub_env: Path, monkeypatch: pytest.MonkeyPatch
 
     run = hub_env / "run"
     run.mkdir()
-    (run / "mlp-64-32.weights.h5").write_bytes(b"weights")
+    for name, content in RUN_FILES.items():
+        (run / name).write_bytes(content)
     with HubServer() as server:
         server.force_status, server.force_methods = 403, frozenset({"POST"})
         monkeypatch.setenv("HF_ENDPOINT", server.url)

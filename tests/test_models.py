@@ -27,9 +27,7 @@ def test_builder_matches_registry_param_count(name: str) -> None:
     entry = get_entry(name)
     kwargs = {"backbone_weights": None} if entry.needs_backbone_weights else {}
     model = fashionzoo.build(name, **kwargs)
-    # a released search result (lenet5-tuned) builds with its chosen arguments: the release records that count
-    searched = entry.weights is not None and entry.weights.build_kwargs
-    assert model.count_params() == (entry.weights.metrics["params"] if searched else entry.params)
+    assert model.count_params() == entry.param_count
     assert tuple(model.input_shape[1:]) == entry.input_shape
     assert model.output_shape == (None, len(entry.classes))
 

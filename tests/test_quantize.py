@@ -109,7 +109,7 @@ def test_calibration_reads_only_the_training_split(shared_data: Path, monkeypatc
 
     splits: list[str] = []
     real = export.load_split
-    monkeypatch.setattr(export, "load_split", lambda split, **kw: splits.append(split) or real(split, **kw))
+    monkeypatch.setattr(export, "load_split", lambda split, *args: splits.append(split) or real(split, *args))
     first = export.calibration_images("lenet5", 50, shared_data)
     assert splits == ["train"] and first.shape == (50, 28, 28, 1)
     np.testing.assert_array_equal(first, export.calibration_images("lenet5", 50, shared_data))  # fixed seed

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from fashionzoo.cli import main
+from fashionzoo.runs import RunRecord
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +24,7 @@ def _data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_data: Path) ->
 
 
 @pytest.fixture(scope="module")
-def short_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, dict]:
+def short_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, RunRecord]:
     from fashionzoo.training import train
 
     out = tmp_path_factory.mktemp("run") / "lenet"
@@ -31,18 +32,19 @@ def short_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tu
     return out, metrics
 
 
-def test_short_run_writes_every_artifact(short_run: tuple[Path, dict]) -> None:
+def test_short_run_writes_every_artifact(short_run: tuple[Path, RunRecord]) -> None:
     out, metrics = short_run
     for name in ("lenet5.weights.h5", "history.csv", "curves.png", "confusion.png", "metrics.json", "README.md"):
         assert (out / name).stat().st_size > 0, name
     on_disk = json.loads((out / "metrics.json").read_text())
-    assert on_disk["test"]["accuracy"] == metrics["test"]["accuracy"]
-    assert on_disk["test"]["n"] == 3000 and on_disk["epochs"] == 2 and on_disk["n_train"] == 6000
+    assert on_disk["test"]["accuracy"] == metrics.test["accuracy"]
+    assert on_disk["test"]["n"] == 10_000 and on_disk["epochs"] == 2 and on_disk["n_train"] == 6000
+    assert on_disk["limit"] == 6000 and not metrics.uses_official_data()  # a --limit run is never releasable
     assert set(on_disk["data_files"]) == {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                                           "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}  # fmt: skip
     assert len(on_disk["test"]["confusion_matrix"]) == 10
     assert on_disk["recipe"]["seed"] == 0 and on_disk["overrides"] == {"epochs": 2}
-    assert 0.70 < metrics["test"]["accuracy"] <= 1.0  # 2 epochs on 6k images: well above chance
+    assert 0.70 < metrics.test["accuracy"] <= 1.0  # 2 epochs on 6k images: well above chance
     assert len((out / "history.csv").read_text().splitlines()) == 3
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "library_name: keras" in card and "model-index" in card
@@ -51,22 +53,22 @@ def test_short_run_writes_every_artifact(short_run: tuple[Path, dict]) -> None:
         assert "optimizer" not in weights and "layers" in weights  # inference weights only
 
 
-def test_same_seed_reproduces_accuracy(short_run: tuple[Path, dict], tmp_path: Path) -> None:
+def test_same_seed_reproduces_accuracy(short_run: tuple[Path, RunRecord], tmp_path: Path) -> None:
     from fashionzoo.training import train
 
     again = train("lenet", tmp_path / "again", epochs=2, limit=6000, verbose=0)
-    assert abs(again["test"]["accuracy"] - short_run[1]["test"]["accuracy"]) <= 0.005
+    assert abs(again.test["accuracy"] - short_run[1].test["accuracy"]) <= 0.005
 
 
-def test_eval_json_on_a_trained_run(short_run: tuple[Path, dict]) -> None:
+def test_eval_json_on_a_trained_run(short_run: tuple[Path, RunRecord]) -> None:
     out, metrics = short_run
     result = CliRunner().invoke(main, ["eval", "lenet", "--weights", str(out / "lenet5.weights.h5"), "--json",
                                        "--plot", str(out / "eval.png")])  # fmt: skip
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
-    assert payload["n"] == 3000 and 0 <= payload["accuracy"] <= 1
-    assert abs(payload["accuracy"] - metrics["test"]["accuracy"]) < 1e-9
-    assert len(payload["confusion_matrix"]) == 10 and sum(map(sum, payload["confusion_matrix"])) == 3000
+    assert payload["n"] == 10_000 and 0 <= payload["accuracy"] <= 1
+    assert abs(payload["accuracy"] - metrics.test["accuracy"]) < 1e-9
+    assert len(payload["confusion_matrix"]) == 10 and sum(map(sum, payload["confusion_matrix"])) == 10_000
     assert (out / "eval.png").stat().st_size > 0
 
 
@@ -136,12 +138,12 @@ def test_tuned_lenet_search_runs_and_records_choice(tmp_path: Path) -> None:
     from fashionzoo.training import train
 
     metrics = train("lenet-tuned", tmp_path / "tuned", epochs=1, limit=500, verbose=0)
-    search = metrics["search"]
+    search = metrics.search
     assert len(search["trials"]) == 6 and len(search["cross_validation"]["folds"]) == 5
-    assert metrics["build_kwargs"]["dense1"] == search["best"]["dense1"] in (64, 80, 96, 112, 128)
-    assert metrics["recipe"]["lr"] == search["best"]["lr"]
-    assert metrics["params"] == 156 + 2_416 + (256 + 1) * metrics["build_kwargs"]["dense1"] + \
-        (metrics["build_kwargs"]["dense1"] + 1) * 84 + 850
+    dense1 = metrics.build_kwargs["dense1"]
+    assert dense1 == search["best"]["dense1"] in (64, 80, 96, 112, 128)
+    assert metrics.recipe["lr"] == search["best"]["lr"]
+    assert metrics.params == 156 + 2_416 + (256 + 1) * dense1 + (dense1 + 1) * 84 + 850
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_writes_no_weights(tmp_path: Path) -> None:
@@ -204,7 +206,7 @@ def test_transfer_fine_tuning_trains_the_backbone_and_random_backbones_are_flagg
     assert "RANDOM backbone" in result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["recipe"]["fine_tune_epochs"] == 1
-    assert metrics["build_kwargs"] == {"backbone_weights": None}  # recorded: release.py refuses such a run
+    assert metrics["build_kwargs"] == {"backbone_weights": None}  # recorded: releasing refuses such a run
     assert len((out / "history.csv").read_text().splitlines()) == 3  # frozen epoch + fine-tuning epoch
     assert not (out / "backup").exists()
     refused = CliRunner().invoke(main, ["push", "vgg16-tl", "--repo-id", "someone/vgg", "--run", str(out)])
@@ -221,7 +223,7 @@ def test_transfer_fine_tuning_trains_the_backbone_and_random_backbones_are_flagg
     assert all(moved)  # every backbone tensor changed: fine-tuning reached the frozen phase's backbone
 
 
-def test_test_time_flip_models_record_the_served_accuracy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_test_time_flip_models_record_the_served_accuracy(tmp_path: Path) -> None:
     """For a ``test_time_flip`` model, metrics.json holds the accuracy of what ``load`` serves (flip-averaged),
     plus the validation figure without the flip that justifies it; the card says so."""
     import dataclasses
@@ -232,14 +234,13 @@ def test_test_time_flip_models_record_the_served_accuracy(tmp_path: Path, monkey
     from fashionzoo.training import train
 
     entry = dataclasses.replace(registry.get_entry("mlp-64-32"), test_time_flip=True)
-    monkeypatch.setitem(registry.REGISTRY, "mlp-64-32", entry)
     out = tmp_path / "run"
-    metrics = train("mlp-64-32", out, epochs=1, limit=2000, verbose=0)
-    assert metrics["test_time_flip"] is True
-    plain = metrics["val"]["without_test_time_flip"]["accuracy"]
-    assert 0.1 < plain < 1 and plain != metrics["val"]["accuracy"]
-    served = evaluate("mlp-64-32", out / "mlp-64-32.weights.h5")
-    assert served["accuracy"] == metrics["test"]["accuracy"]
-    bare = fashionzoo.load("mlp-64-32", out / "mlp-64-32.weights.h5", test_time_flip=False)
+    metrics = train(entry, out, epochs=1, limit=2000, verbose=0)
+    assert metrics.test_time_flip is True
+    plain = metrics.val["without_test_time_flip"]["accuracy"]
+    assert 0.1 < plain < 1 and plain != metrics.val["accuracy"]
+    served = evaluate(entry, out / "mlp-64-32.weights.h5")
+    assert served["accuracy"] == metrics.test["accuracy"]
+    bare = fashionzoo.load(entry, out / "mlp-64-32.weights.h5", test_time_flip=False)
     assert bare.name == "mlp-64-32"
     assert "mirror image" in (out / "README.md").read_text()

@@ -3,13 +3,15 @@
 ``import fashionzoo`` is light: TensorFlow is imported only by the functions that need Keras.
 
 >>> import fashionzoo
->>> fashionzoo.list_models()[:2]
-['cnn', 'mlp']
+>>> fashionzoo.list_models()[:3]
+['cnn', 'zoo-resnet', 'mlp']
 >>> model = fashionzoo.load("cnn")  # trained Keras model, verified weights
+>>> digits = fashionzoo.load("cnn-small.mnist")  # the same architecture's MNIST weights (a tag)
 """
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,22 +21,28 @@ from fashionzoo.registry import DEFAULT_MODEL, FASHION_CLASSES, ModelEntry, get_
 if TYPE_CHECKING:
     import keras
 
-__version__ = "0.1.0"
+try:
+    __version__ = metadata.version("fashionzoo")  # one source: pyproject.toml
+except metadata.PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "0+unknown"
 __all__ = [
     "DEFAULT_MODEL", "FASHION_CLASSES", "FashionZooError", "ModelEntry",
     "build", "get_entry", "list_models", "load",
 ]  # fmt: skip
 
 
-def build(name: str, **overrides: Any) -> keras.Model:
+def build(name: str | ModelEntry, **overrides: Any) -> keras.Model:
     """An untrained Keras model by registry name or alias (``overrides`` change builder arguments)."""
     from fashionzoo.models import build as _build
 
     return _build(name, **overrides)
 
 
-def load(name: str = DEFAULT_MODEL, weights: str | Path | None = None, *, test_time_flip: bool = True) -> keras.Model:
+def load(
+    name: str | ModelEntry = DEFAULT_MODEL, weights: str | Path | None = None, *, test_time_flip: bool = True
+) -> keras.Model:
     """A trained Keras model: released weights (shipped, cached or fetched, SHA-256 verified) or a local file.
+    ``name`` may carry a weights tag: ``cnn-small.mnist`` is the same architecture trained on MNIST digits.
 
     Models with test-time flipping (the flagship) average each image with its mirror image inside the model;
     ``test_time_flip=False`` returns the bare network."""

@@ -20,6 +20,18 @@ class FashionZooError(Exception):
     """An error with a one-line message meant for the user (the CLI prints it without a traceback)."""
 
 
+REASON_LIMIT = 200
+"""Most characters of a library's error message quoted in one of ours."""
+
+
+def reason(error: BaseException, first_line: bool = False) -> str:
+    """The quotable part of a third-party error: whitespace folded to one line (or its first line only), at most
+    :data:`REASON_LIMIT` characters, the exception type when it says nothing."""
+    text = str(error)
+    text = text.splitlines()[0] if first_line and text else " ".join(text.split())
+    return text[:REASON_LIMIT] or type(error).__name__
+
+
 def home_dir() -> Path:
     """The package's cache folder: ``$FASHIONZOO_HOME`` or the user's cache directory."""
     return Path(os.environ.get("FASHIONZOO_HOME") or platformdirs.user_cache_dir("fashionzoo"))

@@ -25,76 +25,16 @@ import tensorflow as tf
 from fashionzoo import __version__, hub, models
 from fashionzoo._files import FashionZooError, home_dir, sha256_file
 from fashionzoo.export import describe, export_onnx, quantize_int8
+from fashionzoo.machine import cpu_facts, machine_info, peak_fp32
 from fashionzoo.preprocessing import to_model_input
-from fashionzoo.registry import ModelEntry, get_entry
+from fashionzoo.registry import ModelEntry, get_entry, resolve
 from fashionzoo.runtime import Classifier
-from fashionzoo.training import machine_info
 
 BACKENDS = ("keras_predict", "keras_call", "onnx_fp32", "onnx_int8")
 DEFAULT_BATCH_SIZES = (1, 8, 64, 256, 1024)
 MIN_REPEATS = 3
-CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8")
-"""Instruction-set flags recorded with the results (the ones that matter to fp32 and int8 kernels)."""
-
 Progress = Callable[[int, int, str], None]
 """``progress(done, total, label)``: called before each timed cell (and once more with ``done == total``)."""
-
-
-def cpu_facts(cpuinfo: str | None = None) -> dict[str, Any]:
-    """CPU model, physical cores, clock (MHz) and vector flags from ``/proc/cpuinfo`` and the kernel's maximum
-    clock, or from the ``cpuinfo`` text given alone."""
-    max_khz = None if cpuinfo is not None else Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    fields: dict[str, str] = {}
-    cores: set[tuple[str, str]] = set()
-    for block in cpuinfo.strip().split("\n\n"):
-        pairs = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
-        info = {key.strip(): value.strip() for key, value in pairs.items()}
-        fields = fields or info
-        cores.add((info.get("physical id", "0"), info.get("core id", info.get("processor", "0"))))
-    flags = set(fields.get("flags", "").split())
-    if max_khz is not None and max_khz.is_file():
-        mhz, mhz_source = int(max_khz.read_text()) / 1000, f"{max_khz} (maximum boost clock)"
-    elif "cpu MHz" in fields:
-        mhz = float(fields["cpu MHz"])
-        mhz_source = "/proc/cpuinfo 'cpu MHz' (the reported clock; a boost clock can exceed it)"
-    else:
-        mhz, mhz_source = None, "unknown"
-    return {
-        "model": fields.get("model name", platform.processor() or platform.machine()),
-        "physical_cores": len(cores) if fields else os.cpu_count(),
-        "mhz": mhz,
-        "mhz_source": mhz_source,
-        "flags": [flag for flag in CPU_FLAGS if flag in flags],
-    }
-
-
-def peak_fp32(cpu: dict[str, Any], threads: int | None = None) -> dict[str, Any]:
-    """Peak fp32 FLOP/s = cores x GHz x FLOPs per cycle, each number with where it came from."""
-    flags = set(cpu["flags"])
-    if "avx512f" in flags:
-        per_cycle, why = 64, "AVX-512: 2 FMA units x 16 fp32 lanes x 2 FLOPs (halve for one 512-bit FMA unit, Zen 4)"
-    elif {"avx2", "fma"} <= flags:
-        per_cycle, why = 32, "AVX2 + FMA: 2 FMA units x 8 fp32 lanes x 2 FLOPs (Haswell, Zen 2 and later)"
-    elif "avx" in flags:
-        per_cycle, why = 16, "AVX without FMA: 1 add + 1 multiply unit x 8 fp32 lanes"
-    else:
-        per_cycle, why = 8, "no AVX flag found: 1 add + 1 multiply unit x 4 fp32 lanes (SSE/NEON class)"
-    cores = min(threads, cpu["physical_cores"]) if threads else cpu["physical_cores"]
-    ghz = cpu["mhz"] / 1000 if cpu["mhz"] else None
-    return {
-        "cores": cores,
-        "cores_source": "physical cores in /proc/cpuinfo" + (f", limited to {threads} threads" if threads else ""),
-        "ghz": ghz,
-        "ghz_source": cpu["mhz_source"],
-        "flops_per_cycle": per_cycle,
-        "flops_per_cycle_source": why,
-        "gflops": cores * ghz * per_cycle if ghz else None,
-    }
 
 
 def flops_per_image(model: keras.Model) -> int:
@@ -113,21 +53,21 @@ def flops_per_image(model: keras.Model) -> int:
 
 
 def onnx_files(
-    name: str, weights: str | Path | None = None, data_dir: str | os.PathLike | None = None
+    model: str | ModelEntry, weights: str | Path | None = None, data_dir: str | os.PathLike | None = None
 ) -> dict[str, Path]:
     """The fp32 and int8 ONNX files of a trained model: the released ones (unless ``weights`` are given), else
     exported and quantised once into ``$FASHIONZOO_HOME/bench``, keyed by the weights' SHA-256."""
-    entry = get_entry(name)
+    entry = resolve(model)
     weights_path = hub.resolve(entry, "weights", weights)  # fails clearly when the model has no released weights
     released = entry.weights.files if entry.weights and weights is None else {}
     sha = released["weights"].sha256 if "weights" in released else sha256_file(weights_path)
-    stem = f"{entry.name}-{__version__}-{sha[:16]}"
+    stem = f"{entry.full_name}-{__version__}-{sha[:16]}"
     fp32 = hub.resolve(entry, "onnx") if "onnx" in released else home_dir() / "bench" / f"{stem}.onnx"
     if not fp32.is_file():
-        export_onnx(entry.name, fp32, weights=weights, data_dir=data_dir)
+        export_onnx(entry, fp32, weights=weights, data_dir=data_dir)
     int8 = hub.resolve(entry, "onnx_int8") if "onnx_int8" in released else home_dir() / "bench" / f"{stem}.int8.onnx"
     if not int8.is_file():
-        quantize_int8(entry.name, fp32, int8, data_dir=data_dir)
+        quantize_int8(entry, fp32, int8, data_dir=data_dir)
     return {"fp32": fp32, "int8": int8}
 
 
@@ -219,13 +159,14 @@ def _inputs(entry: ModelEntry, n: int) -> np.ndarray:
     return to_model_input(np.random.default_rng(0).integers(0, 256, (n, p.height, p.width), dtype=np.uint8))
 
 
-def onnx_latency(onnx_path: str | os.PathLike, name: str, batch_size: int = 1, max_seconds: float = 3.0
-                 ) -> dict[str, Any]:  # fmt: skip
+def onnx_latency(onnx_path: str | os.PathLike, model: str | ModelEntry, batch_size: int = 1,
+                 max_seconds: float = 3.0) -> dict[str, Any]:  # fmt: skip
     """ONNX Runtime latency of one file on the CPU with the default session settings: p50/p99 ms, images/s, and
     the share of the CPU other processes used meanwhile (a figure taken on a busy machine says so)."""
-    clf = Classifier(onnx_path, name=name)
+    entry = resolve(model)
+    clf = Classifier(onnx_path, name=entry.full_name)
     start = _cpu_seconds()
-    times = _time(_onnx_call(clf), _inputs(get_entry(name), batch_size), 20, 100_000, max_seconds)
+    times = _time(_onnx_call(clf), _inputs(entry, batch_size), 20, 100_000, max_seconds)
     return {**_stats(times, batch_size), "others_cpu_share": _others_share(start)}
 
 
@@ -312,11 +253,11 @@ def run(
     providers: set[str] = set()
     for entry in entries:
         report(done, total, f"{entry.name}: loading, exporting and quantising")
-        model = models.load(entry.name, weights.get(entry.name))
-        files = onnx_files(entry.name, weights.get(entry.name), data_dir)
+        model = models.load(entry, weights.get(entry.name))
+        files = onnx_files(entry, weights.get(entry.name), data_dir)
         calls = _keras_calls(model, entry, device)
         for precision in ("fp32", "int8"):
-            clf = Classifier(files[precision], name=entry.name, device=device, intra_op_threads=threads)
+            clf = Classifier(files[precision], name=entry.full_name, device=device, intra_op_threads=threads)
             providers.update(clf.session.get_providers()[:1])
             calls[f"onnx_{precision}"] = _onnx_call(clf)
         summaries[entry.name] = _model_summary(entry, model, files)
@@ -379,9 +320,10 @@ def sweep(
     take turns in ``rounds`` rounds (each a share of ``repeats`` and ``max_seconds``) so that a change of machine
     load affects them alike."""
     entry = get_entry(name)
-    files = onnx_files(entry.name, weights, data_dir)
+    files = onnx_files(entry, weights, data_dir)
     sizes = sorted(set(batch_sizes))
-    cells = [(precision, label, size, _onnx_call(Classifier(files[precision], name=entry.name, device=device, **knobs)))
+    cells = [(precision, label, size,
+              _onnx_call(Classifier(files[precision], name=entry.full_name, device=device, **knobs)))
              for precision in ("fp32", "int8") for label, knobs in sweep_settings() for size in sizes]  # fmt: skip
     x_all = _inputs(entry, max(sizes))
     report = progress or (lambda done, total, label: None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ import click
 
 from fashionzoo import __version__
 from fashionzoo._files import FashionZooError
-from fashionzoo.registry import REGISTRY, get_entry, is_random_backbone_run
+from fashionzoo.registry import DEFAULT_TAG, OLD_POOL_TEST_IMAGES, TAGS, all_entries, get_entry
 
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -36,32 +37,53 @@ def _echo_json(obj: Any) -> None:
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), help="Folder of IDX files to read.")
-dataset_option = click.option("--dataset", type=click.Choice(["fashion-mnist", "mnist"]), default="fashion-mnist",
-                              show_default=True)  # fmt: skip
+dataset_option = click.option("--dataset", type=click.Choice(list(TAGS)),
+                              help="The data set (default: the model name's tag, e.g. cnn-small.mnist; else "
+                              f"{DEFAULT_TAG}).")  # fmt: skip
+
+
+class _Notices(logging.Handler):
+    """The library's log messages as the CLI's one-line notices on stderr: ``fashionzoo: message``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"fashionzoo: {record.getMessage()}", err=True)  # the stderr of the moment (CliRunner too)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fashionzoo")
 def main() -> None:
     """fashionzoo: Fashion-MNIST clothing classifiers, trained, verified and ready to embed."""
+    package_log = logging.getLogger("fashionzoo")
+    if not any(isinstance(handler, _Notices) for handler in package_log.handlers):
+        package_log.addHandler(_Notices())
+    package_log.setLevel(logging.INFO)
+
+
+def _entry(name: str, dataset: str | None) -> Any:
+    """The registry entry for ``name``, with ``--dataset`` as its tag when given."""
+    return get_entry(f"{get_entry(name).name}.{dataset}" if dataset else name)
 
 
 @main.command("list")
 @json_option
 def list_command(as_json: bool) -> None:
-    """List every model of the zoo."""
-    rows = [entry.summary() for entry in REGISTRY.values()]
+    """List every model of the zoo, with every weights tag (cnn-small.mnist)."""
+    rows = [entry.summary() for entry in all_entries()]
     if as_json:
         _echo_json(rows)
         return
-    header = f"{'name':<18} {'aliases':<28} {'family':<9} {'params':>11}  {'input':<8} {'reported':>8} {'test acc':>8}"
+    header = f"{'name':<22} {'aliases':<28} {'family':<9} {'params':>11}  {'input':<8} {'reported':>8} {'test acc':>8}"
     click.echo(header)
     for row in rows:
         reported = f"{row['reported_accuracy']:.2%}" if row["reported_accuracy"] else "-"
         tested = f"{row['metrics']['accuracy']:.2%}" if row["metrics"] else "no weights"
+        tested += "*" if row["trained_on_old_pool"] else ""
         shape = "x".join(map(str, row["input_shape"]))
-        click.echo(f"{row['name']:<18} {', '.join(row['aliases']):<28} {row['family']:<9} {row['params']:>11,}  "
+        click.echo(f"{row['name']:<22} {', '.join(row['aliases']):<28} {row['family']:<9} {row['params']:>11,}  "
                    f"{shape:<8} {reported:>8} {tested:>8}")  # fmt: skip
+    if any(row["trained_on_old_pool"] for row in rows):
+        click.echo(f"* trained on the old pool: measured on official test images 0-{OLD_POOL_TEST_IMAGES - 1:,} only, "
+                   "until retrained on the official files")  # fmt: skip
 
 
 @main.command()
@@ -75,6 +97,10 @@ def info(name: str, as_json: bool) -> None:
     notes = []
     if entry.unreleased_reason:
         notes.append(f"No checkpoint released: {entry.unreleased_reason}.")
+    if entry.weights and entry.weights.old_pool:
+        notes.append("Trained on the old pool (a stand-in training set that held official test images "
+                     f"{OLD_POOL_TEST_IMAGES:,}-9,999): its figures are on official test images 0-"
+                     f"{OLD_POOL_TEST_IMAGES - 1:,} only, until it is retrained on the official files.")
     if entry.needs_backbone_weights:
         notes.append("No trained checkpoint exists yet: this model needs ImageNet backbone weights, which cannot "
                      "be fetched where the zoo is built. Train it with --backbone-weights PATH.")
@@ -82,20 +108,22 @@ def info(name: str, as_json: bool) -> None:
         summary["note"] = " ".join(notes)
     from fashionzoo.models import build  # TensorFlow: only when the architecture is shown
 
-    model = build(entry.name, **({"backbone_weights": None} if entry.needs_backbone_weights else {}))
+    model = build(entry, **({"backbone_weights": None} if entry.needs_backbone_weights else {}))
     layers = [{"name": lyr.name, "type": type(lyr).__name__, "params": lyr.count_params()} for lyr in model.layers]
     if as_json:
         _echo_json({**summary, "layers": layers})
         return
-    click.echo(f"{entry.name} ({', '.join(entry.aliases)}): {entry.description}")
-    click.echo(f"reference {entry.reference}, family {entry.family}, {entry.params:,} parameters, "
+    click.echo(f"{entry.full_name} ({', '.join(entry.aliases)}): {entry.description}")
+    click.echo(f"trained on {entry.tag}; classes: {', '.join(entry.classes)}; input {entry.preprocessing.to_json()}")
+    click.echo(f"reference {entry.reference}, family {entry.family}, {entry.param_count:,} parameters, "
                f"input {entry.input_shape}")
     for layer in layers:
         click.echo(f"  {layer['name']:<28} {layer['type']:<22} {layer['params']:>10,}")
     click.echo("recipe: " + ", ".join(f"{k}={v}" for k, v in summary["recipe"].items() if v not in (None, "", 0)))
     if entry.weights:
         m = entry.weights.metrics
-        click.echo(f"weights: test accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f} on {m['n']} images")
+        click.echo(f"weights: test accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f} on {m['n']:,} official test "
+                   "images")
     else:
         click.echo("weights: none released")
     if "note" in summary:
@@ -120,22 +148,23 @@ def info(name: str, as_json: bool) -> None:
 @click.option("--fine-tune-epochs", type=click.IntRange(min=0),
               help="Transfer models: override the recipe's fine-tuning epochs (0 skips fine-tuning).")  # fmt: skip
 @_user_errors
-def train(name: str, out: str | None, backbone_weights: str, **options: Any) -> None:
-    """Train a model with its recorded recipe and write weights, curves, metrics and a model card."""
+def train(name: str, out: str | None, backbone_weights: str, dataset: str | None, **options: Any) -> None:
+    """Train a model (cnn-small, or cnn-small.mnist for its MNIST weights) with its recorded recipe and write
+    weights, curves, metrics and a model card."""
     from fashionzoo.training import train as run_training
 
-    entry = get_entry(name)
+    entry = _entry(name, dataset)
     overrides = {}
     if entry.needs_backbone_weights:
         if backbone_weights == "random":
             click.echo(f"fashionzoo: training {entry.name} with a RANDOM backbone: a pipeline check, not a usable "
                        "checkpoint", err=True)  # fmt: skip
         overrides["backbone_weights"] = None if backbone_weights == "random" else backbone_weights
-    out_dir = Path(out or Path("runs") / entry.name)
-    metrics = run_training(entry.name, out_dir, build_overrides=overrides, **options)
-    test = metrics["test"]
-    click.echo(f"{entry.name}: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on {test['n']} images; "
-               f"{metrics['epochs']} epochs in {metrics['wall_time_s']:.0f} s; written to {out_dir}")  # fmt: skip
+    out_dir = Path(out or Path("runs") / entry.full_name)
+    record = run_training(entry, out_dir, build_overrides=overrides, **options)
+    test = record.test
+    click.echo(f"{entry.full_name}: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on {test['n']} "
+               f"images; {record.epochs} epochs in {record.wall_time_s:.0f} s; written to {out_dir}")  # fmt: skip
 
 
 @main.command("eval")
@@ -146,23 +175,24 @@ def train(name: str, out: str | None, backbone_weights: str, **options: Any) -> 
 @json_option
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the confusion matrix as a PNG.")
 @_user_errors
-def eval_command(name: str, weights: str | None, dataset: str, data_dir: str | None, as_json: bool,
+def eval_command(name: str, weights: str | None, dataset: str | None, data_dir: str | None, as_json: bool,
                  plot: str | None) -> None:  # fmt: skip
-    """Evaluate a trained model on the test split."""
+    """Evaluate a trained model on the official test file of its data set."""
     from fashionzoo.evaluation import evaluate
 
-    result = evaluate(name, weights, dataset, data_dir)
+    entry = _entry(name, dataset)
+    result = evaluate(entry, weights, data_dir)
     if plot:
         from fashionzoo.reports import plot_confusion
 
-        entry = get_entry(name)
         plot_confusion(result["confusion_matrix"], entry.classes, Path(plot),
-                       f"{entry.name}: test accuracy {result['accuracy']:.4f}")  # fmt: skip
+                       f"{entry.full_name}: test accuracy {result['accuracy']:.4f}")  # fmt: skip
     if as_json:
         _echo_json(result)
         return
-    click.echo(f"{result['model']}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['n']} "
-               "test images")  # fmt: skip
+    subset = f" (test images 0-{result['n'] - 1:,}: {result['note']})" if "note" in result else ""
+    click.echo(f"{result['model']}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['n']:,} "
+               f"test images{subset}")  # fmt: skip
     for label, accuracy in result["per_class_accuracy"].items():
         click.echo(f"  {label:<12} {accuracy:.4f}" if accuracy is not None else f"  {label:<12} -")
     if result["most_confused"]:
@@ -183,11 +213,11 @@ def download(names: tuple[str, ...], all_models: bool) -> None:
 
     if not names and not all_models:
         raise FashionZooError("name a model, or pass --all")
-    entries = [e for e in REGISTRY.values() if e.weights] if all_models else [get_entry(n) for n in names]
+    entries = [e for e in all_entries() if e.weights] if all_models else [get_entry(n) for n in names]
     for entry in entries:
         for key in ("weights", "onnx"):
             if entry.weights and key in entry.weights.files:
-                click.echo(f"{entry.name} {key}: {hub.resolve(entry, key)}")
+                click.echo(f"{entry.full_name} {key}: {hub.resolve(entry, key)}")
 
 
 @main.command()
@@ -199,18 +229,43 @@ def download(names: tuple[str, ...], all_models: bool) -> None:
 @_user_errors
 def push(name: str, repo_id: str, run_dir: str | None, revision: str | None, token: str | None) -> None:
     """Upload a trained run (weights, ONNX, card, metrics) to the Hub; prints the commit hash to pin."""
-    from fashionzoo import hub
+    from fashionzoo import hub, runs
 
     entry = get_entry(name)
-    run = Path(run_dir or Path("runs") / entry.name)
-    metrics_path = run / "metrics.json"
-    recorded = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
-    if recorded and is_random_backbone_run(entry, recorded):
+    run = Path(run_dir or Path("runs") / entry.full_name)
+    record = runs.read_record(run)
+    if record.is_random_backbone(entry):
         raise FashionZooError(f"{run}: trained with a random backbone (a pipeline check); train with ImageNet "
                               "backbone weights (--backbone-weights) before publishing")  # fmt: skip
+    if not (run / f"{record.full_name}.onnx").is_file():
+        raise FashionZooError(f"{run}: not released yet (no {record.full_name}.onnx); run 'fashionzoo release "
+                              f"{run}' first, so that the commit holds every released file")  # fmt: skip
     commit = hub.push(run, repo_id, revision=revision, token=token)
-    click.echo(f"{entry.name}: uploaded to {repo_id} at commit {commit}; pin it with "
-               f"'python scripts/release.py {entry.name} --published {entry.name}={commit}'")  # fmt: skip
+    click.echo(f"{entry.full_name}: uploaded to {repo_id} at commit {commit}; pin it with "
+               f"'fashionzoo release {run} --published {record.full_name}={commit}'")  # fmt: skip
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...",
+                type=click.Path(file_okay=False, exists=True, path_type=Path))  # fmt: skip
+@click.option("--published", multiple=True, metavar="NAME=COMMIT", help="Pin the Hub commit 'push' printed.")
+@click.option("--tree", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The fashionzoo source checkout to release into (default: the one installed in editable mode).")
+@data_dir_option
+@_user_errors
+def release(run_dirs: tuple[Path, ...], published: tuple[str, ...], tree: Path | None, data_dir: str | None) -> None:
+    """Maintainers: release finished runs into the package (ONNX with parity, int8, weights.json, model table)."""
+    from fashionzoo.release import ReleaseTree
+    from fashionzoo.release import release as release_runs
+
+    pins = dict(item.split("=", 1) for item in published if "=" in item)
+    if len(pins) != len(published):
+        raise FashionZooError("--published takes NAME=COMMIT, e.g. cnn=0123abcd...")
+    target = ReleaseTree(tree) if tree else ReleaseTree.source_checkout()
+    for name, record in release_runs(list(run_dirs), target, published=pins, data_dir=data_dir).items():
+        m = record.metrics
+        click.echo(f"{name}: released, test accuracy {m['accuracy']:.4f} on {m['n']:,} images, ONNX batch-1 "
+                   f"{m['onnx_batch1_p50_ms']:.3f} ms; revision {record.revision or 'not published'}")
 @main.command()
 @click.argument("name")
 @click.option("--out", type=click.Path(dir_okay=False),
@@ -270,10 +325,12 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
             raise FashionZooError("--onnx is for --backend onnx; pass Keras weights with --weights")
         from fashionzoo.models import load, predict_probs  # TensorFlow: only for the Keras backend
 
-        model, classes = load(name, weights), get_entry(name).classes
+        entry = get_entry(name)
+        model = load(entry, weights)
 
         def classify(items: Any, top_k: int, batch_size: int) -> Any:
-            return classify_files(items, lambda x: predict_probs(model, x, batch_size), classes, top_k, batch_size)
+            return classify_files(items, lambda x: predict_probs(model, x, batch_size, entry.preprocessing),
+                                  entry.classes, top_k, batch_size, entry.preprocessing.pipeline)  # fmt: skip
 
     failed = False
     show_progress = sys.stderr.isatty() if progress is None else progress

@@ -2,8 +2,10 @@
 
 Reads with numpy only. Data folders are searched in this order: ``data_dir`` argument (``--data-dir``),
 ``$FASHIONZOO_DATA_DIR`` (Fashion-MNIST; ``$FASHIONZOO_MNIST_DIR`` for MNIST), then
-``$FASHIONZOO_HOME/datasets/<name>``; files missing from the cache are downloaded from the official mirrors
-and verified against the official MD5 sums.
+``$FASHIONZOO_HOME/datasets/<name>``; files missing from the cache are taken from a distribution package's copy
+(Debian's ``dataset-fashion-mnist``, verified by the SHA-256 of its decompressed content) or downloaded from the
+official mirrors and verified against the official MD5 sums. A local folder whose files are the official ones is
+verified the same way; other files are accepted with a notice.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import logging
 import math
 import os
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,49 +26,99 @@ from typing import IO
 
 import numpy as np
 
-from fashionzoo._files import FashionZooError, atomic_path, home_dir, sha256_file
+from fashionzoo._files import FashionZooError, atomic_path, home_dir, reason, sha256_file
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 MAX_IDX_BYTES = 1 << 30
 """Largest IDX file :func:`read_idx` accepts (header + data); Fashion-MNIST's biggest is 47 MB."""
+log = logging.getLogger(__name__)
+
 SPLIT_SEED = 20170825  # fixed: every model sees the same validation split, whatever its training seed
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
-    """An IDX data set: file names with their official MD5, and the mirrors that serve them."""
+class DataFile:
+    """One official file of a data set: its name, the official MD5 and SHA-256 of the published ``.gz``, and the
+    SHA-256 of its decompressed content (the same whatever gzip header a repackaging, such as Debian's, gives it)."""
 
     name: str
-    files: dict[str, tuple[str, str]]  # "train-images" -> (file name, official MD5)
+    md5: str
+    sha256: str
+    content_sha256: str
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """An IDX data set: its official files, the mirrors that serve them and where else a copy may be installed."""
+
+    name: str
+    files: dict[str, DataFile]  # role ("train-images", ...) -> official file
     mirrors: tuple[str, ...]
-    env_var: str = "FASHIONZOO_DATA_DIR"  # names a local folder of this data set's files
+    env_var: str  # names a local folder of this data set's files
+    system_dir: str | None = None  # a distribution package's copy (Debian/Ubuntu), verified by content SHA-256
+
+    def is_official(self, recorded: dict[str, str]) -> bool:
+        """Whether ``recorded`` (file name -> SHA-256, as a run records them) names this data set's four official
+        files, by the SHA-256 of either the published ``.gz`` or its decompressed content."""
+        return all(recorded.get(f.name) in (f.sha256, f.content_sha256) for f in self.files.values())
+
+    def content_hashes(self, recorded: dict[str, str]) -> dict[str, str]:
+        """``recorded`` with each official ``.gz`` SHA-256 replaced by its content's (one form for every record)."""
+        by_name = {f.name: f for f in self.files.values()}
+        return {name: by_name[name].content_sha256 if name in by_name and sha == by_name[name].sha256 else sha
+                for name, sha in recorded.items()}  # fmt: skip
 
 
 DATASETS: dict[str, DatasetSpec] = {
     "fashion-mnist": DatasetSpec(
         name="fashion-mnist",
         files={
-            "train-images": ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-            "train-labels": ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
-            "test-images": ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
-            "test-labels": ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+            "train-images": DataFile(
+                "train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+            "train-labels": DataFile(
+                "train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe",
+                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+            "test-images": DataFile(
+                "t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79",
+                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+            "test-labels": DataFile(
+                "t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310",
+                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
         },
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         env_var="FASHIONZOO_DATA_DIR",
+        system_dir="/usr/share/datasets/fashion-mnist",  # apt-get install dataset-fashion-mnist
     ),
     "mnist": DatasetSpec(
         name="mnist",
         files={
-            "train-images": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-            "train-labels": ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
-            "test-images": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-            "test-labels": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+            "train-images": DataFile(
+                "train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+            "train-labels": DataFile(
+                "train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432",
+                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+            "test-images": DataFile(
+                "t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3",
+                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+            "test-labels": DataFile(
+                "t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c",
+                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
         },
         mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
         env_var="FASHIONZOO_MNIST_DIR",
     ),
-}
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -75,7 +127,7 @@ class Split:
 
     images: np.ndarray
     labels: np.ndarray
-    files: dict[str, str]  # file name -> SHA-256
+    files: dict[str, str]  # official file name -> SHA-256 of the decompressed content
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -92,9 +144,6 @@ def _dataset(name: str) -> DatasetSpec:
         raise FashionZooError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None
 
 
-_announced: set[Path] = set()
-
-
 def data_folder(dataset: str = "fashion-mnist", data_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:
     """The folder to read ``dataset`` from, and whether it is the verified cache (downloads allowed)."""
     env_var = _dataset(dataset).env_var
@@ -105,11 +154,54 @@ def data_folder(dataset: str = "fashion-mnist", data_dir: str | os.PathLike | No
     if not folder.is_dir():
         source = "--data-dir" if data_dir else env_var
         raise FashionZooError(f"{folder}: data folder from {source} does not exist (point it at a folder of IDX files)")
-    if folder not in _announced:
-        _announced.add(folder)
-        print(f"fashionzoo: reading {dataset} from local folder {folder}; official checksums are not enforced",
-              file=sys.stderr)
     return folder, False
+
+
+_announced: set[Path] = set()
+
+
+def _check_local(spec: DatasetSpec, path: Path, official: DataFile) -> None:
+    """A file of a local folder: verified if it is the official file (its MD5, or for a raw file the content's
+    SHA-256); otherwise accepted with a one-time notice per folder."""
+    matches = md5_file(path) == official.md5 if path.suffix == ".gz" else sha256_file(path) == official.content_sha256
+    if not matches and path.parent not in _announced:
+        _announced.add(path.parent)
+        log.warning("reading %s from local folder %s, whose files are not the official ones (%s differs); official "
+                    "checksums are not enforced", spec.name, path.parent, path.name)
+
+
+def _content_sha256(path: Path) -> str:
+    """SHA-256 of a file's content, decompressed if it is gzip (so repackaged copies compare equal)."""
+    digest = hashlib.sha256()
+    try:
+        with gzip.open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except (OSError, EOFError, zlib.error):
+        return ""
+    return digest.hexdigest()
+
+
+def _system_copy(spec: DatasetSpec, official: DataFile) -> Path | None:
+    """The distribution package's copy of a file (``apt-get install dataset-fashion-mnist``), if installed and its
+    decompressed content is the official one."""
+    if not spec.system_dir:
+        return None
+    path = Path(spec.system_dir) / official.name
+    if path.is_file() and _content_sha256(path) == official.content_sha256:
+        return path
+    if path.is_file():
+        log.warning("%s: not the official content (SHA-256 differs); ignored", path)
+    return None
+
+
+def md5_file(path: str | os.PathLike) -> str:
+    """Hex MD5 of a file (the official data sets publish MD5s), read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def mirrors(spec: DatasetSpec) -> tuple[str, ...]:
@@ -153,17 +245,25 @@ def download(url: str, target: Path, md5: str, attempts: int = 3, timeout: float
 
 
 def _locate(spec: DatasetSpec, role: str, data_dir: str | os.PathLike | None) -> Path:
+    """A verified path to one file: the local folder's (notice if unofficial), else the cache's, the distribution
+    package's, or a fresh download into the cache."""
     folder, is_cache = data_folder(spec.name, data_dir)
-    filename, md5 = spec.files[role]
-    for candidate in (folder / filename, folder / filename.removesuffix(".gz")):
+    official = spec.files[role]
+    for candidate in (folder / official.name, folder / official.name.removesuffix(".gz")):
         if candidate.is_file():
+            if not is_cache:
+                _check_local(spec, candidate, official)
             return candidate
     if not is_cache:
-        raise FashionZooError(f"{folder / filename}: missing (the data folder must hold the official IDX file names)")
+        raise FashionZooError(f"{folder / official.name}: missing (the data folder must hold the official IDX file "
+                              "names)")  # fmt: skip
+    system = _system_copy(spec, official)
+    if system is not None:
+        return system
     errors = []
     for mirror in mirrors(spec):
         try:
-            return download(mirror.rstrip("/") + "/" + filename, folder / filename, md5)
+            return download(mirror.rstrip("/") + "/" + official.name, folder / official.name, official.md5)
         except FashionZooError as error:
             errors.append(str(error))
     raise FashionZooError(errors[-1])
@@ -214,7 +314,7 @@ def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
                                       f"over the {MAX_IDX_BYTES >> 20} MiB limit; not an IDX file of this package")
             body = _read_up_to(handle, expected - header + 1)
     except (OSError, EOFError, zlib.error) as error:
-        detail = " ".join(str(error).split()) or type(error).__name__
+        detail = reason(error)
         raise FashionZooError(f"{path}: unreadable or corrupt ({detail}); delete it and download it again") from None
     if len(body) > expected - header:
         raise FashionZooError(f"{path}: padded IDX file (more than the {expected} bytes its header says); "
@@ -240,8 +340,15 @@ def load_split(split: str, dataset: str = "fashion-mnist", data_dir: str | os.Pa
         raise FashionZooError(f"{images_path}: {len(images)} images but {labels_path.name} has {len(labels)} labels")
     if labels.size and labels.max() >= 10:
         raise FashionZooError(f"{labels_path}: label {labels.max()} out of range 0-9")
-    files = {p.name: sha256_file(p) for p in (images_path, labels_path)}
+    files = {spec.files[f"{split}-{kind}"].name: content_sha256(array, magic)
+             for kind, array, magic in (("images", images, IMAGES_MAGIC), ("labels", labels, LABELS_MAGIC))}
     return Split(images, labels, files)
+
+
+def content_sha256(array: np.ndarray, magic: int) -> str:
+    """SHA-256 of the decompressed IDX content an array was read from (header rebuilt from its shape)."""
+    header = np.array([magic, *array.shape], dtype=">u4").tobytes()
+    return hashlib.sha256(header + np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 def train_val_split(train: Split, val_fraction: float) -> tuple[Split, Split]:

@@ -1,4 +1,4 @@
-"""Classification metrics from predicted probabilities (numpy only: shared by Keras and ONNX Runtime)."""
+"""Classification metrics from predicted probabilities (numpy only), and ``evaluate``: a Keras model on a test file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from fashionzoo.data import load_split
-from fashionzoo.registry import get_entry
+from fashionzoo.registry import ModelEntry, resolve
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -44,13 +44,20 @@ def metrics_from_probs(probs: np.ndarray, labels: np.ndarray, classes: tuple[str
 
 
 def evaluate(
-    name: str, weights: str | os.PathLike | None = None, dataset: str = "fashion-mnist",
-    data_dir: str | os.PathLike | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """Load a trained model and measure it on the test split (the full test file)."""
+    model: str | ModelEntry, weights: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Load a trained model and measure it on the official test file of its data set (its tag).
+
+    Released weights trained on the old stand-in pool are measured on the test images it did not hold
+    (:meth:`WeightsRecord.test_slice`), and the result says so in ``note``."""
     from fashionzoo.models import load, predict_probs
 
-    entry = get_entry(name)
-    test = load_split("test", dataset, data_dir)
-    probs = predict_probs(load(entry.name, weights), test.images)
-    return {"model": entry.name, "dataset": dataset, **metrics_from_probs(probs, test.labels, entry.classes)}
+    entry = resolve(model)
+    test = load_split("test", entry.tag, data_dir)
+    images, labels, note = test.images, test.labels, None
+    if weights is None and entry.weights and entry.weights.old_pool:
+        part = entry.weights.test_slice()
+        images, labels, note = images[part], labels[part], "trained on the old pool, which held the rest"
+    probs = predict_probs(load(entry, weights), images, preprocessing=entry.preprocessing)
+    result = {"model": entry.full_name, "dataset": entry.tag, **metrics_from_probs(probs, labels, entry.classes)}
+    return {**result, "note": note} if note else result

@@ -10,7 +10,6 @@ training images and refused if it loses more than :data:`QUANT_MAX_DROP` test ac
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -26,17 +25,21 @@ import tf2onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from fashionzoo import __version__, hub, models
-from fashionzoo._files import FashionZooError, atomic_path, sha256_file
+from fashionzoo import __version__, hub, models, runs
+from fashionzoo._files import FashionZooError, atomic_path, reason, sha256_file
 from fashionzoo.data import SPLIT_SEED, load_split, train_val_split
 from fashionzoo.preprocessing import to_model_input
-from fashionzoo.registry import ModelEntry, get_entry
+from fashionzoo.registry import ModelEntry, resolve
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 PARITY_TOLERANCE = 1e-5
 """Largest absolute difference of probabilities allowed between Keras and ONNX Runtime on the test images."""
-PREPROCESSING_TEXT = "uint8 grayscale 28x28, bright garment on dark background, divided by 255"
+PREPROCESSING_TEXT = {
+    "fashion-mnist": "uint8 grayscale 28x28, bright garment on dark background, divided by 255",
+    "mnist": "uint8 grayscale 28x28, bright digit on black fitted into 20x20 and centred by mass, divided by 255",
+}
+"""The ``fashionzoo.preprocessing`` metadata text per pipeline (the exact spec is ``fashionzoo.input``)."""
 TEST_TIME_FLIP_TEXT = "flip: the image and its mirror image run as one batch, probabilities averaged"
 DEFAULT_OPSET = 17
 QUANT_MAX_DROP = 0.005
@@ -57,9 +60,8 @@ def _to_onnx(model: keras.Model, entry: ModelEntry, opset: int) -> onnx.ModelPro
     try:
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
     except Exception as error:  # tf2onnx raises bare ValueError/RuntimeError/AssertionError on unsupported graphs
-        reason = " ".join(str(error).split())[:200] or type(error).__name__
         raise FashionZooError(
-            f"model {entry.name!r}: tf2onnx could not convert it at opset {opset} ({reason})"
+            f"model {entry.full_name!r}: tf2onnx could not convert it at opset {opset} ({reason(error)})"
         ) from None
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
@@ -76,9 +78,11 @@ def _onnx_probs(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
                            for i in range(0, len(x), _BATCH)])  # fmt: skip
 
 
-def _parity(model: keras.Model, proto: onnx.ModelProto, name: str, data_dir: str | os.PathLike | None) -> float:
+def _parity(model: keras.Model, proto: onnx.ModelProto, entry: ModelEntry, data_dir: str | os.PathLike | None
+            ) -> float:  # fmt: skip
     """Max abs difference of probabilities on the test split; refuses above tolerance or on any argmax change."""
-    x = to_model_input(load_split("test", data_dir=data_dir).images)
+    name = entry.full_name
+    x = to_model_input(load_split("test", entry.tag, data_dir).images, entry.preprocessing)
     expected, got = _keras_probs(model, x), _onnx_probs(proto, x)
     if expected.shape != got.shape:
         raise FashionZooError(f"model {name!r}: ONNX output shape {got.shape} differs from Keras {expected.shape}")
@@ -93,7 +97,7 @@ def _parity(model: keras.Model, proto: onnx.ModelProto, name: str, data_dir: str
 
 def _weights_facts(entry: ModelEntry, weights: str | Path | None) -> dict[str, str]:
     """SHA-256 and test accuracy of the weights used: the released record, or an explicit file and its run's
-    metrics.json (only if that file names it)."""
+    record (only if that record names the file)."""
     released = entry.weights.files.get("weights") if entry.weights else None
     if weights is None:
         if released is None:
@@ -102,13 +106,11 @@ def _weights_facts(entry: ModelEntry, weights: str | Path | None) -> dict[str, s
     else:
         path = Path(weights).expanduser()
         sha = sha256_file(path)
-        accuracy = None
+        run = runs.record_for_weights(path)
         if released is not None and sha == released.sha256:
             accuracy = entry.weights.metrics.get("accuracy")
-        elif path.with_name("metrics.json").is_file():
-            run = json.loads(path.with_name("metrics.json").read_text(encoding="utf-8"))
-            if run.get("weights_file", path.name) == path.name:
-                accuracy = run.get("test", {}).get("accuracy")
+        else:
+            accuracy = run.test["accuracy"] if run else None
     facts = {"fashionzoo.weights_sha256": sha}
     if accuracy is not None:
         facts["fashionzoo.test_accuracy"] = str(accuracy)
@@ -116,7 +118,7 @@ def _weights_facts(entry: ModelEntry, weights: str | Path | None) -> dict[str, s
 
 
 def export_onnx(
-    name: str,
+    model_name: str | ModelEntry,
     out: str | Path | None = None,
     *,
     weights: str | Path | None = None,
@@ -130,30 +132,31 @@ def export_onnx(
     atomically, and only after ``onnx.checker`` passes and ONNX Runtime matches Keras on every test image
     (max abs difference of probabilities <= :data:`PARITY_TOLERANCE`, same top-1 class).
     """
-    entry = get_entry(name)
+    entry = resolve(model_name)
     facts_known = model is None or weights is not None
     if model is None:
-        model = models.load(entry.name, weights)
+        model = models.load(entry, weights)
     facts = _weights_facts(entry, weights) if facts_known else {}
     proto = _to_onnx(model, entry, opset)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as error:
-        reason = str(error).splitlines()[0]
-        raise FashionZooError(f"model {entry.name!r}: the converted ONNX graph is invalid ({reason})") from None
-    max_diff = _parity(model, proto, entry.name, data_dir)
+        why = reason(error, first_line=True)
+        raise FashionZooError(f"model {entry.full_name!r}: the converted ONNX graph is invalid ({why})") from None
+    max_diff = _parity(model, proto, entry, data_dir)
     metadata = {
-        "fashionzoo.model": entry.name,
+        "fashionzoo.model": entry.full_name,
+        "fashionzoo.dataset": entry.tag,
         "fashionzoo.version": __version__,
         "fashionzoo.classes": json.dumps(list(entry.classes)),
-        "fashionzoo.input": json.dumps(dataclasses.asdict(entry.preprocessing)),
-        "fashionzoo.preprocessing": PREPROCESSING_TEXT,
+        "fashionzoo.input": entry.preprocessing.to_json(),
+        "fashionzoo.preprocessing": PREPROCESSING_TEXT[entry.preprocessing.pipeline],
         "fashionzoo.test_time_augmentation": TEST_TIME_FLIP_TEXT if entry.test_time_flip else "none",
         **facts,
         "fashionzoo.parity_max_abs_diff": repr(max_diff),
     }
     onnx.helper.set_model_props(proto, metadata)
-    target = Path(out) if out is not None else Path(f"{entry.name}.onnx")
+    target = Path(out) if out is not None else Path(f"{entry.full_name}.onnx")
     with atomic_path(target, suffix=".onnx") as tmp:
         onnx.save_model(proto, tmp)
     return target
@@ -177,14 +180,16 @@ class _Calibration(CalibrationDataReader):
         return None if batch is None else {INPUT_NAME: batch}
 
 
-def calibration_images(name: str, size: int = 1000, data_dir: str | os.PathLike | None = None) -> np.ndarray:
+def calibration_images(
+    model_name: str | ModelEntry, size: int = 1000, data_dir: str | os.PathLike | None = None
+) -> np.ndarray:
     """A fixed-seed sample of ``size`` model inputs from the model's training split (never validation or test)."""
-    entry = get_entry(name)
-    train, _ = train_val_split(load_split("train", data_dir=data_dir), entry.recipe.val_fraction)
+    entry = resolve(model_name)
+    train, _ = train_val_split(load_split("train", entry.tag, data_dir), entry.recipe.val_fraction)
     if not 0 < size <= len(train):
         raise FashionZooError(f"calibration size must be between 1 and {len(train)} training images, not {size}")
     chosen = np.sort(np.random.default_rng(SPLIT_SEED).choice(len(train), size, replace=False))
-    return to_model_input(train.images[chosen])
+    return to_model_input(train.images[chosen], entry.preprocessing)
 
 
 def _onnx_predictions(path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
@@ -194,7 +199,7 @@ def _onnx_predictions(path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
 
 
 def quantize_int8(
-    name: str,
+    model_name: str | ModelEntry,
     fp32_onnx: str | os.PathLike,
     out: str | os.PathLike,
     *,
@@ -209,12 +214,12 @@ def quantize_int8(
     their precision. Written atomically, only if the int8 test accuracy is at most :data:`QUANT_MAX_DROP` below
     the fp32 file's; the fp32 ``fashionzoo.*`` metadata is copied and the quantisation and accuracies added.
     """
-    entry = get_entry(name)
+    entry = resolve(model_name)
     source = Path(fp32_onnx)
     fp32 = onnx.load(os.fspath(source))
-    reader = _Calibration(calibration_images(entry.name, calibration_size, data_dir))
-    test = load_split("test", data_dir=data_dir)
-    x = to_model_input(test.images)
+    reader = _Calibration(calibration_images(entry, calibration_size, data_dir))
+    test = load_split("test", entry.tag, data_dir)
+    x = to_model_input(test.images, entry.preprocessing)
     with tempfile.TemporaryDirectory(prefix="fashionzoo-int8-") as tmp:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         try:
@@ -223,14 +228,13 @@ def quantize_int8(
                             reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             nodes_to_exclude=[n.name for n in fp32.graph.node if n.op_type == "Softmax"])  # fmt: skip
         except Exception as error:  # the quantisation tools raise bare ValueError/RuntimeError/onnx errors
-            reason = " ".join(str(error).split())[:200] or type(error).__name__
-            raise FashionZooError(f"{source}: int8 quantisation failed ({reason})") from None
+            raise FashionZooError(f"{source}: int8 quantisation failed ({reason(error)})") from None
         fp32_top1, int8_top1 = _onnx_predictions(source, x), _onnx_predictions(quantized, x)
         proto = onnx.load(os.fspath(quantized))
     fp32_correct, int8_correct = int((fp32_top1 == test.labels).sum()), int((int8_top1 == test.labels).sum())
     n = len(test)
     if fp32_correct - int8_correct > QUANT_MAX_DROP * n:
-        raise FashionZooError(f"model {entry.name!r}: int8 test accuracy {int8_correct / n:.4f} is more than "
+        raise FashionZooError(f"model {entry.full_name!r}: int8 test accuracy {int8_correct / n:.4f} is more than "
                               f"{QUANT_MAX_DROP * 100:g} points below fp32 {fp32_correct / n:.4f} on {n} test "
                               "images; nothing written")  # fmt: skip
     metadata = {p.key: p.value for p in fp32.metadata_props if p.key.startswith("fashionzoo.")}
@@ -249,7 +253,7 @@ def quantize_int8(
 
 
 def export_int8(
-    name: str,
+    model_name: str | ModelEntry,
     out: str | Path | None = None,
     *,
     weights: str | Path | None = None,
@@ -259,13 +263,13 @@ def export_int8(
 ) -> Path:
     """An int8 ONNX file at ``out`` (default ``<name>.int8.onnx`` here) from the released fp32 ONNX file, or from a
     fresh checked fp32 export when there is none, ``weights`` are given or ``opset`` differs from the release's."""
-    entry = get_entry(name)
-    target = Path(out) if out is not None else Path(f"{entry.name}.int8.onnx")
+    entry = resolve(model_name)
+    target = Path(out) if out is not None else Path(f"{entry.full_name}.int8.onnx")
     released = entry.weights is not None and "onnx" in entry.weights.files
     if released and weights is None and opset == DEFAULT_OPSET:
-        return quantize_int8(entry.name, hub.resolve(entry, "onnx"), target, data_dir=data_dir,
+        return quantize_int8(entry, hub.resolve(entry, "onnx"), target, data_dir=data_dir,
                              calibration_size=calibration_size)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="fashionzoo-fp32-") as tmp:
-        fp32 = export_onnx(entry.name, Path(tmp) / f"{entry.name}.onnx", weights=weights, opset=opset,
+        fp32 = export_onnx(entry, Path(tmp) / f"{entry.full_name}.onnx", weights=weights, opset=opset,
                            data_dir=data_dir)  # fmt: skip
-        return quantize_int8(entry.name, fp32, target, data_dir=data_dir, calibration_size=calibration_size)
+        return quantize_int8(entry, fp32, target, data_dir=data_dir, calibration_size=calibration_size)

@@ -22,7 +22,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from fashionzoo._files import FashionZooError, home_dir, sha256_file
+from fashionzoo._files import FashionZooError, home_dir, reason, sha256_file
 from fashionzoo.registry import FileRecord, ModelEntry, is_safe_filename
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -46,8 +46,9 @@ def _file_record(entry: ModelEntry, key: str) -> FileRecord:
     if entry.weights is None or key not in entry.weights.files:
         kind = "weights" if key == "weights" else f"released {key} file"
         hint = (" It needs ImageNet backbone weights: train it with --backbone-weights PATH."
-                if entry.needs_backbone_weights else f" Train it with 'fashionzoo train {entry.name}'.")  # fmt: skip
-        raise FashionZooError(f"model {entry.name!r} has no {kind} yet.{hint}")
+                if entry.needs_backbone_weights else
+                f" Train it with 'fashionzoo train {entry.full_name}'.")  # fmt: skip
+        raise FashionZooError(f"model {entry.full_name!r} has no {kind} yet.{hint}")
     record = entry.weights.files[key]
     if not is_safe_filename(record.filename):  # FileRecord refuses these; this guards records built around it
         raise FashionZooError(f"{record.filename!r}: the registry names a released file outside its folder; "
@@ -81,7 +82,7 @@ def fetch(entry: ModelEntry, key: str) -> Path:
     weights = entry.weights
     assert weights is not None
     if not weights.revision:
-        raise FashionZooError(f"{record.filename} of {entry.name!r} is not published on the Hub yet (no pinned "
+        raise FashionZooError(f"{record.filename} of {entry.full_name!r} is not published on the Hub yet (no pinned "
                               "revision in the registry) and is not shipped in this package")  # fmt: skip
     where = f"{weights.repo_id}/{record.filename}"
     try:
@@ -92,14 +93,14 @@ def fetch(entry: ModelEntry, key: str) -> Path:
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as error:
         cause = error.__cause__
         if isinstance(error, LocalEntryNotFoundError) and isinstance(cause, HfHubHTTPError) and cause.response:
-            reason = f"the Hub answered HTTP {cause.response.status_code}; try again later"
+            why = f"the Hub answered HTTP {cause.response.status_code}; try again later"
         elif isinstance(error, LocalEntryNotFoundError):
-            reason = ("offline mode is on (HF_HUB_OFFLINE) and it is not in the cache; run 'fashionzoo download "
-                      f"{entry.name}' while online" if _offline() else
-                      "the Hub could not be reached and it is not in the cache; check the network or HF_ENDPOINT")
+            why = ("offline mode is on (HF_HUB_OFFLINE) and it is not in the cache; run 'fashionzoo download "
+                   f"{entry.full_name}' while online" if _offline() else
+                   "the Hub could not be reached and it is not in the cache; check the network or HF_ENDPOINT")
         else:
-            reason = f"the Hub has no such file at revision {weights.revision[:12]} (HTTP 404)"
-        raise FashionZooError(f"{where}: {reason}") from None
+            why = f"the Hub has no such file at revision {weights.revision[:12]} (HTTP 404)"
+        raise FashionZooError(f"{where}: {why}") from None
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else "?"
         raise FashionZooError(f"{where}: the Hub answered HTTP {status}; try again later") from None
@@ -108,9 +109,8 @@ def fetch(entry: ModelEntry, key: str) -> Path:
                               "again") from None  # fmt: skip
     except OSError as error:
         if error.errno is None:  # huggingface_hub's own consistency checks (size mismatch after download)
-            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise FashionZooError(f"{where}: the download was incomplete or inconsistent ({first_line}); run the "
-                                  "command again") from None  # fmt: skip
+            raise FashionZooError(f"{where}: the download was incomplete or inconsistent "
+                                  f"({reason(error, first_line=True)}); run the command again") from None
         raise FashionZooError(f"{cache_dir()}: could not write {record.filename} ({error.strerror}); "
                               "free some disk space or set FASHIONZOO_HOME") from None  # fmt: skip
     return verify(Path(path), record, remove_on_mismatch=True)
@@ -143,7 +143,6 @@ def push(run_dir: str | os.PathLike, repo_id: str, revision: str | None = None, 
         commit = api.upload_folder(folder_path=run, repo_id=repo_id, revision=revision, allow_patterns=patterns,
                                    commit_message=f"fashionzoo: upload {run.name}")  # fmt: skip
     except HfHubHTTPError as error:
-        reason = str(error).splitlines()[0]
-        raise FashionZooError(f"{repo_id}: upload failed ({reason}); check the token (HF_TOKEN) and the repo id") \
-            from None
+        raise FashionZooError(f"{repo_id}: upload failed ({reason(error, first_line=True)}); check the token "
+                              "(HF_TOKEN) and the repo id") from None
     return commit.oid

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,10 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from fashionzoo import hub
-from fashionzoo._files import FashionZooError
+from fashionzoo import hub, runs
+from fashionzoo._files import FashionZooError, reason
 from fashionzoo.preprocessing import to_model_input
-from fashionzoo.registry import ModelEntry, get_entry
+from fashionzoo.registry import DEFAULT_TAG, TAGS, ModelEntry, Preprocessing, resolve
 
 
 def _head(x: Any, num_classes: int) -> Any:
@@ -103,8 +102,7 @@ def transfer(entry: ModelEntry, backbone: str, backbone_weights: str | None = No
     except Exception as error:  # Keras raises a bare Exception when its download fails
         if backbone_weights != "imagenet":
             raise
-        reason = " ".join(str(error).split())[:120]
-        raise FashionZooError(f"could not download the ImageNet {backbone} weights ({reason}); pass "
+        raise FashionZooError(f"could not download the ImageNet {backbone} weights ({reason(error)}); pass "
                               "--backbone-weights PATH to a Keras no-top weights file") from None  # fmt: skip
     base.trainable = False
     inputs = _input(entry)
@@ -127,9 +125,10 @@ def transfer(entry: ModelEntry, backbone: str, backbone_weights: str | None = No
 _BUILDERS = {"sequential": sequential, "lenet5": lenet5, "resnet": resnet, "transfer": transfer}
 
 
-def build(name: str, **overrides: Any) -> keras.Model:
-    """An untrained Keras model for a registry name or alias; ``overrides`` change builder arguments."""
-    entry = get_entry(name)
+def build(model: str | ModelEntry, **overrides: Any) -> keras.Model:
+    """An untrained Keras model for a registry entry, name or alias (``cnn-small.mnist``: that tag's classes);
+    ``overrides`` change builder arguments."""
+    entry = resolve(model)
     kwargs = dict(entry.build_kwargs)
     if entry.weights:
         kwargs.update(entry.weights.build_kwargs)
@@ -149,38 +148,33 @@ def inference_model(entry: ModelEntry, model: keras.Model) -> keras.Model:
     return keras.Model(inputs, averaged, name=f"{entry.name}-flip-averaged")
 
 
-def _run_build_kwargs(weights_path: Path) -> dict[str, Any]:
-    """Builder arguments recorded by the training run that wrote ``weights_path`` (its metrics.json)."""
-    metrics_path = weights_path.with_name("metrics.json")
-    if not metrics_path.is_file():
-        return {}
-    return json.loads(metrics_path.read_text(encoding="utf-8")).get("build_kwargs", {})
-
-
-def load(name: str, weights: str | Path | None = None, *, test_time_flip: bool = True) -> keras.Model:
+def load(model: str | ModelEntry, weights: str | Path | None = None, *, test_time_flip: bool = True) -> keras.Model:
     """A trained Keras model: the registry's builder with verified released weights, or ``weights`` (a local
-    ``.weights.h5`` file, e.g. from ``fashionzoo train``). Only tensors are read from the file, never code.
+    ``.weights.h5`` file, e.g. from ``fashionzoo train``, built with the arguments its run recorded). Only tensors
+    are read from the file, never code.
 
     Models whose entry sets ``test_time_flip`` come wrapped by :func:`inference_model` (pass
     ``test_time_flip=False`` for the bare network, e.g. to fine-tune it)."""
-    entry = get_entry(name)
+    entry = resolve(model)
     path = hub.resolve(entry, "weights", weights)
     if not path.name.endswith(".weights.h5"):
         raise FashionZooError(f"{path}: expected a Keras '.weights.h5' file (as written by 'fashionzoo train')")
-    kwargs = _run_build_kwargs(path) if weights is not None else {}
+    run = runs.record_for_weights(path) if weights is not None else None
+    kwargs = dict(run.build_kwargs) if run else {}
     if entry.needs_backbone_weights:
         kwargs["backbone_weights"] = None  # the checkpoint holds the whole backbone
-    model = build(entry.name, **kwargs)
+    keras_model = build(entry, **kwargs)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # Keras only warns when parts of the file do not match: refuse
-            model.load_weights(path)
+            keras_model.load_weights(path)
     except (ValueError, OSError, KeyError, UserWarning) as error:
-        reason = str(error).splitlines()[0][:160]
-        raise FashionZooError(f"{path}: these weights do not fit model {entry.name!r} ({reason})") from None
-    return inference_model(entry, model) if test_time_flip else model
+        why = reason(error, first_line=True)
+        raise FashionZooError(f"{path}: these weights do not fit model {entry.full_name!r} ({why})") from None
+    return inference_model(entry, keras_model) if test_time_flip else keras_model
 
 
-def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 1024,
+                  preprocessing: Preprocessing = TAGS[DEFAULT_TAG].preprocessing) -> np.ndarray:  # fmt: skip
     """Class probabilities for uint8 (N, 28, 28) images, batched."""
-    return model.predict(to_model_input(images), batch_size=batch_size, verbose=0)
+    return model.predict(to_model_input(images, preprocessing), batch_size=batch_size, verbose=0)

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from fashionzoo._files import FashionZooError
+from fashionzoo._files import FashionZooError, reason
+from fashionzoo.registry import DEFAULT_TAG, PIPELINES, TAGS, Preprocessing
 
 SIZE = 28
 MAX_PIXELS = 40_000_000
@@ -78,7 +79,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     except MemoryError:
         raise FashionZooError(f"{name}: not enough memory to decode this image; downscale it first") from None
     except Exception as exc:  # Pillow's decoders raise OSError, ValueError, SyntaxError, EOFError, struct.error...
-        detail = " ".join(str(exc).split()) or type(exc).__name__
+        detail = reason(exc)
         raise FashionZooError(
             f"{name}: the image data is truncated or corrupt ({detail}); re-save or re-download it"
         ) from None
@@ -242,16 +243,24 @@ def _finish(canvas: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(pixels * (255.0 / pixels.max())), 0, 255).astype(np.uint8)
 
 
-def preprocess_file(path: str | os.PathLike) -> np.ndarray:
-    """Load an image file and convert it with :func:`fashion_mnist_style`."""
+def preprocess_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> np.ndarray:
+    """Load an image file and convert it with the named pipeline (a weights' ``Preprocessing.pipeline``):
+    :func:`fashion_mnist_style` for clothing, :func:`fashionzoo.digits.mnist_style` for handwritten digits."""
+    if pipeline == "mnist":
+        from fashionzoo.digits import mnist_style
+
+        return mnist_style(load_image(path))
+    if pipeline != "fashion-mnist":
+        raise FashionZooError(f"unknown preprocessing pipeline {pipeline!r} (expected one of {', '.join(PIPELINES)})")
     return fashion_mnist_style(load_image(path))
 
 
-def to_model_input(images: np.ndarray) -> np.ndarray:
-    """Scale uint8 images, (N, 28, 28) or a single (28, 28), to float32 (N, 28, 28, 1) in [0, 1]."""
+def to_model_input(images: np.ndarray, spec: Preprocessing = TAGS[DEFAULT_TAG].preprocessing) -> np.ndarray:
+    """Scale uint8 images, (N, H, W) or a single (H, W), to the float32 (N, H, W, 1) input ``spec`` describes
+    (``pixel * spec.scale``)."""
     array = np.asarray(images)
     if array.ndim == 2:
         array = array[np.newaxis]
-    if array.ndim != 3 or array.shape[1:] != (SIZE, SIZE):
-        raise FashionZooError(f"expected images of shape (N, {SIZE}, {SIZE}), got {array.shape}")
-    return (array.astype(np.float32) / 255.0)[..., np.newaxis]
+    if array.ndim != 3 or array.shape[1:] != (spec.height, spec.width) or spec.channels != 1:
+        raise FashionZooError(f"expected images of shape (N, {spec.height}, {spec.width}), got {array.shape}")
+    return (array.astype(np.float32) / np.float32(1.0 / spec.scale))[..., np.newaxis]  # as training divided

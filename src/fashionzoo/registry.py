@@ -23,18 +23,59 @@ FASHION_CLASSES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
+DIGIT_CLASSES: tuple[str, ...] = tuple(str(digit) for digit in range(10))
+PIPELINES = ("fashion-mnist", "mnist")
+"""How an image file becomes a 28x28 input: a product photo after Fashion-MNIST's own conversion, or a handwritten
+digit after MNIST's (fitted into 20x20, centred by its centre of mass); see :mod:`fashionzoo.preprocessing`."""
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """What a model expects as input; travels with the model into ONNX metadata and the runtime."""
+    """How an image becomes the model's input: NHWC float32 ``pixel * scale``, from an image file by ``pipeline``.
+
+    Travels with the weights into the ONNX metadata (``fashionzoo.input``), from which the runtime reads it back."""
 
     height: int = 28
     width: int = 28
     channels: int = 1
-    layout: str = "NHWC"
     scale: float = 1.0 / 255.0  # uint8 pixel * scale -> model input
-    background: str = "dark"  # Fashion-MNIST: bright garment on a dark background
+    pipeline: str = "fashion-mnist"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Preprocessing:
+        """Parse ``fashionzoo.input`` metadata; unknown keys (older files: ``layout``, ``background``) are ignored."""
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        spec = cls(**{key: value for key, value in raw.items() if key in known})
+        if spec.pipeline not in PIPELINES or not all(isinstance(v, int) and v > 0 for v in
+                                                      (spec.height, spec.width, spec.channels)):  # fmt: skip
+            raise ValueError(f"unsupported input spec {raw}")
+        return spec
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """What weights trained on a data set predict (its class names) and expect (its preprocessing)."""
+
+    classes: tuple[str, ...]
+    preprocessing: Preprocessing
+
+
+DEFAULT_TAG = "fashion-mnist"
+TAGS: dict[str, Dataset] = {
+    "fashion-mnist": Dataset(FASHION_CLASSES, Preprocessing()),
+    "mnist": Dataset(DIGIT_CLASSES, Preprocessing(pipeline="mnist")),
+}
+"""Weights tags, in the style of timm's ``name.tag``: the data set the weights were trained on. An untagged name
+means :data:`DEFAULT_TAG`."""
+OLD_POOL_TEST_IMAGES = 4443
+"""Checkpoints trained on the old stand-in pool (which held official test images 4,443-9,999) are measured on the
+official test images 0-4,442 only, until they are retrained on the official files."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +144,11 @@ class FileRecord:
 
 @dataclass(frozen=True)
 class WeightsRecord:
-    """A released checkpoint: where it lives on the Hub, pinned, verified, and what it measured."""
+    """A released checkpoint: where it lives on the Hub, pinned, verified, what it was trained on and measured.
+
+    ``metrics`` summarises the run on the test split: accuracy, loss, n (and ``test_range`` when only part of the
+    test file counts), params, epochs, wall_time_s, onnx_batch1_p50_ms. ``data_files`` are the SHA-256s of the data
+    files the run read (the official files for every release from the official-data round on)."""
 
     repo_id: str
     revision: str | None  # a Hub commit hash once published; None until then (shipped copy only)
@@ -111,6 +156,23 @@ class WeightsRecord:
     metrics: dict[str, Any]
     build_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. hyper-parameters found by a search
     shipped: tuple[str, ...] = ()  # keys of ``files`` that ship inside the package
+    data_files: dict[str, str] = field(default_factory=dict)
+    old_pool: bool = False  # trained on the old stand-in pool, not yet retrained on the official files
+
+    def test_slice(self) -> slice:
+        """The test images this record's figures are measured on."""
+        return slice(0, OLD_POOL_TEST_IMAGES) if self.old_pool else slice(None)
+
+    def to_json(self) -> dict[str, Any]:
+        raw = dataclasses.asdict(self)
+        raw["shipped"] = list(self.shipped)
+        return raw
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> WeightsRecord:
+        raw = dict(raw)
+        files = {key: FileRecord(**value) for key, value in raw.pop("files").items()}
+        return cls(files=files, shipped=tuple(raw.pop("shipped", ())), **raw)
 
 
 @dataclass(frozen=True)
@@ -124,16 +186,46 @@ class ModelEntry:
     description: str
     builder: str  # a function of fashionzoo.models
     build_kwargs: dict[str, Any]
-    params: int  # total parameter count; a test checks it against the built model
+    params: int  # parameter count of the registered architecture (before a search chooses widths)
     recipe: Recipe
-    reported_accuracy: float | None = None  # what the reference experiment reported, as a fraction
-    target_accuracy: float | None = None  # what our checkpoint must reach on the shared test file
+    reported: dict[str, float] = field(default_factory=dict)  # tag -> what the reference experiment reported
+    targets: dict[str, float] = field(default_factory=dict)  # tag -> what our checkpoint must reach on the test file
     needs_backbone_weights: bool = False
     unreleased_reason: str = ""  # why no checkpoint is released yet, when one could be expected
     test_time_flip: bool = False  # predictions average the image and its mirror image (Keras and ONNX graphs)
-    preprocessing: Preprocessing = Preprocessing()
-    classes: tuple[str, ...] = FASHION_CLASSES
+    tags: tuple[str, ...] = (DEFAULT_TAG,)  # the data sets this model is trained on, each a weights tag
+    tag: str = DEFAULT_TAG  # which of them this entry's weights, classes and preprocessing belong to
     weights: WeightsRecord | None = None
+
+    @property
+    def full_name(self) -> str:
+        """``name`` for the default tag, else ``name.tag`` (``cnn-small.mnist``): what a user types to get these
+        weights, and the name of their files and Hub repo."""
+        return self.name if self.tag == DEFAULT_TAG else f"{self.name}.{self.tag}"
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return TAGS[self.tag].classes
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return TAGS[self.tag].preprocessing
+
+    @property
+    def param_count(self) -> int:
+        """Parameters of the model :func:`fashionzoo.build` gives: the released weights' count (a search may have
+        chosen other widths, as for ``lenet5-tuned``), else the registered architecture's."""
+        return self.weights.metrics["params"] if self.weights else self.params
+
+    @property
+    def reported_accuracy(self) -> float | None:
+        """What the reference experiment reported for this tag's data set, as a fraction."""
+        return self.reported.get(self.tag)
+
+    @property
+    def target_accuracy(self) -> float | None:
+        """What this tag's checkpoint must reach on the official test file."""
+        return self.targets.get(self.tag)
 
     @property
     def views_per_image(self) -> int:
@@ -148,17 +240,21 @@ class ModelEntry:
     def summary(self) -> dict[str, Any]:
         """A JSON-ready description used by ``list`` and ``info``."""
         return {
-            "name": self.name,
+            "name": self.full_name,
+            "model": self.name,
+            "tag": self.tag,
             "aliases": list(self.aliases),
             "family": self.family,
             "reference": self.reference,
             "description": self.description,
-            "params": self.params,
+            "params": self.param_count,
             "input_shape": list(self.input_shape),
             "reported_accuracy": self.reported_accuracy,
             "target_accuracy": self.target_accuracy,
             "test_time_flip": self.test_time_flip,
             "weights_available": self.weights is not None,
+            "trained_on_old_pool": bool(self.weights and self.weights.old_pool),
+            "classes": list(self.classes),
             "recipe": dataclasses.asdict(self.recipe),
             "metrics": self.weights.metrics if self.weights else None,
         }
@@ -213,6 +309,14 @@ REF_D_TRANSFER = Recipe(epochs=10, batch_size=64, lr=1e-3, fine_tune_epochs=3, f
                         "with the whole backbone trainable at lr 1e-5 (set fine_tune_epochs=0 to skip).")  # fmt: skip
 
 HE = {"kernel_initializer": "he_normal"}
+REF_B_TAGS = ("fashion-mnist", "mnist")  # reference B trained its CNN and MLP on both data sets
+REF_B_CNN = {"fashion-mnist": 0.88, "mnist": 0.99}
+REF_B_MLP = {"fashion-mnist": 0.87, "mnist": 0.97}
+
+
+def _fashion(accuracy: float) -> dict[str, float]:
+    """A figure on Fashion-MNIST alone (the default tag)."""
+    return {DEFAULT_TAG: accuracy}
 
 _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry(
@@ -221,20 +325,20 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         builder="sequential",
         build_kwargs=_layers("conv:32:3", "pool:2", "dropout:0.5", "conv:64:3", "pool:2", "dropout:0.5",
                                "flatten", "dense:512", "dropout:0.5") | HE,
-        params=843_658, recipe=REF_A, target_accuracy=0.92,
+        params=843_658, recipe=REF_A, targets=_fashion(0.92),
     ),
     ModelEntry(
         name="zoo-resnet", aliases=("flagship", "default", "resnet"), family="resnet", reference="zoo",
         description="The zoo's flagship and default model: a compact residual network (32-64-128 channels, "
         "batch normalisation, global average pooling) trained with augmentation and label smoothing.",
         builder="resnet", build_kwargs={"stem": 32, "widths": (32, 64, 128), "blocks": (1, 1, 1)},
-        params=309_418, recipe=ZOO_RESNET, target_accuracy=0.945, test_time_flip=True,
+        params=309_418, recipe=ZOO_RESNET, targets=_fashion(0.945), test_time_flip=True,
     ),
     ModelEntry(
         name="mlp", aliases=("mlp-a",), family="mlp", reference="A",
         description="Reference A MLP: input dropout 0.5, Dense 512.",
         builder="sequential", build_kwargs=_layers("flatten", "dropout:0.5", "dense:512") | HE,
-        params=407_050, recipe=REF_A_MLP, target_accuracy=0.89,
+        params=407_050, recipe=REF_A_MLP, targets=_fashion(0.89),
         unreleased_reason="every recipe tried gives 88.1-88.9% on the test file, below the 89% bar",
     ),
     ModelEntry(
@@ -242,7 +346,8 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         description="Reference B CNN base: two Conv 32 3x3 blocks, Dense 128.",
         builder="sequential",
         build_kwargs=_layers("conv:32:3", "pool:2", "conv:32:3", "pool:2", "flatten", "dense:128"),
-        params=113_386, recipe=REF_B, reported_accuracy=0.88, target_accuracy=0.88,
+        params=113_386, recipe=REF_B, reported=REF_B_CNN, targets=REF_B_CNN,
+        tags=REF_B_TAGS,
     ),
     ModelEntry(
         name="cnn-small-tuned", aliases=("cnn-b-tuned",), family="cnn", reference="B",
@@ -250,26 +355,29 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         builder="sequential",
         build_kwargs=_layers("conv:64:5", "pool:2", "dropout:0.5", "conv:64:5", "pool:2", "dropout:0.5",
                                "flatten", "dense:128", "dropout:0.5"),
-        params=236_618, recipe=REF_B_TUNED_CNN, reported_accuracy=0.88, target_accuracy=0.88,
+        params=236_618, recipe=REF_B_TUNED_CNN, reported=REF_B_CNN, targets=REF_B_CNN,
+        tags=REF_B_TAGS,
     ),
     ModelEntry(
         name="mlp-small", aliases=("mlp-b",), family="mlp", reference="B",
         description="Reference B MLP base: Dense 128, dropout 0.5, Dense 64.",
         builder="sequential", build_kwargs=_layers("flatten", "dense:128", "dropout:0.5", "dense:64"),
-        params=109_386, recipe=REF_B, reported_accuracy=0.87, target_accuracy=0.87,
+        params=109_386, recipe=REF_B, reported=REF_B_MLP, targets=REF_B_MLP,
+        tags=REF_B_TAGS,
     ),
     ModelEntry(
         name="mlp-small-tuned", aliases=("mlp-b-tuned",), family="mlp", reference="B",
         description="Reference B MLP tuned: Dense 256, dropout 0.3, Dense 128, lr 1e-4.",
         builder="sequential", build_kwargs=_layers("flatten", "dense:256", "dropout:0.3", "dense:128"),
-        params=235_146, recipe=REF_B_TUNED, reported_accuracy=0.87, target_accuracy=0.87,
+        params=235_146, recipe=REF_B_TUNED, reported=REF_B_MLP, targets=REF_B_MLP,
+        tags=REF_B_TAGS,
     ),
     *(
         ModelEntry(
             name=f"mlp-{'-'.join(map(str, widths))}", aliases=(f"mlp-c{i}",), family="mlp", reference="C",
             description=f"Reference C plain MLP with hidden widths {'-'.join(map(str, widths))}.",
             builder="sequential", build_kwargs=_layers("flatten", *(f"dense:{w}" for w in widths)),
-            params=params, recipe=REF_C, reported_accuracy=acc, target_accuracy=acc,
+            params=params, recipe=REF_C, reported=_fashion(acc), targets=_fashion(acc),
         )
         for i, (widths, params, acc) in enumerate(
             [((64, 128, 64, 32), 69_226, 0.8874), ((64, 128, 32), 63_018, 0.8854), ((64, 32), 52_650, 0.8819),
@@ -281,73 +389,85 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         name="lenet5", aliases=("lenet", "lenet-5"), family="lenet", reference="D",
         description="Reference D LeNet-5: Conv 6 5x5, Conv 16 5x5, Dense 120-84.",
         builder="lenet5", build_kwargs={}, params=44_426, recipe=REF_D_LENET,
-        reported_accuracy=0.8947, target_accuracy=0.8947,
+        reported=_fashion(0.8947), targets=_fashion(0.8947),
     ),
     ModelEntry(
         name="lenet5-tuned", aliases=("lenet-tuned", "lenet-5-tuned"), family="lenet", reference="D",
         description="Reference D tuned LeNet-5: first Dense width and lr chosen by random search + 5-fold CV.",
         builder="lenet5", build_kwargs={}, params=44_426, recipe=REF_D_LENET_TUNED,
-        reported_accuracy=0.8947, target_accuracy=0.8947,
+        reported=_fashion(0.8947), targets=_fashion(0.8947),
     ),
     ModelEntry(
         name="vgg16-tl", aliases=("vgg16",), family="transfer", reference="D",
         description="Reference D VGG16 transfer: 32x32x3 resize inside the model, frozen ImageNet VGG16, deep head.",
         builder="transfer", build_kwargs={"backbone": "vgg16"}, params=18_279_242, recipe=REF_D_TRANSFER,
-        reported_accuracy=0.8768, needs_backbone_weights=True,
+        reported=_fashion(0.8768), needs_backbone_weights=True,
     ),
     ModelEntry(
         name="resnet50-tl", aliases=("resnet50",), family="transfer", reference="D",
         description="Reference D ResNet50 transfer: 32x32x3 resize inside the model, frozen ImageNet ResNet50, GAP.",
         builder="transfer", build_kwargs={"backbone": "resnet50"}, params=23_608_202, recipe=REF_D_TRANSFER,
-        reported_accuracy=0.7875, needs_backbone_weights=True,
+        reported=_fashion(0.7875), needs_backbone_weights=True,
     ),
 )  # fmt: skip
 
 DEFAULT_MODEL = "zoo-resnet"
-"""What ``predict`` and ``load()`` use without a name: the flagship, best on the test file (94.13% vs the cnn's
-92.53%) and on product photos made from it (docs/photos.md)."""
+"""What ``predict`` and ``load()`` use without a name: the flagship, the most accurate model of the zoo on the test
+file and on product photos (docs/photos.md)."""
 
 
 def _load_weights_records() -> dict[str, WeightsRecord]:
-    """Released weights records, generated into ``weights.json`` by ``scripts/release.py``."""
+    """Released weights records by full name (``cnn``, ``cnn-small.mnist``), from the generated ``weights.json``."""
     text = resources.files("fashionzoo").joinpath("weights.json").read_text(encoding="utf-8")
-    records = {}
-    for name, raw in json.loads(text).items():
-        files = {key: FileRecord(**value) for key, value in raw.pop("files").items()}
-        records[name] = WeightsRecord(files=files, shipped=tuple(raw.pop("shipped", ())), **raw)
-    return records
+    return {name: WeightsRecord.from_json(raw) for name, raw in json.loads(text).items()}
 
 
 def _build_registry() -> dict[str, ModelEntry]:
+    """Every (model, tag) pair by full name, default tags first in registry order, with its released weights."""
     records = _load_weights_records()
     registry = {}
-    for entry in _ENTRIES:
-        registry[entry.name] = dataclasses.replace(entry, weights=records.pop(entry.name, None))
+    for tag in TAGS:
+        for entry in _ENTRIES:
+            if tag in entry.tags:
+                variant = dataclasses.replace(entry, tag=tag)
+                registry[variant.full_name] = dataclasses.replace(variant, weights=records.pop(variant.full_name, None))
     if records:
-        raise RuntimeError(f"weights.json names unknown models: {sorted(records)}")
+        raise RuntimeError(f"weights.json names unknown models or tags: {sorted(records)}")
     return registry
 
 
-REGISTRY: dict[str, ModelEntry] = _build_registry()
+_VARIANTS: dict[str, ModelEntry] = _build_registry()
+REGISTRY: dict[str, ModelEntry] = {name: entry for name, entry in _VARIANTS.items() if entry.tag == DEFAULT_TAG}
+"""Every model by name, with its default (Fashion-MNIST) weights; :func:`get_entry` also knows the other tags."""
 _ALIASES: dict[str, str] = {alias: e.name for e in REGISTRY.values() for alias in (e.name, *e.aliases)}
 
 
 def get_entry(name: str) -> ModelEntry:
-    """The registry entry for a model name or alias (case-insensitive); unknown names suggest close matches."""
+    """The registry entry for a model name or alias, optionally with a weights tag (``cnn-small.mnist``,
+    ``cnn-b.mnist``), case-insensitive; unknown names suggest close matches."""
     key = name.strip().lower()
-    if key in _ALIASES:
-        return REGISTRY[_ALIASES[key]]
-    close = difflib.get_close_matches(key, list(_ALIASES), n=3, cutoff=0.5)
+    model, _, tag = key.partition(".")
+    if model in _ALIASES and (tag or DEFAULT_TAG) in TAGS:
+        entry = _VARIANTS.get(f"{_ALIASES[model]}.{tag}" if tag and tag != DEFAULT_TAG else _ALIASES[model])
+        if entry is None:
+            tags = ", ".join(f"{_ALIASES[model]}.{t}" for t in REGISTRY[_ALIASES[model]].tags)
+            raise FashionZooError(f"model {_ALIASES[model]!r} has no {tag!r} weights; it has: {tags}")
+        return entry
+    close = difflib.get_close_matches(key, list(dict.fromkeys([*_ALIASES, *_VARIANTS])), n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise FashionZooError(f"unknown model {name!r}.{hint} Run 'fashionzoo list' to see every model.")
 
 
-def is_random_backbone_run(entry: ModelEntry, metrics: dict[str, Any]) -> bool:
-    """Whether a run's ``metrics.json`` records a transfer model trained with a random backbone: a pipeline
-    check that is never released or published."""
-    return entry.needs_backbone_weights and not metrics.get("build_kwargs", {}).get("backbone_weights")
+def resolve(model: str | ModelEntry) -> ModelEntry:
+    """An entry as given, or looked up by name: functions take either, so a name is resolved once, at the edge."""
+    return model if isinstance(model, ModelEntry) else get_entry(model)
+
+
+def all_entries() -> list[ModelEntry]:
+    """Every model with every weights tag (``list`` shows them all)."""
+    return list(_VARIANTS.values())
 
 
 def list_models() -> list[str]:
-    """Names of every model in the zoo, in registry order."""
+    """Names of every model in the zoo, in registry order (tagged weights: :func:`all_entries`)."""
     return list(REGISTRY)

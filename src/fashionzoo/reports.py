@@ -1,9 +1,10 @@
-"""Figures and model cards written next to a trained checkpoint (matplotlib, huggingface_hub)."""
+"""Figures and model cards written into a run folder (matplotlib, huggingface_hub)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from huggingface_hub import EvalResult, ModelCard, ModelCardData  # noqa: E402
 
+from fashionzoo import runs  # noqa: E402
 from fashionzoo._files import atomic_open, atomic_path  # noqa: E402
+from fashionzoo.registry import ModelEntry  # noqa: E402
+from fashionzoo.runs import RunRecord  # noqa: E402
 
 
 def _save_figure(fig: Any, path: Path) -> None:
@@ -61,44 +65,51 @@ def plot_confusion(matrix: list[list[int]], classes: tuple[str, ...], path: Path
     _save_figure(fig, path)
 
 
-def write_model_card(metrics: dict[str, Any], description: str, path: Path) -> None:
-    """A Hugging Face style README.md with YAML metadata (model-index with the test accuracy)."""
-    name = metrics["model"]
+def standard_error(accuracy: float, n: int) -> float:
+    """Binomial standard error of an accuracy measured on ``n`` images."""
+    return math.sqrt(accuracy * (1 - accuracy) / n) if n else float("nan")
+
+
+def write_model_card(record: RunRecord, entry: ModelEntry, path: Path) -> None:
+    """A Hugging Face style README.md with YAML metadata (model-index with the test accuracy); the same record
+    always gives the same bytes."""
+    name, test, val = entry.full_name, record.test, record.val
     data = ModelCardData(
         library_name="keras",
         license="mit",
-        tags=["image-classification", "fashion-mnist", "fashionzoo"],
-        datasets=["fashion_mnist"] if metrics["dataset"] == "fashion-mnist" else [metrics["dataset"]],
+        tags=["image-classification", record.dataset, "fashionzoo"],
+        datasets=[{"fashion-mnist": "fashion_mnist"}.get(record.dataset, record.dataset)],
         model_name=name,
         eval_results=[
             EvalResult(
-                task_type="image-classification", dataset_type=metrics["dataset"], dataset_name=metrics["dataset"],
-                dataset_split="test", metric_type="accuracy", metric_value=round(metrics["test"]["accuracy"], 4),
+                task_type="image-classification", dataset_type=record.dataset, dataset_name=record.dataset,
+                dataset_split="test", metric_type="accuracy", metric_value=round(test["accuracy"], 4),
             )
         ],
     )  # fmt: skip
-    recipe = json.dumps(metrics["recipe"], indent=2)
-    latency = metrics.get("onnx_latency")  # added by scripts/release.py
+    latency = record.onnx_latency
     speed = (f"\nONNX Runtime latency at batch 1 (CPU, p50): {latency['p50_ms']:.3f} ms "
              f"({latency['images_per_s']:,.0f} images/s).\n" if latency else "")  # fmt: skip
-    if metrics.get("test_time_flip"):
-        plain = metrics["val"]["without_test_time_flip"]["accuracy"]
+    if record.test_time_flip:
+        plain = val["without_test_time_flip"]["accuracy"]
         speed += (f"\nTest-time augmentation, inside the Keras and ONNX graphs: every image is classified together "
                   f"with its mirror image and the probabilities averaged (validation accuracy without it: "
                   f"{plain:.4f}; it doubles the work per image, the latency above includes it).\n")  # fmt: skip
+    test_error, val_error = standard_error(test["accuracy"], test["n"]), standard_error(val["accuracy"], val["n"])
+    official = "official data files" if record.uses_official_data() else "NOT the official data files"
     body = f"""
 # fashionzoo `{name}`
 
-{description}
+{entry.description}
 
-Trained with `fashionzoo train {name}` ({metrics["epochs"]} epochs, {metrics["wall_time_s"]:.0f} s wall time on
-{metrics["machine"]["cpu"]}, {metrics["machine"]["device"]}).
+Trained on {record.dataset} ({official}, SHA-256 below) with `fashionzoo train {name}` ({record.epochs} epochs,
+{record.wall_time_s:.0f} s wall time on {record.machine["cpu"]}, {record.machine["device"]}).
 
-| split | images | accuracy | loss |
-| --- | --- | --- | --- |
-| test (shared file) | {metrics["test"]["n"]} | {metrics["test"]["accuracy"]:.4f} | {metrics["test"]["loss"]:.4f} |
-| validation (seed {metrics["split_seed"]}) | {metrics["n_val"]} | {metrics["val"]["accuracy"]:.4f} | \
-{metrics["val"]["loss"]:.4f} |
+| split | images | accuracy | standard error | loss |
+| --- | --- | --- | --- | --- |
+| test (the official test file) | {test["n"]} | {test["accuracy"]:.4f} | {test_error:.4f} | {test["loss"]:.4f} |
+| validation (held out of the training file, seed {record.split_seed}) | {val["n"]} | {val["accuracy"]:.4f} | \
+{val_error:.4f} | {val["loss"]:.4f} |
 {speed}
 ## Use
 
@@ -107,16 +118,26 @@ import fashionzoo
 model = fashionzoo.load("{name}")
 ```
 
+Classes: {", ".join(entry.classes)}. Input: {entry.preprocessing.to_json()}.
+
 ## Recipe
 
 ```json
-{recipe}
+{json.dumps(record.recipe, indent=2)}
 ```
 
-Data files (SHA-256): {", ".join(f"`{k}` {v[:12]}…" for k, v in metrics["data_files"].items())}.
-Package version {metrics["versions"]["fashionzoo"]}, Keras {metrics["versions"]["keras"]},
-TensorFlow {metrics["versions"]["tensorflow"]}.
+Data files (SHA-256): {", ".join(f"`{k}` {v[:12]}…" for k, v in record.data_files.items())}.
+Package version {record.versions["fashionzoo"]}, Keras {record.versions["keras"]},
+TensorFlow {record.versions["tensorflow"]}.
 """
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
     with atomic_open(path) as handle:
         handle.write(str(card))
+
+
+def write_run_figures(run_dir: Path, entry: ModelEntry, record: RunRecord) -> None:
+    """The run folder's pictures and card: training curves, test confusion matrix, model card."""
+    plot_curves(read_history(run_dir / runs.HISTORY), run_dir / runs.CURVES, f"{entry.full_name}: training curves")
+    plot_confusion(record.test["confusion_matrix"], entry.classes, run_dir / runs.CONFUSION,
+                   f"{entry.full_name}: test confusion matrix (accuracy {record.test['accuracy']:.4f})")  # fmt: skip
+    write_model_card(record, entry, run_dir / runs.CARD)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import re
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -28,13 +28,14 @@ import onnxruntime as ort
 from fashionzoo import hub
 from fashionzoo._files import FashionZooError
 from fashionzoo.preprocessing import preprocess_file, to_model_input
-from fashionzoo.registry import DEFAULT_MODEL, get_entry
+from fashionzoo.registry import DEFAULT_MODEL, DEFAULT_TAG, FASHION_CLASSES, TAGS, Preprocessing, get_entry
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 """File endings picked up when a folder is expanded (case-insensitive)."""
 DEVICES = ("cpu", "cuda", "auto")
 _CPU, _CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 
+log = logging.getLogger(__name__)
 _sessions: dict[tuple[Any, ...], ort.InferenceSession] = {}
 _sessions_lock = threading.Lock()
 
@@ -49,8 +50,8 @@ def providers_for(device: str) -> list[str]:
     if device != "cpu" and _CUDA in ort.get_available_providers():
         return [_CUDA, _CPU]
     if device == "cuda":
-        print("fashionzoo: CUDA requested but onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu); "
-              "using CPU", file=sys.stderr)  # fmt: skip
+        log.warning("CUDA requested but onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu); "
+                    "using CPU")
     return [_CPU]
 
 
@@ -125,8 +126,8 @@ def _session(path: Path, device: str, settings: SessionSettings) -> ort.Inferenc
         except Exception as error:  # onnxruntime raises its own pybind exception types (InvalidProtobuf, Fail...)
             raise FashionZooError(f"{path}: not a usable ONNX model ({_ort_reason(error)})") from None
         if device == "cuda" and _CUDA in providers and _CUDA not in session.get_providers():
-            print("fashionzoo: CUDA requested but the CUDA execution provider failed to start (check the CUDA and "
-                  "cuDNN libraries); using CPU", file=sys.stderr)  # fmt: skip
+            log.warning("CUDA requested but the CUDA execution provider failed to start (check the CUDA and cuDNN "
+                        "libraries); using CPU")
         _sessions[key] = session
         return session
 
@@ -187,10 +188,11 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[str | Failure
             yield text
 
 
-def _load(name: str) -> tuple[str, np.ndarray] | Failure:
-    """A file's Fashion-MNIST-style pixels, or the one-line reason it cannot be used."""
+def _read_image(name: str, pipeline: str) -> tuple[str, np.ndarray] | Failure:
+    """A file's 28x28 pixels after ``pipeline`` (see :func:`preprocess_file`), or the one-line reason it cannot be
+    used."""
     try:
-        return name, preprocess_file(name)
+        return name, preprocess_file(name, pipeline)
     except FashionZooError as error:
         return Failure(name, str(error))
     except (OSError, ValueError, MemoryError) as error:
@@ -203,8 +205,10 @@ def classify_files(
     classes: tuple[str, ...],
     top_k: int = 1,
     batch_size: int = 256,
+    pipeline: str = "fashion-mnist",
 ) -> Iterator[Prediction | Failure]:
-    """Classify image files with ``predict`` (uint8 (N, 28, 28) -> probabilities), ``batch_size`` files at a time.
+    """Classify image files with ``predict`` (uint8 (N, 28, 28) -> probabilities), ``batch_size`` files at a time,
+    each file turned into a 28x28 image by ``pipeline`` (the weights' ``Preprocessing.pipeline``).
 
     Results come in input order; a file that cannot be read or converted yields a :class:`Failure`, and
     Failure items in ``items`` (from :func:`expand_inputs`) pass through. Memory stays bounded by the batch.
@@ -229,7 +233,7 @@ def classify_files(
 
     count = 0
     for item in items:
-        entry = item if isinstance(item, Failure) else _load(os.fspath(item))
+        entry = item if isinstance(item, Failure) else _read_image(os.fspath(item), pipeline)
         if isinstance(entry, Failure) and not count:
             yield entry  # nothing waits before it: report at once
             continue
@@ -242,13 +246,17 @@ def classify_files(
 
 
 class Classifier:
-    """A Fashion-MNIST classifier backed by an exported ONNX file, fp32 or int8 (no TensorFlow)."""
+    """A classifier backed by an exported ONNX file, fp32 or int8 (no TensorFlow).
+
+    What it needs to use the file, class names and input spec (size, scale, the image pipeline), is read from the
+    file's ``fashionzoo.*`` metadata: an ONNX file alone is enough. A file without that metadata is taken as a
+    Fashion-MNIST model, unless ``name`` names the registry model whose classes and spec to use."""
 
     def __init__(
         self,
         onnx_path: str | os.PathLike,
         *,
-        name: str = DEFAULT_MODEL,
+        name: str | None = None,
         device: str = "cpu",
         intra_op_threads: int | None = None,
         inter_op_threads: int | None = None,
@@ -257,20 +265,19 @@ class Classifier:
         memory_arena: bool = True,
         memory_pattern: bool = True,
     ) -> None:
-        """Open ``onnx_path`` (sessions are shared across instances with the same settings); ``name`` supplies the
-        class names when the file carries no ``fashionzoo.classes`` metadata. The session knobs are those of
-        :class:`SessionSettings`."""
+        """Open ``onnx_path`` (sessions are shared across instances with the same settings); the session knobs are
+        those of :class:`SessionSettings`."""
         self.path = Path(onnx_path).expanduser()
         if not self.path.is_file():
             raise FashionZooError(f"{self.path}: no such ONNX file")
-        entry = get_entry(name)
+        fallback = get_entry(name) if name else None
         self.settings = SessionSettings(graph_optimization_level, intra_op_threads, inter_op_threads, execution_mode,
                                         memory_arena, memory_pattern)  # fmt: skip
         self.session = _session(self.path, device, self.settings)
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.name = self.metadata.get("fashionzoo.model", entry.name)
-        self.classes = self._read_classes(entry.classes)
-        self._input_shape = (entry.preprocessing.height, entry.preprocessing.width, entry.preprocessing.channels)
+        self.name = self.metadata.get("fashionzoo.model", fallback.full_name if fallback else self.path.stem)
+        self.classes = self._read_classes(fallback.classes if fallback else FASHION_CLASSES)
+        self.preprocessing = self._read_input(fallback.preprocessing if fallback else None)
         self._check_signature()
         self._input_name = self.session.get_inputs()[0].name
         self._output_name = self.session.get_outputs()[0].name
@@ -285,11 +292,12 @@ class Classifier:
         device: str = "cpu",
         **session: Any,
     ) -> Classifier:
-        """The released ONNX model of ``name`` (shipped, cached or fetched; SHA-256 verified), its int8 version with
-        ``int8=True``, or ``onnx_path``; ``session`` holds the constructor's session knobs."""
+        """The released ONNX model of ``name`` (``cnn``, ``cnn-small.mnist``; shipped, cached or fetched; SHA-256
+        verified), its int8 version with ``int8=True``, or ``onnx_path``; ``session`` holds the constructor's
+        session knobs."""
         entry = get_entry(name)
         path = hub.resolve(entry, "onnx_int8" if int8 else "onnx", onnx_path)
-        return cls(path, name=entry.name, device=device, **session)
+        return cls(path, name=entry.full_name, device=device, **session)
 
     def _read_classes(self, fallback: tuple[str, ...]) -> tuple[str, ...]:
         raw = self.metadata.get("fashionzoo.classes")
@@ -303,14 +311,28 @@ class Classifier:
             raise FashionZooError(f"{self.path}: metadata 'fashionzoo.classes' is not a JSON list of class names")
         return tuple(classes)
 
+    def _read_input(self, fallback: Preprocessing | None) -> Preprocessing:
+        """The input spec from ``fashionzoo.input``, else ``fallback``, else Fashion-MNIST's."""
+        raw = self.metadata.get("fashionzoo.input")
+        if raw is None:
+            return fallback or TAGS[DEFAULT_TAG].preprocessing
+        try:
+            return Preprocessing.from_json(raw)
+        except (ValueError, TypeError) as error:
+            raise FashionZooError(f"{self.path}: metadata 'fashionzoo.input' is not a usable input spec ({error}); "
+                                  "export the model again") from None  # fmt: skip
+
     def _check_signature(self) -> None:
-        """Refuse a graph that is not one float (N, 28, 28, 1) input with a dynamic N -> one (N, classes) output."""
+        """Refuse a graph that is not one float (N, H, W, C) input with a dynamic N, as the input spec says, and one
+        (N, classes) output."""
+        spec = self.preprocessing
+        expected_shape = (spec.height, spec.width, spec.channels)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         shape = tuple(inputs[0].shape) if len(inputs) == 1 else ()
         if len(shape) != 4 or inputs[0].type != "tensor(float)" or isinstance(shape[0], int) or \
-                shape[1:] != self._input_shape:  # fmt: skip
+                shape[1:] != expected_shape:  # fmt: skip
             found = "; ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
-            expected = ", ".join(map(str, self._input_shape))
+            expected = ", ".join(map(str, expected_shape))
             raise FashionZooError(f"{self.path}: not a fashionzoo image model (input {found}; expected one float "
                                   f"input [N, {expected}] with a dynamic batch axis N)")  # fmt: skip
         shape = tuple(outputs[0].shape) if len(outputs) == 1 else ()
@@ -320,13 +342,13 @@ class Classifier:
                                   f"[N, {len(self.classes)}] of class probabilities)")  # fmt: skip
 
     def predict_probs(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities, float32 (N, classes), for uint8 images (N, 28, 28) or one (28, 28), batched."""
+        """Class probabilities, float32 (N, classes), for uint8 images (N, H, W) or one (H, W), batched."""
         array = np.asarray(images)
         if array.dtype != np.uint8:
             raise FashionZooError(f"expected uint8 images (0-255 grayscale), got {array.dtype}")
         if batch_size < 1:
             raise FashionZooError(f"batch size must be at least 1, not {batch_size}")
-        x = to_model_input(array)
+        x = to_model_input(array, self.preprocessing)
         if len(x) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         batches = (x[i : i + batch_size] for i in range(0, len(x), batch_size))
@@ -336,4 +358,4 @@ class Classifier:
                  ) -> Iterator[Prediction | Failure]:  # fmt: skip
         """Classify image files in order, ``batch_size`` at a time; unreadable files yield a :class:`Failure`."""
         return classify_files(paths, lambda images: self.predict_probs(images, batch_size), self.classes, top_k,
-                              batch_size)  # fmt: skip
+                              batch_size, self.preprocessing.pipeline)  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import os
 import platform
 import shutil
@@ -23,14 +24,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fashionzoo import __version__
+from fashionzoo import __version__, runs
 from fashionzoo._files import FashionZooError, atomic_open, atomic_path
 from fashionzoo.data import SPLIT_SEED, Split, load_split, train_val_split
 from fashionzoo.evaluation import metrics_from_probs
+from fashionzoo.machine import machine_info
 from fashionzoo.models import build, inference_model, predict_probs
 from fashionzoo.preprocessing import to_model_input
-from fashionzoo.registry import ModelEntry, Recipe, get_entry
-from fashionzoo.reports import plot_confusion, plot_curves, read_history, write_model_card
+from fashionzoo.registry import ModelEntry, Recipe, get_entry, resolve
+from fashionzoo.reports import write_run_figures
+from fashionzoo.runs import RunRecord
 
 
 def distribution_strategy(device: str) -> tuple[tf.distribute.Strategy, str]:
@@ -42,13 +45,14 @@ def distribution_strategy(device: str) -> tuple[tf.distribute.Strategy, str]:
             return tf.distribute.MirroredStrategy(), f"cuda x{len(gpus)}"
         return tf.distribute.OneDeviceStrategy("/gpu:0"), "cuda"
     if device == "cuda":
-        print("fashionzoo: --device cuda asked, but TensorFlow sees no GPU (install tensorflow[and-cuda]); "
-              "training on the CPU", file=sys.stderr)  # fmt: skip
+        log.warning("--device cuda asked, but TensorFlow sees no GPU (install tensorflow[and-cuda]); training on the "
+                    "CPU")
     if gpus:  # asked for the CPU on a machine with a GPU: hide the GPU from this run
         return tf.distribute.OneDeviceStrategy("/cpu:0"), "cpu"
     return tf.distribute.get_strategy(), "cpu"  # the default strategy: no multi-device iterator overhead
 
 
+log = logging.getLogger(__name__)
 STEPS_PER_EXECUTION = int(os.environ.get("FASHIONZOO_STEPS_PER_EXECUTION", "32"))  # fewer Python round trips
 
 
@@ -125,7 +129,7 @@ def _fit(
 ) -> tuple[keras.Model, keras.callbacks.History]:  # fmt: skip
     keras.utils.set_random_seed(recipe.seed)
     with strategy.scope():
-        model = build(entry.name, **build_kwargs)
+        model = build(entry, **build_kwargs)
         _compile(model, recipe, steps_per_epoch=-(-len(train) // recipe.batch_size))
     history = _fit_epochs(model, recipe, train, val, callbacks, verbose, seed=recipe.seed, first_epoch=0,
                           last_epoch=recipe.epochs)  # fmt: skip
@@ -153,7 +157,7 @@ def _split_overrides(recipe: Recipe, params: dict[str, Any]) -> tuple[Recipe, di
 
 
 def search_hyperparameters(
-    entry: ModelEntry, recipe: Recipe, train: Split, val: Split, strategy: tf.distribute.Strategy, verbose: int
+    entry: ModelEntry, recipe: Recipe, train: Split, val: Split, strategy: tf.distribute.Strategy
 ) -> dict[str, Any]:
     """Random search of ``recipe.search`` scored on the validation split, then k-fold cross-validation
     of the best setting on train+validation. Returns the chosen setting and every score."""
@@ -167,8 +171,7 @@ def search_hyperparameters(
         model, _ = _fit(entry, trial_recipe, train, val, strategy, kwargs, [], verbose=0)
         accuracy = metrics_from_probs(predict_probs(model, val.images), val.labels, entry.classes)["accuracy"]
         scores.append({"params": params, "val_accuracy": accuracy})
-        if verbose:
-            print(f"search trial {i}/{len(trials)} {params}: validation accuracy {accuracy:.4f}", file=sys.stderr)
+        log.info("search trial %d/%d %s: validation accuracy %.4f", i, len(trials), params, accuracy)
     best = max(scores, key=lambda s: s["val_accuracy"])["params"]
     result: dict[str, Any] = {"best": best, "trials": scores}
     if recipe.search_folds > 1:
@@ -185,8 +188,7 @@ def search_hyperparameters(
             model, _ = _fit(entry, best_recipe, fold_train, fold_val, strategy, kwargs, [], verbose=0)
             fold_scores.append(metrics_from_probs(predict_probs(model, fold_val.images), fold_val.labels,
                                                   entry.classes)["accuracy"])  # fmt: skip
-            if verbose:
-                print(f"cross-validation fold {k}/{len(folds)}: accuracy {fold_scores[-1]:.4f}", file=sys.stderr)
+            log.info("cross-validation fold %d/%d: accuracy %.4f", k, len(folds), fold_scores[-1])
         result["cross_validation"] = {"folds": fold_scores, "mean": float(np.mean(fold_scores)),
                                       "std": float(np.std(fold_scores))}  # fmt: skip
     return result
@@ -241,28 +243,53 @@ def _dedupe_history(path: Path) -> None:
         handle.write("\n".join([lines[0], *rows.values()]) + "\n")
 
 
-def machine_info(device: str) -> dict[str, Any]:
-    """What a rerun needs to know about where a figure was measured."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "device": device, "platform": platform.platform()}
+def _record(
+    entry: ModelEntry, model: keras.Model, recipe: Recipe, overrides: dict[str, Any], *, search: dict | None,
+    build_kwargs: dict[str, Any], data_files: dict[str, str], train: Split, val: Split, test: Split,
+    wall_time: float, limit: int | None, device: str, weights_file: str,
+) -> RunRecord:  # fmt: skip
+    """Measure the served model (what ``load()`` returns) on test and validation: the run's record."""
+    served = inference_model(entry, model)
+    test_metrics = metrics_from_probs(predict_probs(served, test.images), test.labels, entry.classes)
+    val_metrics = metrics_from_probs(predict_probs(served, val.images), val.labels, entry.classes)
+    val_summary = {k: val_metrics[k] for k in ("accuracy", "loss", "n")}
+    if entry.test_time_flip:  # the validation figure that justifies the test-time flip
+        plain = metrics_from_probs(predict_probs(model, val.images), val.labels, entry.classes)
+        val_summary["without_test_time_flip"] = {k: plain[k] for k in ("accuracy", "loss")}
+    return RunRecord(
+        model=entry.name, params=int(model.count_params()), build_kwargs=build_kwargs,
+        recipe=dataclasses.asdict(recipe), overrides=overrides, search=search, dataset=entry.tag,
+        data_files=data_files, split_seed=SPLIT_SEED, n_train=len(train), n_val=len(val),
+        epochs=recipe.epochs + recipe.fine_tune_epochs, wall_time_s=round(wall_time, 1), seed=recipe.seed,
+        test=test_metrics, val=val_summary, test_time_flip=entry.test_time_flip, weights_file=weights_file,
+        versions={"fashionzoo": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
+                  "numpy": np.__version__, "python": platform.python_version()},
+        machine=machine_info(device), limit=limit,
+    )  # fmt: skip
+
+
+def _search(entry: ModelEntry, recipe: Recipe, train: Split, val: Split, strategy: tf.distribute.Strategy,
+            path: Path, resume: bool) -> dict[str, Any]:  # fmt: skip
+    """The recipe's hyper-parameter search, or the one an interrupted run already finished (``search.json``)."""
+    if resume and path.is_file():
+        return json.loads(path.read_text())
+    started = time.monotonic()
+    search = search_hyperparameters(entry, recipe, train, val, strategy)
+    search["wall_time_s"] = round(time.monotonic() - started, 1)
+    with atomic_open(path) as handle:
+        json.dump(search, handle, indent=2)
+    return search
 
 
 def train(
-    name: str,
+    model: str | ModelEntry,
     out_dir: str | os.PathLike,
     *,
     epochs: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
     seed: int | None = None,
-    dataset: str = "fashion-mnist",
+    dataset: str | None = None,
     data_dir: str | os.PathLike | None = None,
     resume: bool = False,
     device: str = "auto",
@@ -270,14 +297,17 @@ def train(
     fine_tune_epochs: int | None = None,
     build_overrides: dict[str, Any] | None = None,
     verbose: int = 1,
-) -> dict[str, Any]:
-    """Train ``name`` with its registry recipe (overrides recorded) and write the run folder; returns metrics."""
-    entry = get_entry(name)
+) -> RunRecord:
+    """Train a registry model (an entry or a name: ``cnn-small.mnist``, or ``cnn-small`` with ``dataset="mnist"``)
+    with its recipe, overrides recorded, and write the run folder (:mod:`fashionzoo.runs`); returns its record."""
+    entry = resolve(model)
+    if dataset:
+        entry = get_entry(f"{entry.name}.{dataset}")
     overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                                    "fine_tune_epochs": fine_tune_epochs}.items() if v is not None}
     recipe = entry.recipe.replace(**overrides)
     out = Path(out_dir)
-    backup, state_path, history_path = out / "backup", out / "state.json", out / "history.csv"
+    backup, state_path, history_path = out / runs.BACKUP, out / runs.STATE, out / runs.HISTORY
     if resume and not backup.is_dir():
         raise FashionZooError(f"{out}: nothing to resume (no backup/ folder); run without --resume to start afresh")
     if not resume:
@@ -287,8 +317,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     strategy, device_used = distribution_strategy(device)
 
-    full_train = load_split("train", dataset, data_dir)
-    test = load_split("test", dataset, data_dir)
+    full_train = load_split("train", entry.tag, data_dir)
+    test = load_split("test", entry.tag, data_dir)
     train_split, val_split = train_val_split(full_train, recipe.val_fraction)
     if limit:
         train_split, val_split = train_split.head(limit), val_split.head(max(limit // 5, 1))
@@ -296,20 +326,12 @@ def train(
     build_kwargs = dict(build_overrides or {})
     search = None
     if recipe.search:
-        search_path = out / "search.json"
-        if resume and search_path.is_file():
-            search = json.loads(search_path.read_text())
-        else:
-            started = time.monotonic()
-            search = search_hyperparameters(entry, recipe, train_split, val_split, strategy, verbose)
-            search["wall_time_s"] = round(time.monotonic() - started, 1)
-            with atomic_open(search_path) as handle:
-                json.dump(search, handle, indent=2)
+        search = _search(entry, recipe, train_split, val_split, strategy, out / runs.SEARCH, resume)
         recipe, chosen_kwargs = _split_overrides(recipe, search["best"])
         build_kwargs.update(chosen_kwargs)
 
-    run = json.loads(json.dumps({"recipe": dataclasses.asdict(recipe), "build_kwargs": build_kwargs,
-                                 "limit": limit, "dataset": dataset}))  # as state.json stores it: lists, not tuples
+    run = json.loads(json.dumps({"recipe": runs.recipe_for_resume(recipe), "build_kwargs": build_kwargs,
+                                 "limit": limit, "dataset": entry.tag}))  # as state.json stores it: lists, not tuples
     previous = json.loads(state_path.read_text()) if resume and state_path.is_file() else {}
     if previous and any(previous.get(key) != value for key, value in run.items()):
         raise FashionZooError(f"{out}: --resume must use the options of the interrupted run (its recipe, "
@@ -329,45 +351,14 @@ def train(
     wall_time = run_state.total() + (search or {}).get("wall_time_s", 0.0)  # the search is part of the recipe
     _dedupe_history(history_path)
 
-    weights_path = out / f"{entry.name}.weights.h5"
+    weights_path = out / f"{entry.full_name}.weights.h5"
     with atomic_path(weights_path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
     strip_optimizer_state(weights_path)
-    served = inference_model(entry, model)  # what load() returns: the figures describe the shipped model
-    test_metrics = metrics_from_probs(predict_probs(served, test.images), test.labels, entry.classes)
-    val_metrics = metrics_from_probs(predict_probs(served, val_split.images), val_split.labels, entry.classes)
-    val = {k: val_metrics[k] for k in ("accuracy", "loss", "n")}
-    if entry.test_time_flip:  # the validation figure that justifies the test-time flip
-        plain = metrics_from_probs(predict_probs(model, val_split.images), val_split.labels, entry.classes)
-        val["without_test_time_flip"] = {k: plain[k] for k in ("accuracy", "loss")}
-    metrics = {
-        "model": entry.name,
-        "params": int(model.count_params()),
-        "build_kwargs": build_kwargs,
-        "recipe": dataclasses.asdict(recipe),
-        "overrides": overrides,
-        "search": search,
-        "dataset": dataset,
-        "data_files": {**full_train.files, **test.files},
-        "split_seed": SPLIT_SEED,
-        "n_train": len(train_split),
-        "n_val": len(val_split),
-        "epochs": recipe.epochs + recipe.fine_tune_epochs,
-        "wall_time_s": round(wall_time, 1),
-        "seed": recipe.seed,
-        "test": test_metrics,
-        "val": val,
-        "test_time_flip": entry.test_time_flip,
-        "weights_file": weights_path.name,
-        "versions": {"fashionzoo": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
-                     "numpy": np.__version__, "python": platform.python_version()},
-        "machine": machine_info(device_used),
-    }  # fmt: skip
-    with atomic_open(out / "metrics.json") as handle:
-        json.dump(metrics, handle, indent=2)
-    plot_curves(read_history(history_path), out / "curves.png", f"{entry.name}: training curves")
-    plot_confusion(test_metrics["confusion_matrix"], entry.classes, out / "confusion.png",
-                   f"{entry.name}: test confusion matrix (accuracy {test_metrics['accuracy']:.4f})")  # fmt: skip
-    write_model_card(metrics, entry.description, out / "README.md")
+    record = _record(entry, model, recipe, overrides, search=search, build_kwargs=build_kwargs,
+                     data_files={**full_train.files, **test.files}, train=train_split, val=val_split, test=test,
+                     wall_time=wall_time, limit=limit, device=device_used, weights_file=weights_path.name)  # fmt: skip
+    runs.write_record(out, record)
+    write_run_figures(out, entry, record)
     shutil.rmtree(backup, ignore_errors=True)
-    return metrics
+    return record

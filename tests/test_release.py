@@ -1,0 +1,114 @@
+"""Reproducing and releasing checkpoints for real: retrain from the recorded recipe on the official files, release
+into a temporary package tree, release again (nothing changes), and refuse runs that must never be released."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fashionzoo import runs
+from fashionzoo._files import FashionZooError, sha256_file
+from fashionzoo.cli import main
+from fashionzoo.data import DATASETS
+from fashionzoo.registry import get_entry
+from fashionzoo.release import TABLE_END, TABLE_START, ReleaseTree, read_manifest, release
+
+REPRODUCED = ("lenet5", "mlp-small-tuned")
+"""Retrained by the suite with their full recipes (about a minute each on 2 cores)."""
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "models"
+TOLERANCE = 0.003
+"""How far a retrained run's test accuracy may land from the released one (0.3 points)."""
+
+
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, Path]:
+    """Each of :data:`REPRODUCED` trained again with its released recipe, on the official files."""
+    from fashionzoo.training import train
+
+    folders = {}
+    for name in REPRODUCED:
+        out = tmp_path_factory.mktemp("runs") / name
+        train(name, out, data_dir=shared_data, verbose=0)
+        folders[name] = out
+    return folders
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> ReleaseTree:
+    """An empty package tree laid out like a checkout: no released weights yet, a README with the table markers."""
+    root = tmp_path / "checkout"
+    (root / "src" / "fashionzoo").mkdir(parents=True)
+    (root / "src" / "fashionzoo" / "weights.json").write_text("{}\n")
+    (root / "README.md").write_text(f"# zoo\n\n{TABLE_START}\nold table\n{TABLE_END}\n\nmore text\n")
+    return ReleaseTree(root)
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", REPRODUCED)
+def test_retraining_reproduces_the_released_accuracy(name: str, retrained: dict[str, Path]) -> None:
+    record, released = runs.read_record(retrained[name]), get_entry(name).weights
+    assert released is not None and not released.old_pool, f"{name} must be released from the official files"
+    released_run = runs.read_record(DOCS / name)  # the released run's own record, shipped in docs/models/
+    assert record.recipe == released_run.recipe and record.overrides == released_run.overrides == {}
+    assert record.uses_official_data() and record.data_files == released.data_files
+    assert record.test["n"] == released.metrics["n"] == 10_000
+    assert abs(record.test["accuracy"] - released.metrics["accuracy"]) <= TOLERANCE
+
+
+def test_release_into_a_package_tree_then_again_changes_nothing(retrained: dict[str, Path], tree: ReleaseTree,
+                                                               shared_data: Path) -> None:  # fmt: skip
+    run = retrained["lenet5"]
+    first = release([run], tree, data_dir=shared_data)["lenet5"]
+    assert set(first.files) == {"weights", "onnx", "onnx_int8", "card", "metrics"}
+    assert first.shipped == ("weights", "onnx", "onnx_int8") and first.revision is None
+    for key in first.shipped:
+        assert sha256_file(tree.checkpoints / first.files[key].filename) == first.files[key].sha256
+    assert sha256_file(tree.docs / "lenet5" / "metrics.json") == first.files["metrics"].sha256
+    assert read_manifest(tree) == {"lenet5": first}
+    assert first.metrics["onnx_batch1_p50_ms"] > 0 and first.data_files == runs.read_record(run).data_files
+    assert DATASETS["fashion-mnist"].is_official(first.data_files)
+    readme = (tree.root / "README.md").read_text()
+    assert "old table" not in readme and "| `lenet5` |" in readme and readme.endswith("more text\n")
+
+    before, run_before = _snapshot(tree.root), _snapshot(run)
+    second = release([run], tree, data_dir=shared_data)["lenet5"]
+    assert second == first
+    assert _snapshot(tree.root) == before and _snapshot(run) == run_before  # not a byte changed
+
+    pinned = release([run], tree, published={"lenet5": "a" * 40}, data_dir=shared_data)["lenet5"]
+    assert pinned.revision == "a" * 40 and pinned.files == first.files  # pinning changes no file
+
+
+def test_release_refuses_limited_unofficial_and_random_backbone_runs(retrained: dict[str, Path], tree: ReleaseTree,
+                                                                      tmp_path: Path) -> None:  # fmt: skip
+    record = runs.read_record(retrained["lenet5"])
+    cases = {
+        "limit": record.replace(limit=500),
+        "unofficial": record.replace(data_files={**record.data_files, "t10k-labels-idx1-ubyte.gz": "0" * 64}),
+        "random backbone": record.replace(model="vgg16-tl", build_kwargs={"backbone_weights": None},
+                                          weights_file="vgg16-tl.weights.h5"),  # fmt: skip
+    }
+    for why, bad in cases.items():
+        folder = tmp_path / why
+        shutil.copytree(retrained["lenet5"], folder)
+        runs.write_record(folder, bad)
+        with pytest.raises(FashionZooError) as excinfo:
+            release([folder], tree)
+        message = str(excinfo.value)
+        assert str(folder) in message and "\n" not in message
+        assert {"limit": "--limit 500", "unofficial": "not the official", "random backbone": "random"}[why] in message
+        assert read_manifest(tree) == {} and not tree.checkpoints.exists()  # refused before anything was written
+
+
+def test_cli_release_refuses_a_folder_without_a_run_record(tmp_path: Path, tree: ReleaseTree) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(main, ["release", str(empty), "--tree", str(tree.root)])
+    assert result.exit_code == 1 and "metrics.json: no such file" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
