@@ -183,7 +183,8 @@ def _table_rows(manifest: dict[str, WeightsRecord], tag: str, docs_prefix: str) 
         if entry.tag != tag:
             continue
         reported = f"{entry.reported_accuracy:.2%}" if entry.reported_accuracy else "-"
-        aliases = ", ".join(f"`{a}`" for a in entry.aliases)
+        suffix = "" if entry.full_name == entry.name else f".{entry.tag}"
+        aliases = ", ".join(f"`{alias}{suffix}`" for alias in entry.aliases)
         weights = manifest.get(entry.full_name)
         if weights is None:
             why = entry.unreleased_reason or ("needs ImageNet backbone weights" if entry.needs_backbone_weights
