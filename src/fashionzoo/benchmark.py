@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from fashionzoo import __version__, hub, models
 from fashionzoo._files import FashionZooError, home_dir, sha256_file
+from fashionzoo.devices import choose
 from fashionzoo.export import describe, export_onnx, quantize_int8
 from fashionzoo.machine import cpu_facts, machine_info, peak_fp32
 from fashionzoo.preprocessing import to_model_input
@@ -130,7 +131,8 @@ def _set_tf_threads(threads: int | None) -> None:
 
 
 def _keras_device(device: str) -> str:
-    return "/GPU:0" if device == "cuda" and tf.config.list_physical_devices("GPU") else "/CPU:0"
+    gpus = bool(tf.config.list_physical_devices("GPU"))
+    return "/GPU:0" if choose(device, gpus, "TensorFlow", "pip install 'fashionzoo[cuda]'") == "cuda" else "/CPU:0"
 
 
 def _keras_calls(model: keras.Model, entry: ModelEntry, device: str) -> dict[str, Callable[[np.ndarray], Any]]:

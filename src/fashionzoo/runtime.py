@@ -27,12 +27,12 @@ import onnxruntime as ort
 
 from fashionzoo import hub
 from fashionzoo._files import FashionZooError
+from fashionzoo.devices import choose
 from fashionzoo.preprocessing import preprocess_file, to_model_input
 from fashionzoo.registry import DEFAULT_MODEL, DEFAULT_TAG, FASHION_CLASSES, TAGS, Preprocessing, get_entry
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 """File endings picked up when a folder is expanded (case-insensitive)."""
-DEVICES = ("cpu", "cuda", "auto")
 _CPU, _CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 
 log = logging.getLogger(__name__)
@@ -41,18 +41,10 @@ _sessions_lock = threading.Lock()
 
 
 def providers_for(device: str) -> list[str]:
-    """ONNX Runtime providers for ``cpu``, ``cuda`` or ``auto`` (CUDA when onnxruntime-gpu offers it).
-
-    Asking for ``cuda`` without a CUDA provider falls back to the CPU with a one-line warning on stderr.
-    """
-    if device not in DEVICES:
-        raise FashionZooError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if device != "cpu" and _CUDA in ort.get_available_providers():
-        return [_CUDA, _CPU]
-    if device == "cuda":
-        log.warning("CUDA requested but onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu); "
-                    "using CPU")
-    return [_CPU]
+    """ONNX Runtime providers for ``cpu``, ``cuda`` or ``auto`` (CUDA when onnxruntime-gpu offers it; ``cuda``
+    without it falls back to the CPU with a one-line warning)."""
+    cuda = _CUDA in ort.get_available_providers()
+    return [_CUDA, _CPU] if choose(device, cuda, "onnxruntime", "pip install onnxruntime-gpu") == "cuda" else [_CPU]
 
 
 def _ort_reason(error: Exception) -> str:

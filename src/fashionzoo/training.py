@@ -27,6 +27,7 @@ import tensorflow as tf
 from fashionzoo import __version__, runs
 from fashionzoo._files import FashionZooError, atomic_open, atomic_path
 from fashionzoo.data import SPLIT_SEED, Split, load_split, train_val_split
+from fashionzoo.devices import choose
 from fashionzoo.evaluation import metrics_from_probs
 from fashionzoo.machine import machine_info
 from fashionzoo.models import build, inference_model, predict_probs
@@ -40,13 +41,10 @@ def distribution_strategy(device: str) -> tuple[tf.distribute.Strategy, str]:
     """``cpu``, ``cuda`` or ``auto``: a MirroredStrategy over the GPUs (one GPU: OneDeviceStrategy),
     else the CPU; asking for ``cuda`` without a visible GPU falls back to the CPU with a notice."""
     gpus = tf.config.list_logical_devices("GPU")
-    if device in ("cuda", "auto") and gpus:
+    if choose(device, bool(gpus), "TensorFlow", "pip install 'fashionzoo[cuda]'") == "cuda":
         if len(gpus) > 1:
             return tf.distribute.MirroredStrategy(), f"cuda x{len(gpus)}"
         return tf.distribute.OneDeviceStrategy("/gpu:0"), "cuda"
-    if device == "cuda":
-        log.warning("--device cuda asked, but TensorFlow sees no GPU (install tensorflow[and-cuda]); training on the "
-                    "CPU")
     if gpus:  # asked for the CPU on a machine with a GPU: hide the GPU from this run
         return tf.distribute.OneDeviceStrategy("/cpu:0"), "cpu"
     return tf.distribute.get_strategy(), "cpu"  # the default strategy: no multi-device iterator overhead
