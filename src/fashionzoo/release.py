@@ -97,6 +97,9 @@ def _file_record(path: Path) -> FileRecord:
 
 
 def _check_releasable(run_dir: Path, record: runs.RunRecord, entry: ModelEntry) -> None:
+    if record.weights_file != f"{entry.full_name}.weights.h5":  # released files are named by the weights' full name
+        raise FashionZooError(f"{run_dir}: its weights file {record.weights_file} is not named after "
+                              f"{entry.full_name}; train it again with 'fashionzoo train {entry.full_name}'")
     if record.is_random_backbone(entry):
         raise FashionZooError(f"{run_dir}: trained with a random backbone (a pipeline check); never released")
     if not record.uses_official_data():
