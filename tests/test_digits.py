@@ -64,3 +64,28 @@ def test_unknown_pipeline_is_a_one_line_error(tmp_path: Path) -> None:
     Image.new("L", (28, 28)).save(path)
     with pytest.raises(FashionZooError, match="unknown preprocessing pipeline 'cifar'"):
         preprocess_file(path, "cifar")
+
+
+def test_predict_with_mnist_weights_uses_the_digit_pipeline(shared_mnist: Path, tmp_path: Path) -> None:
+    """The tagged weights carry their classes and pipeline in the ONNX file: ``predict --model NAME.mnist`` of digit
+    photos needs nothing else, and gets them right."""
+    import json
+
+    from click.testing import CliRunner
+
+    from fashionzoo.cli import main
+    from fashionzoo.data import load_split
+    from fashionzoo.runtime import Classifier
+
+    clf = Classifier.from_pretrained("mlp-small.mnist")
+    assert clf.classes == tuple("0123456789") and clf.preprocessing.pipeline == "mnist"
+    test = load_split("test", "mnist", shared_mnist)
+    for i in range(20):
+        digit_photo(test.images[i], seed=i).save(tmp_path / f"{i:02d}.jpg", quality=90)
+    result = CliRunner().invoke(main, ["predict", "--model", "mlp-small.mnist", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    labels = [json.loads(line)["label"] for line in result.stdout.splitlines()]
+    right = sum(label == str(truth) for label, truth in zip(labels, test.labels[:20], strict=True))
+    assert right >= 18, f"{right}/20 digit photos right"
+    clothing = CliRunner().invoke(main, ["predict", "--model", "mlp-small", str(tmp_path / "00.jpg")])
+    assert clothing.exit_code == 0 and not clothing.stdout.split(": ")[1][0].isdigit()  # the clothing weights

@@ -194,6 +194,7 @@ class ModelEntry:
     unreleased_reason: str = ""  # why no checkpoint is released yet, when one could be expected
     test_time_flip: bool = False  # predictions average the image and its mirror image (Keras and ONNX graphs)
     tags: tuple[str, ...] = (DEFAULT_TAG,)  # the data sets this model is trained on, each a weights tag
+    tag_recipes: dict[str, Recipe] = field(default_factory=dict)  # a tag's own recipe, where ``recipe`` falls short
     tag: str = DEFAULT_TAG  # which of them this entry's weights, classes and preprocessing belong to
     weights: WeightsRecord | None = None
 
@@ -429,7 +430,7 @@ def _build_registry() -> dict[str, ModelEntry]:
     for tag in TAGS:
         for entry in _ENTRIES:
             if tag in entry.tags:
-                variant = dataclasses.replace(entry, tag=tag)
+                variant = dataclasses.replace(entry, tag=tag, recipe=entry.tag_recipes.get(tag, entry.recipe))
                 registry[variant.full_name] = dataclasses.replace(variant, weights=records.pop(variant.full_name, None))
     if records:
         raise RuntimeError(f"weights.json names unknown models or tags: {sorted(records)}")
