@@ -1,8 +1,9 @@
-"""Reliability and security cases (issue 7) not already covered by test_data, test_hub and test_preprocessing.
+"""Reliability and security cases (issues 7 and 16) not already covered by test_data, test_hub and test_preprocessing.
 
-``docs/reliability.md`` maps every case of the issue to the test that tries it (here or in the older modules)
+``docs/reliability.md`` maps every case of the issues to the test that tries it (here or in the older modules)
 and what was observed. Everything runs against real files, real local HTTP servers and, for the disk-full
-cases, a real 1 MiB tmpfs (skipped when it cannot be mounted). No TensorFlow.
+cases, a real 1 MiB tmpfs (skipped when it cannot be mounted). TensorFlow is only ever imported by the
+``fashionzoo`` commands these tests start in subprocesses, as a user would run them.
 """
 
 from __future__ import annotations
@@ -846,3 +847,111 @@ def test_predict_streams_a_directory_of_10000_images_with_bounded_memory(tmp_pat
     assert "fashionzoo: 500 files done" in result.stderr and "fashionzoo: 10000 files done" in result.stderr
     peak_mb = int(result.stderr.split("peak_kb")[-1].split()[0]) / 1024
     assert peak_mb < 400, f"peak memory {peak_mb:.0f} MB"
+
+
+# ====================================================================================== issue 16: the CLI, attacked
+# Each case runs the installed command line in a fresh process, as the issue's hostile user did.
+
+CLI_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m fashionzoo ARGS`` in a fresh process (TensorFlow's C++ log silenced)."""
+    return subprocess.run([sys.executable, "-m", "fashionzoo", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **CLI_ENV, **(env or {})}, **kwargs)  # fmt: skip
+
+
+def assert_cli_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Exit status 1, one ``fashionzoo: error:`` line holding ``fragments`` and no traceback; returns the message."""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("fashionzoo: error:")]
+    assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr[-3000:]
+    assert len(errors) == 1, result.stderr[-3000:]
+    return assert_one_line(FashionZooError(errors[0]), *fragments)
+
+
+def released(filename: str) -> Path:
+    return hub.shipped_dir() / filename
+
+
+def weights_bomb(folder: Path) -> Path:
+    """lenet5's released weights with the dense kernel replaced by a gzip-chunked dataset declaring 250 million
+    float32 values (1 GB) and holding none: 205 kB on disk."""
+    import h5py
+
+    bomb = folder / "bomb.weights.h5"
+    shutil.copyfile(released("lenet5.weights.h5"), bomb)
+    with h5py.File(bomb, "a") as file:
+        del file["layers/dense/vars/0"]
+        file["layers/dense/vars"].create_dataset("0", shape=(250_000_000,), dtype="float32", chunks=(1 << 20,),
+                                                 compression="gzip")  # fmt: skip
+    assert bomb.stat().st_size < 300_000
+    return bomb
+
+
+LOAD_PEAK = r"""
+import json, sys, time
+from fashionzoo import models
+from fashionzoo._files import FashionZooError
+
+def peak_kb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+models.build("lenet5").save_weights  # TensorFlow and the builder warmed up: count them in the baseline
+base, start = peak_kb(), time.perf_counter()
+try:
+    models.load("lenet5", sys.argv[1])
+    outcome = {"error": None}
+except FashionZooError as error:
+    outcome = {"error": str(error)}
+outcome.update(seconds=time.perf_counter() - start, peak_growth_mb=(peak_kb() - base) / 1024)
+print(json.dumps(outcome))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads VmHWM from /proc (Linux)")
+def test_weights_bomb_is_refused_from_its_structure_with_bounded_memory(tmp_path: Path) -> None:
+    bomb = weights_bomb(tmp_path)
+
+    result = subprocess.run([sys.executable, "-c", LOAD_PEAK, str(bomb)], capture_output=True, text=True,
+                            timeout=600, env={**os.environ, **CLI_ENV})  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    print(f"weights bomb: {outcome}")  # quoted in docs/reliability.md
+    assert_one_line(FashionZooError(outcome["error"]), "bomb.weights.h5", "layers/dense/vars/0", "(250000000,)",
+                    "(256, 120)")  # fmt: skip
+    assert outcome["peak_growth_mb"] < 100  # Keras alone allocated 4.5 GB for it
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "lenet5", "--weights", "{bomb}", "--data-dir", "{data}"],
+        ["export", "lenet5", "--weights", "{bomb}", "--out", "{out}/lenet5.onnx", "--data-dir", "{data}"],
+        ["predict", "{image}", "--model", "lenet5", "--backend", "keras", "--weights", "{bomb}"],
+        ["bench", "lenet5", "--weights", "{bomb}", "--batch-sizes", "1", "--data-dir", "{data}"],
+    ],
+    ids=["eval", "export", "predict-keras", "bench"],
+)
+def test_every_command_refuses_the_weights_bomb(tmp_path: Path, make_idx_folder, command: list[str]) -> None:
+    image = tmp_path / "shirt.png"
+    bar(True).save(image)
+    names = {"bomb": weights_bomb(tmp_path), "data": make_idx_folder(sizes={"test": 20}).path, "out": tmp_path,
+             "image": image}  # fmt: skip
+
+    result = run_cli(*(part.format(**names) for part in command), env={"FASHIONZOO_HOME": str(tmp_path / "home")})
+
+    assert_cli_error(result, "bomb.weights.h5", "do not fit model 'lenet5'", "layers/dense/vars/0")
+    assert not (tmp_path / "lenet5.onnx").exists()
+
+
+def test_weights_of_another_model_name_the_real_difference(tmp_path: Path, make_idx_folder) -> None:
+    data_dir = make_idx_folder(sizes={"test": 20}).path
+
+    result = run_cli("eval", "lenet5", "--weights", str(released("cnn.weights.h5")), "--data-dir", str(data_dir))
+
+    message = assert_cli_error(result, "cnn.weights.h5", "layers/conv2d/vars/0 is (3, 3, 1, 32) float32 in the file",
+                               "the model needs (5, 5, 1, 6) float32")  # fmt: skip
+    assert "Skipping" not in message

@@ -15,6 +15,7 @@ from fashionzoo import hub
 from fashionzoo._files import FashionZooError
 from fashionzoo.preprocessing import to_model_input
 from fashionzoo.registry import ModelEntry, get_entry
+from fashionzoo.weights_file import check_weights_file
 
 
 def _head(x: Any, num_classes: int) -> Any:
@@ -171,6 +172,7 @@ def load(name: str, weights: str | Path | None = None, *, test_time_flip: bool =
     if entry.needs_backbone_weights:
         kwargs["backbone_weights"] = None  # the checkpoint holds the whole backbone
     model = build(entry.name, **kwargs)
+    check_weights_file(path, model, entry.name)  # before Keras reads anything: shapes and dtypes, never the data
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # Keras only warns when parts of the file do not match: refuse
