@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -640,20 +641,20 @@ TOO_BIG = 2 << 20  # twice the tmpfs
 
 def test_atomic_path_on_a_full_disk_leaves_nothing(full_disk: Path) -> None:
     target = full_disk / "out" / "model.onnx"
-    with pytest.raises(OSError) as excinfo, atomic_path(target, suffix=".onnx") as tmp:
+    with pytest.raises(FashionZooError) as excinfo, atomic_path(target, suffix=".onnx") as tmp:
         tmp.write_bytes(os.urandom(TOO_BIG))
 
-    assert excinfo.value.errno == errno.ENOSPC
+    assert_one_line(excinfo.value, str(target), "No space left on device")
     assert everything_under(full_disk) == []  # no final file, no temporary file
 
 
 def test_atomic_open_on_a_full_disk_leaves_nothing_and_keeps_the_old_file(full_disk: Path) -> None:
     target = full_disk / "metrics.json"
     target.write_text('{"old": true}', encoding="utf-8")
-    with pytest.raises(OSError) as excinfo, atomic_open(target) as handle:
+    with pytest.raises(FashionZooError) as excinfo, atomic_open(target) as handle:
         handle.write("x" * TOO_BIG)
 
-    assert excinfo.value.errno == errno.ENOSPC
+    assert_one_line(excinfo.value, str(target), "No space left on device")
     assert everything_under(full_disk) == ["metrics.json"]
     assert target.read_text(encoding="utf-8") == '{"old": true}'  # the previous version survives
 
@@ -955,3 +956,99 @@ def test_weights_of_another_model_name_the_real_difference(tmp_path: Path, make_
     message = assert_cli_error(result, "cnn.weights.h5", "layers/conv2d/vars/0 is (3, 3, 1, 32) float32 in the file",
                                "the model needs (5, 5, 1, 6) float32")  # fmt: skip
     assert "Skipping" not in message
+
+
+# -- --out and atomic_path: only regular files are replaced ---------------------------------------------------------
+
+
+def special_target(folder: Path, kind: str) -> Path:
+    """A fifo, a character device like /dev/null (root only) or a symlink to /proc/self/fd/1, at ``folder``/out."""
+    target = folder / "out.onnx"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "char-device":
+        try:
+            os.mknod(target, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("mknod needs root")
+    else:
+        target.symlink_to("/proc/self/fd/1")
+    return target
+
+
+SPECIAL_KINDS = ["fifo", "char-device", "symlink-to-stdout"]
+
+
+def file_kind(path: Path) -> str:
+    mode = os.lstat(path).st_mode
+    return "link" if stat.S_ISLNK(mode) else "fifo" if stat.S_ISFIFO(mode) else "char" if stat.S_ISCHR(mode) else "file"
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+def test_atomic_path_never_replaces_a_special_file(tmp_path: Path, kind: str) -> None:
+    target = special_target(tmp_path, kind)
+    before = file_kind(target)
+
+    with pytest.raises(FashionZooError) as excinfo, atomic_path(target) as tmp:
+        tmp.write_bytes(b"onnx")
+
+    assert_one_line(excinfo.value, str(target), "symbolic link" if kind.startswith("symlink") else "not a regular file")
+    assert file_kind(target) == before and sorted(os.listdir(tmp_path)) == ["out.onnx"]
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+def test_export_out_refuses_a_special_file(tmp_path: Path, kind: str) -> None:
+    target = special_target(tmp_path, kind)
+    before = file_kind(target)
+
+    result = run_cli("export", "lenet5", "--out", str(target))
+
+    assert_cli_error(result, str(target))
+    assert file_kind(target) == before and result.stdout == ""
+
+
+def test_bench_out_refuses_a_special_file_before_benchmarking(tmp_path: Path) -> None:
+    target = special_target(tmp_path, "fifo")
+
+    # the missing weights file would stop the benchmark itself: the --out error must come first
+    result = run_cli("bench", "lenet5", "--weights", str(tmp_path / "missing.weights.h5"), "--out", str(target))
+
+    assert_cli_error(result, str(target), "not a regular file")
+    assert file_kind(target) == "fifo"
+
+
+# -- read-only and full file systems -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def read_only_dir(full_disk: Path) -> Iterator[Path]:
+    """The tmpfs of ``full_disk``, remounted read-only."""
+    remounted = subprocess.run(["mount", "-o", "remount,ro", str(full_disk)], capture_output=True, text=True)
+    if remounted.returncode != 0:
+        pytest.skip(f"cannot remount the tmpfs read-only: {remounted.stderr.strip()}")
+    yield full_disk
+
+
+def fill(folder: Path) -> None:
+    """Fill the file system of ``folder``: not one more byte fits."""
+    with open(folder / "filler", "wb") as handle:
+        handle.write(bytes(shutil.disk_usage(folder).free))
+
+
+@pytest.mark.parametrize("disk", ["read-only", "full"])
+@pytest.mark.parametrize("command", ["export", "bench"])
+def test_out_on_a_read_only_or_full_disk_is_one_line(
+    request: pytest.FixtureRequest, make_idx_folder, command: str, disk: str
+) -> None:
+    data_dir = make_idx_folder(sizes={"test": 20}).path
+    folder = request.getfixturevalue("read_only_dir" if disk == "read-only" else "full_disk")
+    if disk == "full":
+        fill(folder)
+    target = folder / ("lenet5.onnx" if command == "export" else "bench.json")
+    before = everything_under(folder)
+    args = ["--batch-sizes", "1", "--repeats", "3", "--seconds", "0"] if command == "bench" else []
+
+    result = run_cli(command, "lenet5", "--out", str(target), "--data-dir", str(data_dir), *args)
+
+    assert_cli_error(result, str(target), "Read-only file system" if disk == "read-only" else "No space left on device")
+    assert everything_under(folder) == before  # nothing written, no temporary file left

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -12,7 +13,7 @@ from typing import Any
 import click
 
 from fashionzoo import __version__
-from fashionzoo._files import FashionZooError
+from fashionzoo._files import FashionZooError, check_writable_target
 from fashionzoo.registry import REGISTRY, get_entry, is_random_backbone_run
 
 
@@ -227,6 +228,8 @@ def export(name: str, out: str | None, opset: int, weights: str | None, quantize
     """Export a trained model to ONNX, checked against Keras on the test images before it is written."""
     from fashionzoo.export import describe, export_int8, export_onnx
 
+    if out:
+        check_writable_target(Path(out))  # before minutes of conversion, not after
     if quantize:
         path = export_int8(name, out, weights=weights, opset=opset, data_dir=data_dir)
         facts = describe(path)
@@ -359,11 +362,12 @@ def bench(names: tuple[str, ...], batch_sizes: tuple[int, ...], device: str, thr
     names = names or (DEFAULT_MODEL,)
     if weights and len(names) != 1:
         raise FashionZooError("--weights needs exactly one model NAME")
-    report = run(names, batch_sizes, device, threads, repeats=repeats, max_seconds=seconds,
-                 progress=_bench_status if sys.stderr.isatty() else None,
-                 weights={names[0]: weights} if weights else None, data_dir=data_dir)  # fmt: skip
-    if out:
-        with atomic_open(out) as handle:
+    with contextlib.ExitStack() as stack:
+        handle = stack.enter_context(atomic_open(out)) if out else None  # a file it cannot write fails here, first
+        report = run(names, batch_sizes, device, threads, repeats=repeats, max_seconds=seconds,
+                     progress=_bench_status if sys.stderr.isatty() else None,
+                     weights={names[0]: weights} if weights else None, data_dir=data_dir)  # fmt: skip
+        if handle:
             json.dump(report, handle, indent=2)
     if as_json:
         _echo_json(report["results"])
