@@ -9,7 +9,6 @@ cases, a real 1 MiB tmpfs (skipped when it cannot be mounted). TensorFlow is onl
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import io
 import json
@@ -856,10 +855,10 @@ def test_predict_streams_a_directory_of_10000_images_with_bounded_memory(tmp_pat
 CLI_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(sys.path)}
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """``python -m fashionzoo ARGS`` in a fresh process (TensorFlow's C++ log silenced)."""
     return subprocess.run([sys.executable, "-m", "fashionzoo", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **CLI_ENV, **(env or {})}, **kwargs)  # fmt: skip
+                          timeout=timeout, env={**os.environ, **CLI_ENV, **(env or {})})  # fmt: skip
 
 
 def assert_cli_error(result: subprocess.CompletedProcess, *fragments: str) -> str:

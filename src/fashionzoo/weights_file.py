@@ -63,12 +63,12 @@ def read_layout(path: Path) -> Layout:
 
 
 def expected_layout(model: keras.Model) -> Layout:
-    """The structure Keras writes for ``model``: it is saved once into a temporary folder and read back."""
-    with tempfile.TemporaryDirectory(prefix="fashionzoo-layout-") as folder:
-        # atomic_path: a full temporary disk is a one-line error, not an HDF5 crash
-        with atomic_path(Path(folder) / "expected.weights.h5", suffix=".weights.h5") as reference:
-            model.save_weights(reference)
-            return read_layout(reference)
+    """The structure Keras writes for ``model``: it is saved once into a temporary folder and read back (through
+    :func:`atomic_path`, so that a full temporary disk is a one-line error, not an HDF5 crash)."""
+    with tempfile.TemporaryDirectory(prefix="fashionzoo-layout-") as folder, \
+            atomic_path(Path(folder) / "expected.weights.h5", suffix=".weights.h5") as reference:  # fmt: skip
+        model.save_weights(reference)
+        return read_layout(reference)
 
 
 def check_weights_file(path: Path, model: keras.Model, name: str) -> None:
