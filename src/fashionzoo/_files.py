@@ -41,10 +41,12 @@ DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 """Errors that mean "this disk cannot take the file" (full, over quota, file too large, read-only)."""
 
 
-def disk_error(target: str | os.PathLike, error: OSError) -> FashionZooError:
-    """The one-line error for a write to ``target`` that failed with one of :data:`DISK_ERRNOS`."""
-    reason = os.strerror(error.errno)  # not ``strerror``: HDF5 puts a multi-line report there
-    return FashionZooError(f"{target}: could not write it ({reason}); free some space or write somewhere else")
+class DiskError(FashionZooError):
+    """A write refused by the disk (one of :data:`DISK_ERRNOS`): one line naming the file."""
+
+    def __init__(self, target: str | os.PathLike, error: OSError) -> None:
+        reason = os.strerror(error.errno)  # not ``strerror``: HDF5 puts a multi-line report there
+        super().__init__(f"{target}: could not write it ({reason}); free some space or write somewhere else")
 
 
 def check_writable_target(target: Path) -> None:
@@ -124,7 +126,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
             os.truncate(tmp, 0)
         tmp.unlink(missing_ok=True)
         if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
-            raise disk_error(target, error) from None
+            raise DiskError(target, error) from None
         raise
 
 

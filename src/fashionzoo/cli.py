@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from fashionzoo import __version__
-from fashionzoo._files import FashionZooError, check_writable_target
+from fashionzoo._files import DISK_ERRNOS, DiskError, FashionZooError, check_writable_target
 from fashionzoo.registry import REGISTRY, get_entry, is_random_backbone_run
 
 
@@ -133,7 +133,13 @@ def train(name: str, out: str | None, backbone_weights: str, **options: Any) -> 
                        "checkpoint", err=True)  # fmt: skip
         overrides["backbone_weights"] = None if backbone_weights == "random" else backbone_weights
     out_dir = Path(out or Path("runs") / entry.name)
-    metrics = run_training(entry.name, out_dir, build_overrides=overrides, **options)
+    try:
+        metrics = run_training(entry.name, out_dir, build_overrides=overrides, **options)
+    except (DiskError, OSError) as error:
+        if isinstance(error, OSError) and error.errno not in DISK_ERRNOS:
+            raise
+        where = error if isinstance(error, DiskError) else DiskError(out_dir, error)  # OSError: Keras' history.csv
+        raise FashionZooError(f"{where}; the last completed epoch is kept: continue with --resume") from None
     test = metrics["test"]
     click.echo(f"{entry.name}: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on {test['n']} images; "
                f"{metrics['epochs']} epochs in {metrics['wall_time_s']:.0f} s; written to {out_dir}")  # fmt: skip
