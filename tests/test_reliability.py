@@ -1212,3 +1212,126 @@ def test_verified_cache_files_are_not_hashed_again(official_cache: Path, monkeyp
     monkeypatch.setattr(data, "file_digest", lambda *args: pytest.fail("an unchanged cached file was hashed again"))
 
     assert len(data.load_split("test")) == 10_000  # size, mtime and inode as recorded: used as is
+
+
+# -- one-line errors instead of tracebacks ------------------------------------------------------------------------
+
+
+def tiny_onnx(path: Path, kind: str, classes: list[str] | None = None) -> Path:
+    """A small hand-built ONNX classifier, [N, 28, 28, 1] -> declared [N, 10]: ``softmax`` (first 10 pixels),
+    ``one-row`` (one row whatever N), ``fails`` (a Reshape that fails unless N is a multiple of 5), ``nan`` (pixels
+    divided by 0: NaN and infinity). ``classes`` go into the fashionzoo.classes metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, constants = [], []
+
+    def const(name: str, values: list, dtype: type = np.int64) -> str:
+        constants.append(numpy_helper.from_array(np.array(values, dtype), name))
+        return name
+
+    shape = {"one-row": [1, 784], "fails": [-1, 10]}.get(kind, [-1, 784])
+    source = "image"
+    if kind == "one-row":
+        nodes.append(helper.make_node("ReduceMean", ["image"], ["mean"], axes=[0], keepdims=1))
+        source = "mean"
+    nodes.append(helper.make_node("Reshape", [source, const("shape", shape)], ["flat"]))
+    logits = "flat"
+    if kind != "fails":
+        nodes.append(helper.make_node("Slice", ["flat", const("starts", [0]), const("ends", [10]), const("axes", [1])],
+                                      ["logits"]))  # fmt: skip
+        logits = "logits"
+    if kind == "nan":
+        nodes.append(helper.make_node("Div", [logits, const("zero", [0.0], np.float32)], ["probabilities"]))
+    else:
+        nodes.append(helper.make_node("Softmax", [logits], ["probabilities"], axis=1))
+    inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 28, 28, 1])]
+    outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])]
+    graph = helper.make_graph(nodes, kind, inputs, outputs, constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if classes:
+        helper.set_model_props(model, {"fashionzoo.classes": json.dumps(classes)})
+    onnx.save(model, path)
+    return path
+
+
+def garment_pngs(folder: Path, *names: str) -> list[Path]:
+    """Small product-photo PNGs (a dark bar on white) at ``folder``/NAME."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / name for name in names]
+    for path in paths:
+        bar(True).save(path, "PNG")
+    return paths
+
+
+@pytest.mark.parametrize(("kind", "fragment"), [("one-row", "returned shape (1, 10) for 2 images"),
+                                                ("fails", "failed while running")])  # fmt: skip
+def test_predict_with_an_onnx_model_that_breaks_at_run_time(tmp_path: Path, kind: str, fragment: str) -> None:
+    model = tiny_onnx(tmp_path / f"{kind}.onnx", kind)
+    images = garment_pngs(tmp_path / "photos", "a.png", "b.png")
+
+    result = run_cli("predict", *map(str, images), "--onnx", str(model), "--model", "lenet5")
+
+    assert_cli_error(result, str(model), fragment)
+
+
+def test_eval_on_a_valid_idx_pair_with_no_image(tmp_path: Path, idx_bytes) -> None:
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros((0, 28, 28), np.uint8))))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(0, np.uint8))))
+
+    result = run_cli("eval", "lenet5", "--data-dir", str(tmp_path))
+
+    assert_cli_error(result, "t10k-images-idx3-ubyte.gz", "0 test images")
+
+
+@pytest.fixture
+def run_folder(tmp_path: Path) -> Path:
+    run = tmp_path / "runs" / "lenet5"
+    run.mkdir(parents=True)
+    shutil.copyfile(released("lenet5.weights.h5"), run / "lenet5.weights.h5")
+    return run
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "env", "fragment"),
+    [
+        ("me/lenet5", {"HF_ENDPOINT": "{down}"}, "could not reach the Hub"),
+        ("me/lenet5", {"HF_HUB_OFFLINE": "1"}, "offline mode"),
+        ("../../etc", {"HF_ENDPOINT": "{down}"}, "not a Hub repo id"),
+    ],
+    ids=["network-down", "offline", "traversing-repo-id"],
+)
+def test_push_failures_are_one_line(run_folder: Path, repo_id: str, env: dict[str, str], fragment: str) -> None:
+    down = closed_port_url()
+    env = {key: value.format(down=down) for key, value in env.items()} | {"HF_TOKEN": "hf_fake", "no_proxy": "*"}
+
+    result = run_cli("push", "lenet5", "--repo-id", repo_id, "--run", str(run_folder), env=env)
+
+    assert_cli_error(result, repo_id, fragment)
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_missing_or_corrupt_weights_json_is_one_line(tmp_path: Path, damage: str) -> None:
+    package = tmp_path / "site" / "fashionzoo"
+    shutil.copytree(ROOT / "src" / "fashionzoo", package, ignore=shutil.ignore_patterns("checkpoints", "__pycache__"))
+    if damage == "missing":
+        (package / "weights.json").unlink()
+    else:
+        (package / "weights.json").write_text('{"lenet5": {"repo_id": "x", "files": {', encoding="utf-8")
+
+    for command in (["list"], ["info", "lenet5"], ["download", "lenet5"]):
+        result = run_cli(*command, env={"PYTHONPATH": str(tmp_path / "site")})
+        assert_cli_error(result, "weights.json", "reinstall fashionzoo")
+
+
+def test_export_with_an_absurd_opset_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("export", "lenet5", "--opset", "99999999999999999999", "--out", str(tmp_path / "x.onnx"))
+
+    assert_cli_error(result, "opset 99999999999999999999", "converts opsets 9 to")  # was: 7 tf2onnx tracebacks

@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
+import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,9 +15,9 @@ from typing import Any
 
 import click
 
-from fashionzoo import __version__
+from fashionzoo import __version__, registry
 from fashionzoo._files import DISK_ERRNOS, DiskError, FashionZooError, check_writable_target
-from fashionzoo.registry import REGISTRY, get_entry, is_random_backbone_run
+from fashionzoo.registry import get_entry, is_random_backbone_run
 
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -25,14 +28,37 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except FashionZooError as error:
-            click.echo(f"fashionzoo: error: {error}", err=True)
+            click.echo(f"fashionzoo: error: {_printable(str(error))}", err=True)
             sys.exit(1)
 
     return wrapper
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """``text`` safe for a terminal line: control characters (newlines, ANSI escapes) as ``\\n``, ``\\x1b``...,
+    and the bytes of a name that is not UTF-8 as ``\\xff``."""
+    text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None; a dict that held one gets an ``error`` field naming
+    its keys (strict JSON has no NaN or Infinity)."""
+    if isinstance(value, dict):
+        clean = {key: _finite(item) for key, item in value.items()}
+        bad = [str(key) for key, item in value.items() if isinstance(item, float) and not math.isfinite(item)]
+        return {**clean, "error": f"not finite (NaN or infinity), given as null: {', '.join(bad)}"} if bad else clean
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def _echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=None))
+    """One line of strict JSON (RFC 8259: no NaN or Infinity, see :func:`_finite`)."""
+    click.echo(json.dumps(_finite(obj), indent=None, allow_nan=False))
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
@@ -49,9 +75,10 @@ def main() -> None:
 
 @main.command("list")
 @json_option
+@_user_errors
 def list_command(as_json: bool) -> None:
     """List every model of the zoo."""
-    rows = [entry.summary() for entry in REGISTRY.values()]
+    rows = [entry.summary() for entry in registry.REGISTRY.values()]
     if as_json:
         _echo_json(rows)
         return
@@ -159,6 +186,7 @@ def eval_command(name: str, weights: str | None, dataset: str, data_dir: str | N
     from fashionzoo.evaluation import evaluate
 
     result = evaluate(name, weights, dataset, data_dir)
+    broken = not math.isfinite(result["loss"])  # reported after the figures, with exit status 1
     if plot:
         from fashionzoo.reports import plot_confusion
 
@@ -167,15 +195,18 @@ def eval_command(name: str, weights: str | None, dataset: str, data_dir: str | N
                        f"{entry.name}: test accuracy {result['accuracy']:.4f}")  # fmt: skip
     if as_json:
         _echo_json(result)
-        return
-    click.echo(f"{result['model']}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['n']} "
-               "test images")  # fmt: skip
-    for label, accuracy in result["per_class_accuracy"].items():
-        click.echo(f"  {label:<12} {accuracy:.4f}" if accuracy is not None else f"  {label:<12} -")
-    if result["most_confused"]:
-        click.echo("most confused (true -> predicted):")
-        for pair in result["most_confused"]:
-            click.echo(f"  {pair['true']} -> {pair['predicted']}: {pair['count']}")
+    else:
+        click.echo(f"{result['model']}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on "
+                   f"{result['n']} test images")  # fmt: skip
+        for label, accuracy in result["per_class_accuracy"].items():
+            click.echo(f"  {label:<12} {accuracy:.4f}" if accuracy is not None else f"  {label:<12} -")
+        if result["most_confused"]:
+            click.echo("most confused (true -> predicted):")
+            for pair in result["most_confused"]:
+                click.echo(f"  {pair['true']} -> {pair['predicted']}: {pair['count']}")
+    if broken:
+        raise FashionZooError(f"{weights or result['model']}: the model's probabilities are not finite (NaN or "
+                              "infinity); these weights are broken")  # fmt: skip
 
 
 
@@ -190,11 +221,15 @@ def download(names: tuple[str, ...], all_models: bool) -> None:
 
     if not names and not all_models:
         raise FashionZooError("name a model, or pass --all")
-    entries = [e for e in REGISTRY.values() if e.weights] if all_models else [get_entry(n) for n in names]
+    entries = [e for e in registry.REGISTRY.values() if e.weights] if all_models else [get_entry(n) for n in names]
+    unreleased = [entry for entry in entries if not entry.weights or not entry.weights.files]
     for entry in entries:
         for key in ("weights", "onnx"):
             if entry.weights and key in entry.weights.files:
                 click.echo(f"{entry.name} {key}: {hub.resolve(entry, key)}")
+    if unreleased:  # transfer models say why in their own 'info' note: they need ImageNet backbone weights
+        reasons = "; ".join(f"{e.name} ({e.unreleased_reason or 'not trained for release yet'})" for e in unreleased)
+        raise FashionZooError(f"no released files to download for: {reasons}; train them with 'fashionzoo train'")
 
 
 @main.command()
@@ -292,12 +327,12 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
             click.echo(f"fashionzoo: {count} files done", err=True)
         if isinstance(result, Failure):
             failed = True
-            click.echo(f"fashionzoo: error: {result.error}", err=True)
+            click.echo(f"fashionzoo: error: {_printable(result.error)}", err=True)
         elif as_json:
             _echo_json(result.as_dict())
         else:
-            others = "".join(f", {label} {p:.2f}" for label, p in result.top_k[1:])
-            click.echo(f"{result.file}: {result.label} ({result.probability:.2f}){others}")
+            others = "".join(f", {_printable(label)} {p:.2f}" for label, p in result.top_k[1:])
+            click.echo(_printable(f"{result.file}: {result.label}") + f" ({result.probability:.2f}){others}")
     if show_progress:
         click.echo(f"fashionzoo: {count} files done", err=True)
     if failed:

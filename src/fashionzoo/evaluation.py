@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from fashionzoo.data import load_split
+from fashionzoo._files import FashionZooError
+from fashionzoo.data import data_folder, load_split
 from fashionzoo.registry import get_entry
 
 
@@ -52,5 +53,8 @@ def evaluate(
 
     entry = get_entry(name)
     test = load_split("test", dataset, data_dir)
+    if not len(test):
+        images = data_folder(dataset, data_dir)[0] / next(iter(test.files))
+        raise FashionZooError(f"{images}: holds 0 test images; nothing to evaluate (point --data-dir at a test split)")
     probs = predict_probs(load(entry.name, weights), test.images)
     return {"model": entry.name, "dataset": dataset, **metrics_from_probs(probs, test.labels, entry.classes)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -328,16 +329,37 @@ def _build_registry() -> dict[str, ModelEntry]:
     return registry
 
 
-REGISTRY: dict[str, ModelEntry] = _build_registry()
-_ALIASES: dict[str, str] = {alias: e.name for e in REGISTRY.values() for alias in (e.name, *e.aliases)}
+@functools.cache
+def _registry() -> dict[str, ModelEntry]:
+    """The registry, built on first use (not at import): a missing or corrupt ``weights.json`` is then a one-line
+    error of the command that needs it, instead of a traceback from ``import fashionzoo``."""
+    try:
+        return _build_registry()
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError) as error:
+        reason = " ".join(str(error).split())[:160] or type(error).__name__
+        path = resources.files("fashionzoo").joinpath("weights.json")
+        raise FashionZooError(f"{path}: missing or corrupt ({reason}); reinstall fashionzoo") from None
+
+
+@functools.cache
+def _aliases() -> dict[str, str]:
+    return {alias: e.name for e in _registry().values() for alias in (e.name, *e.aliases)}
+
+
+def __getattr__(name: str) -> Any:
+    """``REGISTRY``: every model by name, read from ``weights.json`` on first use."""
+    if name == "REGISTRY":
+        return _registry()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_entry(name: str) -> ModelEntry:
     """The registry entry for a model name or alias (case-insensitive); unknown names suggest close matches."""
     key = name.strip().lower()
-    if key in _ALIASES:
-        return REGISTRY[_ALIASES[key]]
-    close = difflib.get_close_matches(key, list(_ALIASES), n=3, cutoff=0.5)
+    aliases = _aliases()
+    if key in aliases:
+        return _registry()[aliases[key]]
+    close = difflib.get_close_matches(key, list(aliases), n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise FashionZooError(f"unknown model {name!r}.{hint} Run 'fashionzoo list' to see every model.")
 
@@ -350,4 +372,4 @@ def is_random_backbone_run(entry: ModelEntry, metrics: dict[str, Any]) -> bool:
 
 def list_models() -> list[str]:
     """Names of every model in the zoo, in registry order."""
-    return list(REGISTRY)
+    return list(_registry())
