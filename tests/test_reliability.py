@@ -8,6 +8,7 @@ cases, a real 1 MiB tmpfs (skipped when it cannot be mounted). TensorFlow is onl
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import gzip
 import hashlib
@@ -865,10 +866,11 @@ def test_predict_streams_a_directory_of_10000_images_with_bounded_memory(tmp_pat
 CLI_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(sys.path)}
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
+            ) -> subprocess.CompletedProcess:  # fmt: skip
     """``python -m fashionzoo ARGS`` in a fresh process (TensorFlow's C++ log silenced)."""
     return subprocess.run([sys.executable, "-m", "fashionzoo", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **CLI_ENV, **(env or {})})  # fmt: skip
+                          timeout=timeout, env={**os.environ, **CLI_ENV, **(env or {})}, cwd=cwd)  # fmt: skip
 
 
 def assert_cli_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -1335,3 +1337,139 @@ def test_export_with_an_absurd_opset_is_one_line(tmp_path: Path) -> None:
     result = run_cli("export", "lenet5", "--opset", "99999999999999999999", "--out", str(tmp_path / "x.onnx"))
 
     assert_cli_error(result, "opset 99999999999999999999", "converts opsets 9 to")  # was: 7 tf2onnx tracebacks
+
+
+# -- symbolic link loops in folders -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loop_dir(tmp_path: Path) -> Path:
+    """loopdir/{a,b}.png, loopdir/sub/c.png, two '..' links in sub and a self-looping self.png."""
+    folder = tmp_path / "loopdir"
+    garment_pngs(folder, "a.png", "b.png")
+    garment_pngs(folder / "sub", "c.png")
+    (folder / "sub" / "up1").symlink_to("..")
+    (folder / "sub" / "up2").symlink_to("..")
+    (folder / "self.png").symlink_to("self.png")
+    return folder
+
+
+def test_recursive_pattern_over_link_loops_walks_each_folder_once(loop_dir: Path) -> None:
+    result = run_cli("predict", str(loop_dir / "**" / "*.png"), "--model", "lenet5", "--json", timeout=120)
+
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(Path(row["file"]).relative_to(loop_dir).as_posix() for row in rows) == ["a.png", "b.png", "sub/c.png"]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("fashionzoo: error:")]
+    assert sorted(errors) == sorted([
+        f"fashionzoo: error: {loop_dir / 'self.png'}: a broken or looping symbolic link (check the path)",
+        f"fashionzoo: error: {loop_dir / 'sub' / 'up1'}: symbolic link loop (it leads back to a folder above it); "
+        "not followed",
+        f"fashionzoo: error: {loop_dir / 'sub' / 'up2'}: symbolic link loop (it leads back to a folder above it); "
+        "not followed",
+    ])  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_a_self_looping_link_does_not_hide_the_good_images_of_its_folder(loop_dir: Path) -> None:
+    result = run_cli("predict", str(loop_dir), "--model", "lenet5", "--json", timeout=120)
+
+    assert sorted(Path(json.loads(line)["file"]).name for line in result.stdout.splitlines()) == ["a.png", "b.png"]
+    assert_cli_error(result, "self.png", "looping symbolic link")
+
+
+# -- strict JSON ------------------------------------------------------------------------------------------------
+
+
+def strict_json(line: str) -> dict:
+    """Parse as JSON.parse or jq would: NaN, Infinity and -Infinity are errors."""
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not JSON: {constant}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_eval_json_with_nan_weights_is_strict_json(tmp_path: Path, make_idx_folder) -> None:
+    import h5py
+
+    weights = tmp_path / "nan.weights.h5"
+    shutil.copyfile(released("lenet5.weights.h5"), weights)
+    with h5py.File(weights, "a") as file:
+        file["layers/dense_2/vars/0"][...] = np.nan
+    data_dir = make_idx_folder(sizes={"test": 20}).path
+
+    result = run_cli("eval", "lenet5", "--weights", str(weights), "--data-dir", str(data_dir), "--json")
+
+    row = strict_json(result.stdout)
+    assert row["loss"] is None and "loss" in row["error"] and row["n"] == 20
+    assert_cli_error(result, "nan.weights.h5", "not finite")
+
+
+def test_predict_json_with_a_model_giving_nan_and_infinity_is_strict_json(tmp_path: Path) -> None:
+    model = tiny_onnx(tmp_path / "nan.onnx", "nan")
+    image = garment_pngs(tmp_path, "shirt.png")[0]
+
+    result = run_cli("predict", str(image), "--onnx", str(model), "--model", "lenet5", "--json")
+
+    assert [strict_json(line) for line in result.stdout.splitlines()] == []
+    assert_cli_error(result, "shirt.png", "non-finite probabilities")
+
+
+# -- download of models without released files --------------------------------------------------------------------
+
+
+def test_download_of_models_without_released_files_says_so() -> None:
+    result = run_cli("download", "mlp", "vgg16")
+
+    assert_cli_error(result, "no released files", "mlp (", "vgg16-tl (")
+    assert result.stdout == ""
+
+
+# -- small ones -----------------------------------------------------------------------------------------------------
+
+
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path: Path) -> None:
+    garment_pngs(tmp_path, "here.png")
+
+    result = run_cli("predict", "", "--model", "lenet5", cwd=tmp_path)
+
+    assert_cli_error(result, "empty path")
+    assert result.stdout == ""  # here.png is not classified
+
+
+def test_newlines_and_escapes_in_names_and_class_names_are_escaped(tmp_path: Path) -> None:
+    image = garment_pngs(tmp_path, "evil\n\x1b[2J.png")[0]
+    classes = [f"class{i}\x1b[31m\nred" for i in range(10)]
+    model = tiny_onnx(tmp_path / "named.onnx", "softmax", classes=classes)
+
+    result = run_cli("predict", str(image), str(tmp_path / "gone\x1b]0;x\x07.png"), "--onnx", str(model),
+                     "--model", "lenet5", "--top-k", "2")  # fmt: skip
+
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stderr
+    assert len(result.stdout.splitlines()) == 1
+    assert "evil\\n\\x1b[2J.png: class" in result.stdout and "\\x1b[31m\\nred" in result.stdout
+    assert_cli_error(result, "gone\\x1b]0;x\\x07.png")
+
+
+def test_a_non_utf8_file_name_round_trips_through_json(tmp_path: Path) -> None:
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.png"
+    garment_pngs(tmp_path, os.fsdecode(b"caf\xe9.png"))
+
+    result = subprocess.run([sys.executable, "-m", "fashionzoo", "predict", raw, "--model", "lenet5", "--json"],
+                            capture_output=True, timeout=300, env={**os.environ, **CLI_ENV})  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = strict_json(result.stdout.decode("utf-8"))  # valid UTF-8, no lone surrogate
+    assert row["file"].endswith("caf\ufffd.png")
+    assert base64.b64decode(row["file_base64"]) == raw  # the exact bytes, to find the file again
+
+
+@pytest.mark.parametrize("image", ["white", "black", "1x1"])
+def test_a_blank_image_is_not_classified(tmp_path: Path, image: str) -> None:
+    path = tmp_path / f"{image}.png"
+    {"white": Image.new("RGB", (300, 400), "white"), "black": Image.new("L", (28, 28), 0),
+     "1x1": Image.new("RGB", (1, 1), (200, 10, 10))}[image].save(path)  # fmt: skip
+
+    result = run_cli("predict", str(path), "--model", "lenet5")
+
+    assert_cli_error(result, f"{image}.png", "blank image", "nothing to classify")
+    assert result.stdout == ""
