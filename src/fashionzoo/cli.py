@@ -211,6 +211,12 @@ def eval_command(name: str, weights: str | None, dataset: str, data_dir: str | N
 
 
 
+def _unreleased_reason(entry: registry.ModelEntry) -> str:
+    if entry.unreleased_reason:
+        return entry.unreleased_reason
+    return "it needs ImageNet backbone weights" if entry.needs_backbone_weights else "not trained for release yet"
+
+
 @main.command()
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_models", is_flag=True, help="Every model with released weights.")
@@ -227,8 +233,8 @@ def download(names: tuple[str, ...], all_models: bool) -> None:
         for key in ("weights", "onnx"):
             if entry.weights and key in entry.weights.files:
                 click.echo(f"{entry.name} {key}: {hub.resolve(entry, key)}")
-    if unreleased:  # transfer models say why in their own 'info' note: they need ImageNet backbone weights
-        reasons = "; ".join(f"{e.name} ({e.unreleased_reason or 'not trained for release yet'})" for e in unreleased)
+    if unreleased:
+        reasons = "; ".join(f"{e.name} ({_unreleased_reason(e)})" for e in unreleased)
         raise FashionZooError(f"no released files to download for: {reasons}; train them with 'fashionzoo train'")
 
 
