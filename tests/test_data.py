@@ -63,6 +63,15 @@ def md5(raw: bytes) -> str:
     return hashlib.md5(raw).hexdigest()
 
 
+def cached_as_official(monkeypatch, folder) -> None:
+    """Take the files of ``folder`` (an IdxFolder written into the cache) as the official ones: their MD5s go into
+    the Fashion-MNIST spec, as if they had been downloaded (the cache serves only files matching it)."""
+    spec = data.DATASETS["fashion-mnist"]
+    files = {role: dataclasses.replace(official, md5=md5((folder.path / official.name).read_bytes()))
+             if (folder.path / official.name).exists() else official for role, official in spec.files.items()}
+    monkeypatch.setitem(data.DATASETS, "fashion-mnist", dataclasses.replace(spec, files=files))
+
+
 # --------------------------------------------------------------------------------------------- good files
 
 
@@ -284,7 +293,7 @@ def test_unreadable_path_is_a_clean_error(tmp_path):
 def test_data_folder_order(make_idx_folder, isolated, monkeypatch, tmp_path):
     explicit = make_idx_folder(tmp_path / "explicit", sizes={"test": 3}).path
     from_env = make_idx_folder(tmp_path / "env", sizes={"test": 4}).path
-    make_idx_folder(cache_dir(isolated), sizes={"test": 5})
+    cached_as_official(monkeypatch, make_idx_folder(cache_dir(isolated), sizes={"test": 5}))
 
     assert data.data_folder() == (cache_dir(isolated), True)
     assert len(data.load_split("test")) == 5
@@ -353,8 +362,8 @@ def test_local_folder_notice_reaches_the_cli_stderr(make_idx_folder):
     assert len(notice) == 1 and notice[0].startswith(f"fashionzoo: reading fashion-mnist from local folder {folder}")
 
 
-def test_cache_folder_prints_no_notice(make_idx_folder, isolated, caplog):
-    make_idx_folder(cache_dir(isolated), sizes={"test": 2})
+def test_cache_folder_prints_no_notice(make_idx_folder, isolated, caplog, monkeypatch):
+    cached_as_official(monkeypatch, make_idx_folder(cache_dir(isolated), sizes={"test": 2}))
     data.load_split("test")
     assert notices(caplog) == []
 
@@ -561,7 +570,7 @@ def test_connection_dropped_mid_file(mirror, isolated, monkeypatch, mode):
 
 
 def test_existing_cache_files_need_no_server(make_idx_folder, isolated, monkeypatch):
-    make_idx_folder(cache_dir(isolated), sizes={"test": 3})
+    cached_as_official(monkeypatch, make_idx_folder(cache_dir(isolated), sizes={"test": 3}))
     monkeypatch.setenv("FASHIONZOO_DATA_MIRROR", "http://127.0.0.1:9/")
     monkeypatch.setattr(data.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download expected"))
     assert len(data.load_split("test")) == 3

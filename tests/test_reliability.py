@@ -1,14 +1,16 @@
-"""Reliability and security cases (issue 7) not already covered by test_data, test_hub and test_preprocessing.
+"""Reliability and security cases (issues 7 and 16) not already covered by test_data, test_hub and test_preprocessing.
 
-``docs/reliability.md`` maps every case of the issue to the test that tries it (here or in the older modules)
+``docs/reliability.md`` maps every case of the issues to the test that tries it (here or in the older modules)
 and what was observed. Everything runs against real files, real local HTTP servers and, for the disk-full
-cases, a real 1 MiB tmpfs (skipped when it cannot be mounted). No TensorFlow.
+cases, a real 1 MiB tmpfs (skipped when it cannot be mounted). TensorFlow is only ever imported by the
+``fashionzoo`` commands these tests start in subprocesses, as a user would run them.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
-import errno
+import gzip
 import hashlib
 import io
 import json
@@ -16,6 +18,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -461,7 +464,8 @@ def test_hub_body_that_stalls_times_out_and_leaves_no_partial_file(
 
 
 class BodyHandler(BaseHTTPRequestHandler):
-    """Serves ``server.state.body`` for any path; ``server.state.stall`` sends half of it, then nothing."""
+    """Serves ``server.state.body`` for any path; ``server.state.stall`` sends half of it, then nothing;
+    ``server.state.drip`` (seconds) sends it one byte at a time, that long apart."""
 
     protocol_version = "HTTP/1.0"
 
@@ -475,6 +479,13 @@ class BodyHandler(BaseHTTPRequestHandler):
             self.wfile.write(state.body[: len(state.body) // 2])
             self.wfile.flush()
             state.release.wait(timeout=30)
+            return
+        if state.drip:
+            for byte in state.body:
+                if state.release.wait(timeout=state.drip):
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
             return
         self.wfile.write(state.body)
 
@@ -491,6 +502,7 @@ def body_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
     httpd.state = SimpleNamespace(
         body=b"",
         stall=False,
+        drip=0.0,
         requests=0,
         release=threading.Event(),
         url=f"http://127.0.0.1:{httpd.server_address[1]}/train-images-idx3-ubyte.gz",
@@ -639,20 +651,20 @@ TOO_BIG = 2 << 20  # twice the tmpfs
 
 def test_atomic_path_on_a_full_disk_leaves_nothing(full_disk: Path) -> None:
     target = full_disk / "out" / "model.onnx"
-    with pytest.raises(OSError) as excinfo, atomic_path(target, suffix=".onnx") as tmp:
+    with pytest.raises(FashionZooError) as excinfo, atomic_path(target, suffix=".onnx") as tmp:
         tmp.write_bytes(os.urandom(TOO_BIG))
 
-    assert excinfo.value.errno == errno.ENOSPC
+    assert_one_line(excinfo.value, str(target), "No space left on device")
     assert everything_under(full_disk) == []  # no final file, no temporary file
 
 
 def test_atomic_open_on_a_full_disk_leaves_nothing_and_keeps_the_old_file(full_disk: Path) -> None:
     target = full_disk / "metrics.json"
     target.write_text('{"old": true}', encoding="utf-8")
-    with pytest.raises(OSError) as excinfo, atomic_open(target) as handle:
+    with pytest.raises(FashionZooError) as excinfo, atomic_open(target) as handle:
         handle.write("x" * TOO_BIG)
 
-    assert excinfo.value.errno == errno.ENOSPC
+    assert_one_line(excinfo.value, str(target), "No space left on device")
     assert everything_under(full_disk) == ["metrics.json"]
     assert target.read_text(encoding="utf-8") == '{"old": true}'  # the previous version survives
 
@@ -846,3 +858,618 @@ def test_predict_streams_a_directory_of_10000_images_with_bounded_memory(tmp_pat
     assert "fashionzoo: 500 files done" in result.stderr and "fashionzoo: 10000 files done" in result.stderr
     peak_mb = int(result.stderr.split("peak_kb")[-1].split()[0]) / 1024
     assert peak_mb < 400, f"peak memory {peak_mb:.0f} MB"
+
+
+# ====================================================================================== issue 16: the CLI, attacked
+# Each case runs the installed command line in a fresh process, as the issue's hostile user did.
+
+CLI_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
+            ) -> subprocess.CompletedProcess:  # fmt: skip
+    """``python -m fashionzoo ARGS`` in a fresh process (TensorFlow's C++ log silenced)."""
+    return subprocess.run([sys.executable, "-m", "fashionzoo", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **CLI_ENV, **(env or {})}, cwd=cwd)  # fmt: skip
+
+
+def assert_cli_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Exit status 1, one ``fashionzoo: error:`` line holding ``fragments`` and no traceback; returns the message."""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("fashionzoo: error:")]
+    assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr[-3000:]
+    assert len(errors) == 1, result.stderr[-3000:]
+    return assert_one_line(FashionZooError(errors[0]), *fragments)
+
+
+def released(filename: str) -> Path:
+    return hub.shipped_dir() / filename
+
+
+def weights_bomb(folder: Path) -> Path:
+    """lenet5's released weights with the dense kernel replaced by a gzip-chunked dataset declaring 250 million
+    float32 values (1 GB) and holding none: 205 kB on disk."""
+    import h5py
+
+    bomb = folder / "bomb.weights.h5"
+    shutil.copyfile(released("lenet5.weights.h5"), bomb)
+    with h5py.File(bomb, "a") as file:
+        del file["layers/dense/vars/0"]
+        file["layers/dense/vars"].create_dataset("0", shape=(250_000_000,), dtype="float32", chunks=(1 << 20,),
+                                                 compression="gzip")  # fmt: skip
+    assert bomb.stat().st_size < 300_000
+    return bomb
+
+
+LOAD_PEAK = r"""
+import json, sys, time
+from fashionzoo import models
+from fashionzoo._files import FashionZooError
+
+def peak_kb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+models.build("lenet5").save_weights  # TensorFlow and the builder warmed up: count them in the baseline
+base, start = peak_kb(), time.perf_counter()
+try:
+    models.load("lenet5", sys.argv[1])
+    outcome = {"error": None}
+except FashionZooError as error:
+    outcome = {"error": str(error)}
+outcome.update(seconds=time.perf_counter() - start, peak_growth_mb=(peak_kb() - base) / 1024)
+print(json.dumps(outcome))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads VmHWM from /proc (Linux)")
+def test_weights_bomb_is_refused_from_its_structure_with_bounded_memory(tmp_path: Path) -> None:
+    bomb = weights_bomb(tmp_path)
+
+    result = subprocess.run([sys.executable, "-c", LOAD_PEAK, str(bomb)], capture_output=True, text=True,
+                            timeout=600, env={**os.environ, **CLI_ENV})  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    print(f"weights bomb: {outcome}")  # quoted in docs/reliability.md
+    assert_one_line(FashionZooError(outcome["error"]), "bomb.weights.h5", "layers/dense/vars/0", "(250000000,)",
+                    "(256, 120)")  # fmt: skip
+    assert outcome["peak_growth_mb"] < 100  # Keras alone allocated 4.5 GB for it
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "lenet5", "--weights", "{bomb}", "--data-dir", "{data}"],
+        ["export", "lenet5", "--weights", "{bomb}", "--out", "{out}/lenet5.onnx", "--data-dir", "{data}"],
+        ["predict", "{image}", "--model", "lenet5", "--backend", "keras", "--weights", "{bomb}"],
+        ["bench", "lenet5", "--weights", "{bomb}", "--batch-sizes", "1", "--data-dir", "{data}"],
+    ],
+    ids=["eval", "export", "predict-keras", "bench"],
+)
+def test_every_command_refuses_the_weights_bomb(tmp_path: Path, make_idx_folder, command: list[str]) -> None:
+    image = tmp_path / "shirt.png"
+    bar(True).save(image)
+    names = {"bomb": weights_bomb(tmp_path), "data": make_idx_folder(sizes={"test": 20}).path, "out": tmp_path,
+             "image": image}  # fmt: skip
+
+    result = run_cli(*(part.format(**names) for part in command), env={"FASHIONZOO_HOME": str(tmp_path / "home")})
+
+    assert_cli_error(result, "bomb.weights.h5", "do not fit model 'lenet5'", "layers/dense/vars/0")
+    assert not (tmp_path / "lenet5.onnx").exists()
+
+
+def test_weights_of_another_model_name_the_real_difference(tmp_path: Path, make_idx_folder) -> None:
+    data_dir = make_idx_folder(sizes={"test": 20}).path
+
+    result = run_cli("eval", "lenet5", "--weights", str(released("cnn.weights.h5")), "--data-dir", str(data_dir))
+
+    message = assert_cli_error(result, "cnn.weights.h5", "layers/conv2d/vars/0 is (3, 3, 1, 32) float32 in the file",
+                               "the model needs (5, 5, 1, 6) float32")  # fmt: skip
+    assert "Skipping" not in message
+
+
+# -- --out and atomic_path: only regular files are replaced ---------------------------------------------------------
+
+
+def special_target(folder: Path, kind: str) -> Path:
+    """A fifo, a character device like /dev/null (root only) or a symlink to /proc/self/fd/1, at ``folder``/out."""
+    target = folder / "out.onnx"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "char-device":
+        try:
+            os.mknod(target, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("mknod needs root")
+    else:
+        target.symlink_to("/proc/self/fd/1")
+    return target
+
+
+SPECIAL_KINDS = ["fifo", "char-device", "symlink-to-stdout"]
+
+
+def file_kind(path: Path) -> str:
+    mode = os.lstat(path).st_mode
+    return "link" if stat.S_ISLNK(mode) else "fifo" if stat.S_ISFIFO(mode) else "char" if stat.S_ISCHR(mode) else "file"
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+def test_atomic_path_never_replaces_a_special_file(tmp_path: Path, kind: str) -> None:
+    target = special_target(tmp_path, kind)
+    before = file_kind(target)
+
+    with pytest.raises(FashionZooError) as excinfo, atomic_path(target) as tmp:
+        tmp.write_bytes(b"onnx")
+
+    assert_one_line(excinfo.value, str(target), "symbolic link" if kind.startswith("symlink") else "not a regular file")
+    assert file_kind(target) == before and sorted(os.listdir(tmp_path)) == ["out.onnx"]
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+def test_export_out_refuses_a_special_file(tmp_path: Path, kind: str) -> None:
+    target = special_target(tmp_path, kind)
+    before = file_kind(target)
+
+    result = run_cli("export", "lenet5", "--out", str(target))
+
+    assert_cli_error(result, str(target))
+    assert file_kind(target) == before and result.stdout == ""
+
+
+def test_bench_out_refuses_a_special_file_before_benchmarking(tmp_path: Path) -> None:
+    target = special_target(tmp_path, "fifo")
+
+    # the missing weights file would stop the benchmark itself: the --out error must come first
+    result = run_cli("bench", "lenet5", "--weights", str(tmp_path / "missing.weights.h5"), "--out", str(target))
+
+    assert_cli_error(result, str(target), "not a regular file")
+    assert file_kind(target) == "fifo"
+
+
+# -- read-only and full file systems -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def read_only_dir(full_disk: Path) -> Iterator[Path]:
+    """The tmpfs of ``full_disk``, remounted read-only."""
+    remounted = subprocess.run(["mount", "-o", "remount,ro", str(full_disk)], capture_output=True, text=True)
+    if remounted.returncode != 0:
+        pytest.skip(f"cannot remount the tmpfs read-only: {remounted.stderr.strip()}")
+    yield full_disk
+
+
+def fill(folder: Path) -> None:
+    """Fill the file system of ``folder``: not one more byte fits."""
+    with open(folder / "filler", "wb") as handle:
+        handle.write(bytes(shutil.disk_usage(folder).free))
+
+
+@pytest.mark.parametrize("disk", ["read-only", "full"])
+@pytest.mark.parametrize("command", ["export", "bench"])
+def test_out_on_a_read_only_or_full_disk_is_one_line(
+    request: pytest.FixtureRequest, make_idx_folder, command: str, disk: str
+) -> None:
+    data_dir = make_idx_folder(sizes={"test": 20}).path
+    folder = request.getfixturevalue("read_only_dir" if disk == "read-only" else "full_disk")
+    if disk == "full":
+        fill(folder)
+    target = folder / ("lenet5.onnx" if command == "export" else "bench.json")
+    before = everything_under(folder)
+    args = ["--batch-sizes", "1", "--repeats", "3", "--seconds", "0"] if command == "bench" else []
+
+    result = run_cli(command, "lenet5", "--out", str(target), "--data-dir", str(data_dir), *args)
+
+    assert_cli_error(result, str(target), "Read-only file system" if disk == "read-only" else "No space left on device")
+    assert everything_under(folder) == before  # nothing written, no temporary file left
+
+
+# -- training on a full disk ---------------------------------------------------------------------------------------
+
+
+def test_training_on_a_full_disk_keeps_the_last_backup_and_resumes(full_disk: Path, make_idx_folder) -> None:
+    """1 MiB holds one lenet5 backup (weights + Adam state, 0.57 MB) but not a second one beside it."""
+    import h5py
+
+    data_dir = make_idx_folder(sizes={"train": 30, "test": 20}).path
+    run = full_disk / "run"
+    train = ["train", "lenet5", "--epochs", "2", "--limit", "100", "--data-dir", str(data_dir), "--out", str(run)]
+
+    result = run_cli(*train)
+
+    print(f"full disk: exit {result.returncode}, {result.stderr.splitlines()[-1]}")  # quoted in docs/reliability.md
+    assert_cli_error(result, "latest.weights.h5", "No space left on device", "--resume")
+    assert everything_under(run) == ["backup/latest.weights.h5", "backup/training_metadata.json", "history.csv",
+                                     "state.json"]  # no temporary file  # fmt: skip
+    assert json.loads((run / "backup" / "training_metadata.json").read_text())["epoch"] == 1
+    with h5py.File(run / "backup" / "latest.weights.h5", "r") as backup:  # the epoch-1 backup, whole
+        assert backup["layers/dense/vars/0"].shape == (256, 120) and "optimizer" in backup
+
+    grown = subprocess.run(["mount", "-o", "remount,size=16m", str(full_disk)], capture_output=True, text=True)
+    assert grown.returncode == 0, grown.stderr
+    resumed = run_cli(*train, "--resume")
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [line.split(",")[0] for line in (run / "history.csv").read_text().splitlines()] == ["epoch", "0", "1"]
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 2 and not (run / "backup").exists()
+
+
+# -- data files: header bombs, slow mirrors, killed downloads, a tampered cache -------------------------------------
+
+
+def idx_gzip_bomb(images: int) -> bytes:
+    """A valid gzip IDX images file declaring ``images`` x 28 x 28 zero pixels, about 1 kB per 1,000 images."""
+    header = struct.pack(">IIII", data.IMAGES_MAGIC, images, SIZE, SIZE)
+    blocks, block = 1000, bytes(images * SIZE * SIZE // 1000)
+    assert len(block) * blocks == images * SIZE * SIZE
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = compressor.compress(header) + compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
+    repeated = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)  # the same bytes for every block
+    crc = zlib.crc32(header)
+    for _ in range(blocks):
+        crc = zlib.crc32(block, crc)
+    stream = first + repeated * (blocks - 1) + compressor.flush(zlib.Z_FINISH)
+    trailer = struct.pack("<II", crc, (len(header) + len(block) * blocks) & 0xFFFFFFFF)
+    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + stream + trailer
+
+
+def test_idx_gzip_bomb_under_the_cap_is_refused_from_the_headers(tmp_path: Path, idx_bytes) -> None:
+    """1,300,000 x 28 x 28 declared (1.02 GB, under the 1 GiB cap) beside a 10-label file."""
+    import tracemalloc
+
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(idx_gzip_bomb(1_300_000))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(10, np.uint8))))
+    assert (tmp_path / "t10k-images-idx3-ubyte.gz").stat().st_size < 1 << 20
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(FashionZooError) as excinfo:
+            data.load_split("test", data_dir=tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert_one_line(excinfo.value, "t10k-images-idx3-ubyte.gz", "1300000 images", "has 10 labels")
+    assert peak < 4 << 20, f"{peak / 2**20:.0f} MiB allocated"  # was 2.6 GB: the images decompressed first
+
+
+def test_slow_drip_mirror_is_abandoned_at_the_deadline(
+    tmp_path: Path, body_server: SimpleNamespace, data_sleeps: list[float]
+) -> None:
+    """One byte every 50 ms: each read returns within the timeout, so only a whole-download deadline stops it."""
+    body_server.body, body_server.drip = os.urandom(400), 0.05  # 20 s if let through
+    target = tmp_path / "cache" / "train-images-idx3-ubyte.gz"
+
+    with pytest.raises(FashionZooError) as excinfo:
+        data.download(body_server.url, target, hashlib.md5(body_server.body).hexdigest(), attempts=2, timeout=0.5)
+
+    assert_one_line(excinfo.value, "download failed", "too slow", "of 400 bytes")
+    assert body_server.requests == 2 and len(data_sleeps) == 1
+    assert list(target.parent.iterdir()) == []
+
+
+DOWNLOAD = r"""
+import sys
+from pathlib import Path
+from fashionzoo import data
+data.download(sys.argv[1], Path(sys.argv[2]), "0" * 32, attempts=1, timeout=30)
+"""
+
+
+def test_download_killed_midway_leaves_a_temporary_file_the_next_run_removes(
+    tmp_path: Path, body_server: SimpleNamespace
+) -> None:
+    body_server.body, body_server.drip = os.urandom(2000), 0.05
+    folder = tmp_path / "cache"
+    target = folder / "t10k-labels-idx1-ubyte.gz"
+    killed = subprocess.Popen([sys.executable, "-c", DOWNLOAD, body_server.url, str(target)])
+    try:
+        assert _wait_for(lambda: folder.is_dir() and any(folder.iterdir())), "the download never started"
+        time.sleep(0.3)
+    finally:
+        killed.kill()
+        killed.wait(timeout=30)
+    stale = sorted(p.name for p in folder.iterdir())
+    assert len(stale) == 1 and stale[0].startswith(".t10k-labels-idx1-ubyte.gz.")  # what SIGKILL leaves behind
+
+    body_server.drip, body_server.body = 0.0, os.urandom(1000)
+    data.download(body_server.url, target, hashlib.md5(body_server.body).hexdigest())
+
+    assert sorted(p.name for p in folder.iterdir()) == [target.name]  # the dead process's temporary file is gone
+    assert target.read_bytes() == body_server.body
+
+
+@pytest.fixture
+def official_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> Path:
+    """A FASHIONZOO_HOME whose data cache holds the official test files, as a download leaves them."""
+    monkeypatch.setenv("FASHIONZOO_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FASHIONZOO_DATA_DIR", raising=False)
+    cache = tmp_path / "home" / "datasets" / "fashion-mnist"
+    cache.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copyfile(shared_data / name, cache / name)
+    return cache
+
+
+def test_cached_labels_swapped_for_a_symlink_to_zeros_are_refused(
+    official_cache: Path, tmp_path: Path, idx_bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert len(data.load_split("test")) == 10_000  # genuine: verified once (MD5) and remembered
+    zeros = tmp_path / "zeros-idx1-ubyte.gz"
+    zeros.write_bytes(gzip.compress(idx_bytes(np.zeros(10_000, np.uint8))))
+    labels = official_cache / "t10k-labels-idx1-ubyte.gz"
+    labels.unlink()
+    labels.symlink_to(zeros)
+
+    with pytest.raises(FashionZooError) as excinfo:
+        data.load_split("test")
+
+    assert_one_line(excinfo.value, str(labels), "not the official", "deleted", "run the command again")
+    assert not os.path.lexists(labels) and zeros.is_file()  # the link is removed, never what it points to
+
+
+def test_verified_cache_files_are_not_hashed_again(official_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data.load_split("test")
+    monkeypatch.setattr(data, "file_digest", lambda *args: pytest.fail("an unchanged cached file was hashed again"))
+
+    assert len(data.load_split("test")) == 10_000  # size, mtime and inode as recorded: used as is
+
+
+# -- one-line errors instead of tracebacks ------------------------------------------------------------------------
+
+
+def tiny_onnx(path: Path, kind: str, classes: list[str] | None = None) -> Path:
+    """A small hand-built ONNX classifier, [N, 28, 28, 1] -> declared [N, 10]: ``softmax`` (first 10 pixels),
+    ``one-row`` (one row whatever N), ``fails`` (a Reshape that fails unless N is a multiple of 5), ``nan`` (pixels
+    divided by 0: NaN and infinity). ``classes`` go into the fashionzoo.classes metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, constants = [], []
+
+    def const(name: str, values: list, dtype: type = np.int64) -> str:
+        constants.append(numpy_helper.from_array(np.array(values, dtype), name))
+        return name
+
+    shape = {"one-row": [1, 784], "fails": [-1, 10]}.get(kind, [-1, 784])
+    source = "image"
+    if kind == "one-row":
+        nodes.append(helper.make_node("ReduceMean", ["image"], ["mean"], axes=[0], keepdims=1))
+        source = "mean"
+    nodes.append(helper.make_node("Reshape", [source, const("shape", shape)], ["flat"]))
+    logits = "flat"
+    if kind != "fails":
+        nodes.append(helper.make_node("Slice", ["flat", const("starts", [0]), const("ends", [10]), const("axes", [1])],
+                                      ["logits"]))  # fmt: skip
+        logits = "logits"
+    if kind == "nan":
+        nodes.append(helper.make_node("Div", [logits, const("zero", [0.0], np.float32)], ["probabilities"]))
+    else:
+        nodes.append(helper.make_node("Softmax", [logits], ["probabilities"], axis=1))
+    inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 28, 28, 1])]
+    outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])]
+    graph = helper.make_graph(nodes, kind, inputs, outputs, constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if classes:
+        helper.set_model_props(model, {"fashionzoo.classes": json.dumps(classes)})
+    onnx.save(model, path)
+    return path
+
+
+def garment_pngs(folder: Path, *names: str) -> list[Path]:
+    """Small product-photo PNGs (a dark bar on white) at ``folder``/NAME."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / name for name in names]
+    for path in paths:
+        bar(True).save(path, "PNG")
+    return paths
+
+
+@pytest.mark.parametrize(("kind", "fragment"), [("one-row", "returned shape (1, 10) for 2 images"),
+                                                ("fails", "failed while running")])  # fmt: skip
+def test_predict_with_an_onnx_model_that_breaks_at_run_time(tmp_path: Path, kind: str, fragment: str) -> None:
+    model = tiny_onnx(tmp_path / f"{kind}.onnx", kind)
+    images = garment_pngs(tmp_path / "photos", "a.png", "b.png")
+
+    result = run_cli("predict", *map(str, images), "--onnx", str(model), "--model", "lenet5")
+
+    assert_cli_error(result, str(model), fragment)
+
+
+def test_eval_on_a_valid_idx_pair_with_no_image(tmp_path: Path, idx_bytes) -> None:
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros((0, 28, 28), np.uint8))))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(0, np.uint8))))
+
+    result = run_cli("eval", "lenet5", "--data-dir", str(tmp_path))
+
+    assert_cli_error(result, "t10k-images-idx3-ubyte.gz", "0 test images")
+
+
+@pytest.fixture
+def run_folder(tmp_path: Path) -> Path:
+    run = tmp_path / "runs" / "lenet5"
+    run.mkdir(parents=True)
+    shutil.copyfile(released("lenet5.weights.h5"), run / "lenet5.weights.h5")
+    return run
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "env", "fragment"),
+    [
+        ("me/lenet5", {"HF_ENDPOINT": "{down}"}, "could not reach the Hub"),
+        ("me/lenet5", {"HF_HUB_OFFLINE": "1"}, "offline mode"),
+        ("../../etc", {"HF_ENDPOINT": "{down}"}, "not a Hub repo id"),
+    ],
+    ids=["network-down", "offline", "traversing-repo-id"],
+)
+def test_push_failures_are_one_line(run_folder: Path, repo_id: str, env: dict[str, str], fragment: str) -> None:
+    down = closed_port_url()
+    env = {key: value.format(down=down) for key, value in env.items()} | {"HF_TOKEN": "hf_fake", "no_proxy": "*"}
+
+    result = run_cli("push", "lenet5", "--repo-id", repo_id, "--run", str(run_folder), env=env)
+
+    assert_cli_error(result, repo_id, fragment)
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_missing_or_corrupt_weights_json_is_one_line(tmp_path: Path, damage: str) -> None:
+    package = tmp_path / "site" / "fashionzoo"
+    shutil.copytree(ROOT / "src" / "fashionzoo", package, ignore=shutil.ignore_patterns("checkpoints", "__pycache__"))
+    if damage == "missing":
+        (package / "weights.json").unlink()
+    else:
+        (package / "weights.json").write_text('{"lenet5": {"repo_id": "x", "files": {', encoding="utf-8")
+
+    for command in (["list"], ["info", "lenet5"], ["download", "lenet5"]):
+        result = run_cli(*command, env={"PYTHONPATH": str(tmp_path / "site")})
+        assert_cli_error(result, "weights.json", "reinstall fashionzoo")
+
+
+def test_export_with_an_absurd_opset_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("export", "lenet5", "--opset", "99999999999999999999", "--out", str(tmp_path / "x.onnx"))
+
+    assert_cli_error(result, "opset 99999999999999999999", "converts opsets 9 to")  # was: 7 tf2onnx tracebacks
+
+
+# -- symbolic link loops in folders -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loop_dir(tmp_path: Path) -> Path:
+    """loopdir/{a,b}.png, loopdir/sub/c.png, two '..' links in sub and a self-looping self.png."""
+    folder = tmp_path / "loopdir"
+    garment_pngs(folder, "a.png", "b.png")
+    garment_pngs(folder / "sub", "c.png")
+    (folder / "sub" / "up1").symlink_to("..")
+    (folder / "sub" / "up2").symlink_to("..")
+    (folder / "self.png").symlink_to("self.png")
+    return folder
+
+
+def test_recursive_pattern_over_link_loops_walks_each_folder_once(loop_dir: Path) -> None:
+    result = run_cli("predict", str(loop_dir / "**" / "*.png"), "--model", "lenet5", "--json", timeout=120)
+
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(Path(row["file"]).relative_to(loop_dir).as_posix() for row in rows) == ["a.png", "b.png", "sub/c.png"]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("fashionzoo: error:")]
+    assert sorted(errors) == sorted([
+        f"fashionzoo: error: {loop_dir / 'self.png'}: a broken or looping symbolic link (check the path)",
+        f"fashionzoo: error: {loop_dir / 'sub' / 'up1'}: symbolic link loop (it leads back to a folder above it); "
+        "not followed",
+        f"fashionzoo: error: {loop_dir / 'sub' / 'up2'}: symbolic link loop (it leads back to a folder above it); "
+        "not followed",
+    ])  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_a_self_looping_link_does_not_hide_the_good_images_of_its_folder(loop_dir: Path) -> None:
+    result = run_cli("predict", str(loop_dir), "--model", "lenet5", "--json", timeout=120)
+
+    assert sorted(Path(json.loads(line)["file"]).name for line in result.stdout.splitlines()) == ["a.png", "b.png"]
+    assert_cli_error(result, "self.png", "looping symbolic link")
+
+
+# -- strict JSON ------------------------------------------------------------------------------------------------
+
+
+def strict_json(line: str) -> dict:
+    """Parse as JSON.parse or jq would: NaN, Infinity and -Infinity are errors."""
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not JSON: {constant}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_eval_json_with_nan_weights_is_strict_json(tmp_path: Path, make_idx_folder) -> None:
+    import h5py
+
+    weights = tmp_path / "nan.weights.h5"
+    shutil.copyfile(released("lenet5.weights.h5"), weights)
+    with h5py.File(weights, "a") as file:
+        file["layers/dense_2/vars/0"][...] = np.nan
+    data_dir = make_idx_folder(sizes={"test": 20}).path
+
+    result = run_cli("eval", "lenet5", "--weights", str(weights), "--data-dir", str(data_dir), "--json")
+
+    row = strict_json(result.stdout)
+    assert row["loss"] is None and "loss" in row["error"] and row["n"] == 20
+    assert_cli_error(result, "nan.weights.h5", "not finite")
+
+
+def test_predict_json_with_a_model_giving_nan_and_infinity_is_strict_json(tmp_path: Path) -> None:
+    model = tiny_onnx(tmp_path / "nan.onnx", "nan")
+    image = garment_pngs(tmp_path, "shirt.png")[0]
+
+    result = run_cli("predict", str(image), "--onnx", str(model), "--model", "lenet5", "--json")
+
+    assert [strict_json(line) for line in result.stdout.splitlines()] == []
+    assert_cli_error(result, "shirt.png", "non-finite probabilities")
+
+
+# -- download of models without released files --------------------------------------------------------------------
+
+
+def test_download_of_models_without_released_files_says_so() -> None:
+    result = run_cli("download", "mlp", "vgg16")
+
+    assert_cli_error(result, "no released files", "mlp (", "vgg16-tl (")
+    assert result.stdout == ""
+
+
+# -- small ones -----------------------------------------------------------------------------------------------------
+
+
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path: Path) -> None:
+    garment_pngs(tmp_path, "here.png")
+
+    result = run_cli("predict", "", "--model", "lenet5", cwd=tmp_path)
+
+    assert_cli_error(result, "empty path")
+    assert result.stdout == ""  # here.png is not classified
+
+
+def test_newlines_and_escapes_in_names_and_class_names_are_escaped(tmp_path: Path) -> None:
+    image = garment_pngs(tmp_path, "evil\n\x1b[2J.png")[0]
+    classes = [f"class{i}\x1b[31m\nred" for i in range(10)]
+    model = tiny_onnx(tmp_path / "named.onnx", "softmax", classes=classes)
+
+    result = run_cli("predict", str(image), str(tmp_path / "gone\x1b]0;x\x07.png"), "--onnx", str(model),
+                     "--model", "lenet5", "--top-k", "2")  # fmt: skip
+
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stderr
+    assert len(result.stdout.splitlines()) == 1
+    assert "evil\\n\\x1b[2J.png: class" in result.stdout and "\\x1b[31m\\nred" in result.stdout
+    assert_cli_error(result, "gone\\x1b]0;x\\x07.png")
+
+
+def test_a_non_utf8_file_name_round_trips_through_json(tmp_path: Path) -> None:
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.png"
+    garment_pngs(tmp_path, os.fsdecode(b"caf\xe9.png"))
+
+    result = subprocess.run([sys.executable, "-m", "fashionzoo", "predict", raw, "--model", "lenet5", "--json"],
+                            capture_output=True, timeout=300, env={**os.environ, **CLI_ENV})  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = strict_json(result.stdout.decode("utf-8"))  # valid UTF-8, no lone surrogate
+    assert row["file"].endswith("caf\ufffd.png")
+    assert base64.b64decode(row["file_base64"]) == raw  # the exact bytes, to find the file again
+
+
+@pytest.mark.parametrize("image", ["white", "black", "1x1"])
+def test_a_blank_image_is_not_classified(tmp_path: Path, image: str) -> None:
+    path = tmp_path / f"{image}.png"
+    {"white": Image.new("RGB", (300, 400), "white"), "black": Image.new("L", (28, 28), 0),
+     "1x1": Image.new("RGB", (1, 1), (200, 10, 10))}[image].save(path)  # fmt: skip
+
+    result = run_cli("predict", str(path), "--model", "lenet5")
+
+    assert_cli_error(result, f"{image}.png", "blank image", "nothing to classify")
+    assert result.stdout == ""

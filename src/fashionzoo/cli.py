@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import math
+import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +17,7 @@ from typing import Any
 import click
 
 from fashionzoo import __version__
-from fashionzoo._files import FashionZooError
+from fashionzoo._files import DISK_ERRNOS, DiskError, FashionZooError, check_writable_target
 from fashionzoo.registry import DEFAULT_TAG, OLD_POOL_TEST_IMAGES, TAGS, all_entries, get_entry
 
 
@@ -25,14 +29,37 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except FashionZooError as error:
-            click.echo(f"fashionzoo: error: {error}", err=True)
+            click.echo(f"fashionzoo: error: {_printable(str(error))}", err=True)
             sys.exit(1)
 
     return wrapper
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """``text`` safe for a terminal line: control characters (newlines, ANSI escapes) as ``\\n``, ``\\x1b``...,
+    and the bytes of a name that is not UTF-8 as ``\\xff``."""
+    text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None; a dict that held one gets an ``error`` field naming
+    its keys (strict JSON has no NaN or Infinity)."""
+    if isinstance(value, dict):
+        clean = {key: _finite(item) for key, item in value.items()}
+        bad = [str(key) for key, item in value.items() if isinstance(item, float) and not math.isfinite(item)]
+        return {**clean, "error": f"not finite (NaN or infinity), given as null: {', '.join(bad)}"} if bad else clean
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def _echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=None))
+    """One line of strict JSON (RFC 8259: no NaN or Infinity, see :func:`_finite`)."""
+    click.echo(json.dumps(_finite(obj), indent=None, allow_nan=False))
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
@@ -66,6 +93,7 @@ def _entry(name: str, dataset: str | None) -> Any:
 
 @main.command("list")
 @json_option
+@_user_errors
 def list_command(as_json: bool) -> None:
     """List every model of the zoo, with every weights tag (cnn-small.mnist)."""
     rows = [entry.summary() for entry in all_entries()]
@@ -161,7 +189,13 @@ def train(name: str, out: str | None, backbone_weights: str, dataset: str | None
                        "checkpoint", err=True)  # fmt: skip
         overrides["backbone_weights"] = None if backbone_weights == "random" else backbone_weights
     out_dir = Path(out or Path("runs") / entry.full_name)
-    record = run_training(entry, out_dir, build_overrides=overrides, **options)
+    try:
+        record = run_training(entry, out_dir, build_overrides=overrides, **options)
+    except (DiskError, OSError) as error:
+        if isinstance(error, OSError) and error.errno not in DISK_ERRNOS:
+            raise
+        where = error if isinstance(error, DiskError) else DiskError(out_dir, error)  # OSError: Keras' history.csv
+        raise FashionZooError(f"{where}; the last completed epoch is kept: continue with --resume") from None
     test = record.test
     click.echo(f"{entry.full_name}: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on {test['n']} "
                f"images; {record.epochs} epochs in {record.wall_time_s:.0f} s; written to {out_dir}")  # fmt: skip
@@ -182,6 +216,7 @@ def eval_command(name: str, weights: str | None, dataset: str | None, data_dir: 
 
     entry = _entry(name, dataset)
     result = evaluate(entry, weights, data_dir)
+    broken = not math.isfinite(result["loss"])  # reported after the figures, with exit status 1
     if plot:
         from fashionzoo.reports import plot_confusion
 
@@ -189,16 +224,19 @@ def eval_command(name: str, weights: str | None, dataset: str | None, data_dir: 
                        f"{entry.full_name}: test accuracy {result['accuracy']:.4f}")  # fmt: skip
     if as_json:
         _echo_json(result)
-        return
-    subset = f" (test images 0-{result['n'] - 1:,}: {result['note']})" if "note" in result else ""
-    click.echo(f"{result['model']}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on {result['n']:,} "
-               f"test images{subset}")  # fmt: skip
-    for label, accuracy in result["per_class_accuracy"].items():
-        click.echo(f"  {label:<12} {accuracy:.4f}" if accuracy is not None else f"  {label:<12} -")
-    if result["most_confused"]:
-        click.echo("most confused (true -> predicted):")
-        for pair in result["most_confused"]:
-            click.echo(f"  {pair['true']} -> {pair['predicted']}: {pair['count']}")
+    else:
+        subset = f" (test images 0-{result['n'] - 1:,}: {result['note']})" if "note" in result else ""
+        click.echo(f"{result['model']}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on "
+                   f"{result['n']:,} test images{subset}")  # fmt: skip
+        for label, accuracy in result["per_class_accuracy"].items():
+            click.echo(f"  {label:<12} {accuracy:.4f}" if accuracy is not None else f"  {label:<12} -")
+        if result["most_confused"]:
+            click.echo("most confused (true -> predicted):")
+            for pair in result["most_confused"]:
+                click.echo(f"  {pair['true']} -> {pair['predicted']}: {pair['count']}")
+    if broken:
+        raise FashionZooError(f"{weights or result['model']}: the model's probabilities are not finite (NaN or "
+                              "infinity); these weights are broken")  # fmt: skip
 
 
 
@@ -214,10 +252,14 @@ def download(names: tuple[str, ...], all_models: bool) -> None:
     if not names and not all_models:
         raise FashionZooError("name a model, or pass --all")
     entries = [e for e in all_entries() if e.weights] if all_models else [get_entry(n) for n in names]
+    unreleased = [entry for entry in entries if not entry.weights or not entry.weights.files]
     for entry in entries:
         for key in ("weights", "onnx"):
             if entry.weights and key in entry.weights.files:
                 click.echo(f"{entry.full_name} {key}: {hub.resolve(entry, key)}")
+    if unreleased:
+        reasons = "; ".join(f"{e.full_name} ({e.why_unreleased})" for e in unreleased)
+        raise FashionZooError(f"no released files to download for: {reasons}; train them with 'fashionzoo train'")
 
 
 @main.command()
@@ -282,6 +324,8 @@ def export(name: str, out: str | None, opset: int, weights: str | None, quantize
     """Export a trained model to ONNX, checked against Keras on the test images before it is written."""
     from fashionzoo.export import describe, export_int8, export_onnx
 
+    if out:
+        check_writable_target(Path(out))  # before minutes of conversion, not after
     if quantize:
         path = export_int8(name, out, weights=weights, opset=opset, data_dir=data_dir)
         facts = describe(path)
@@ -340,12 +384,12 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
             click.echo(f"fashionzoo: {count} files done", err=True)
         if isinstance(result, Failure):
             failed = True
-            click.echo(f"fashionzoo: error: {result.error}", err=True)
+            click.echo(f"fashionzoo: error: {_printable(result.error)}", err=True)
         elif as_json:
             _echo_json(result.as_dict())
         else:
-            others = "".join(f", {label} {p:.2f}" for label, p in result.top_k[1:])
-            click.echo(f"{result.file}: {result.label} ({result.probability:.2f}){others}")
+            others = "".join(f", {_printable(label)} {p:.2f}" for label, p in result.top_k[1:])
+            click.echo(_printable(f"{result.file}: {result.label}") + f" ({result.probability:.2f}){others}")
     if show_progress:
         click.echo(f"fashionzoo: {count} files done", err=True)
     if failed:
@@ -416,11 +460,12 @@ def bench(names: tuple[str, ...], batch_sizes: tuple[int, ...], device: str, thr
     names = names or (DEFAULT_MODEL,)
     if weights and len(names) != 1:
         raise FashionZooError("--weights needs exactly one model NAME")
-    report = run(names, batch_sizes, device, threads, repeats=repeats, max_seconds=seconds,
-                 progress=_bench_status if sys.stderr.isatty() else None,
-                 weights={names[0]: weights} if weights else None, data_dir=data_dir)  # fmt: skip
-    if out:
-        with atomic_open(out) as handle:
+    with contextlib.ExitStack() as stack:
+        handle = stack.enter_context(atomic_open(out)) if out else None  # a file it cannot write fails here, first
+        report = run(names, batch_sizes, device, threads, repeats=repeats, max_seconds=seconds,
+                     progress=_bench_status if sys.stderr.isatty() else None,
+                     weights={names[0]: weights} if weights else None, data_dir=data_dir)  # fmt: skip
+        if handle:
             json.dump(report, handle, indent=2)
     if as_json:
         _echo_json(report["results"])

@@ -10,9 +10,11 @@ verified the same way; other files are accepted with a notice.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
+import json
 import logging
 import math
 import os
@@ -20,18 +22,33 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from time import monotonic  # apart from ``time``: tests replace ``time`` to skip the back-off sleeps
 from typing import IO
 
 import numpy as np
 
-from fashionzoo._files import FashionZooError, atomic_path, home_dir, reason, sha256_file
+from fashionzoo._files import (
+    FashionZooError,
+    atomic_open,
+    atomic_path,
+    file_digest,
+    home_dir,
+    reason,
+    remove_stale_temporaries,
+    sha256_file,
+)
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 MAX_IDX_BYTES = 1 << 30
 """Largest IDX file :func:`read_idx` accepts (header + data); Fashion-MNIST's biggest is 47 MB."""
+MIN_DOWNLOAD_RATE = 50 << 10
+"""Bytes per second a download must average (after ``timeout`` of grace) before it is abandoned as stalled."""
+MAX_DOWNLOAD_SECONDS = 1800.0
+"""Longest any one download attempt may take, whatever its size (the cap when the server sends no length)."""
 log = logging.getLogger(__name__)
 
 SPLIT_SEED = 20170825  # fixed: every model sees the same validation split, whatever its training seed
@@ -163,7 +180,8 @@ _announced: set[Path] = set()
 def _check_local(spec: DatasetSpec, path: Path, official: DataFile) -> None:
     """A file of a local folder: verified if it is the official file (its MD5, or for a raw file the content's
     SHA-256); otherwise accepted with a one-time notice per folder."""
-    matches = md5_file(path) == official.md5 if path.suffix == ".gz" else sha256_file(path) == official.content_sha256
+    matches = (file_digest(path, "md5") == official.md5 if path.suffix == ".gz" else
+               sha256_file(path) == official.content_sha256)  # fmt: skip
     if not matches and path.parent not in _announced:
         _announced.add(path.parent)
         log.warning("reading %s from local folder %s, whose files are not the official ones (%s differs); official "
@@ -195,40 +213,46 @@ def _system_copy(spec: DatasetSpec, official: DataFile) -> Path | None:
     return None
 
 
-def md5_file(path: str | os.PathLike) -> str:
-    """Hex MD5 of a file (the official data sets publish MD5s), read in chunks."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def mirrors(spec: DatasetSpec) -> tuple[str, ...]:
     """Mirrors to download from; ``$FASHIONZOO_DATA_MIRROR`` replaces the official ones."""
     override = os.environ.get("FASHIONZOO_DATA_MIRROR")
     return (override,) if override else spec.mirrors
 
 
+def download_deadline(size: int | None, timeout: float) -> float:
+    """Seconds one download attempt of ``size`` bytes (None: unknown) may take: ``timeout`` plus the time at
+    :data:`MIN_DOWNLOAD_RATE`, at most :data:`MAX_DOWNLOAD_SECONDS`. Bounds a server that sends a byte now and then,
+    which a per-read timeout never stops."""
+    return min(timeout + size / MIN_DOWNLOAD_RATE, MAX_DOWNLOAD_SECONDS) if size else MAX_DOWNLOAD_SECONDS
+
+
 def download(url: str, target: Path, md5: str, attempts: int = 3, timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``target`` atomically, verifying its MD5; bounded retries on network errors."""
+    """Download ``url`` to ``target`` atomically, verifying its MD5; bounded retries on network errors, each attempt
+    bounded in time (:func:`download_deadline`). Temporary files left by killed downloads are removed first."""
+    remove_stale_temporaries(target.parent)
     last_error = ""
     for attempt in range(attempts):
         try:
             digest = hashlib.md5()
             with atomic_path(target) as tmp, urllib.request.urlopen(url, timeout=timeout) as response, \
                     open(tmp, "wb") as out:  # fmt: skip
-                received = 0
-                for chunk in iter(lambda: response.read(1 << 20), b""):
+                declared = int(response.headers.get("Content-Length") or 0) or None
+                started, received = monotonic(), 0
+                allowed = download_deadline(declared, timeout)
+                for chunk in iter(lambda: response.read1(1 << 20), b""):  # read1: returns what has arrived
                     digest.update(chunk)
                     out.write(chunk)
                     received += len(chunk)
-                expected = int(response.headers.get("Content-Length") or received)
+                    if monotonic() - started > allowed:
+                        raise TimeoutError(f"too slow: {received} of {declared or 'an unknown number of'} bytes in "
+                                           f"{allowed:.0f} s, under {MIN_DOWNLOAD_RATE >> 10} KiB/s")  # fmt: skip
+                expected = declared or received
                 if received < expected:
                     raise ConnectionError(f"connection dropped after {received} of {expected} bytes")
                 if digest.hexdigest() != md5:
                     raise FashionZooError(f"{url}: checksum mismatch (MD5 {digest.hexdigest()}, expected {md5}); "
                                           "the mirror served a wrong file, nothing was saved")
+            remember_verified(target, md5)
             return target
         except urllib.error.HTTPError as error:
             last_error = f"HTTP {error.code}"
@@ -244,17 +268,62 @@ def download(url: str, target: Path, md5: str, attempts: int = 3, timeout: float
                           "FASHIONZOO_DATA_DIR pointing at a folder with the IDX files")
 
 
+def _stamps_path(path: Path) -> Path:
+    """Where the cache remembers its verified files: beside the data set's folder, not in it."""
+    return path.parent.with_name(f".{path.parent.name}.verified.json")
+
+
+def _stamp(path: Path, md5: str) -> dict[str, object]:
+    info = path.stat()
+    return {"md5": md5, "size": info.st_size, "mtime_ns": info.st_mtime_ns, "inode": info.st_ino}
+
+
+def _read_stamps(path: Path) -> dict[str, dict[str, object]]:
+    with contextlib.suppress(OSError, ValueError):
+        stamps = json.loads(_stamps_path(path).read_text(encoding="utf-8"))
+        if isinstance(stamps, dict):
+            return stamps
+    return {}
+
+
+def remember_verified(path: Path, md5: str) -> None:
+    """Record that ``path`` matched its official ``md5``, with the size, mtime and inode it had then."""
+    stamps = _read_stamps(path) | {path.name: _stamp(path, md5)}
+    with atomic_open(_stamps_path(path)) as handle:
+        json.dump(stamps, handle, indent=1)
+
+
+def verified_cache_file(path: Path, md5: str) -> Path:
+    """``path`` from the download cache, checked at every use as it was when downloaded.
+
+    Cheap: the official MD5 is computed once and remembered with the file's size, mtime and inode
+    (:func:`remember_verified`); while they stay the same the file is used as is. Anything else (a replaced
+    file, a symlink to other data) is hashed again; a file that no longer matches is deleted (a link, never
+    its target) and the error says to run the command again, which downloads the official file.
+    """
+    if path.is_file() and _read_stamps(path).get(path.name) == _stamp(path, md5):
+        return path
+    actual = file_digest(path, "md5") if path.is_file() else "none (not a regular file)"
+    if actual == md5:
+        remember_verified(path, md5)
+        return path
+    path.unlink(missing_ok=True)
+    raise FashionZooError(f"{path}: the cached file is not the official {path.name} (MD5 {actual}, expected {md5}); "
+                          "it was deleted, run the command again to download it")  # fmt: skip
+
+
 def _locate(spec: DatasetSpec, role: str, data_dir: str | os.PathLike | None) -> Path:
     """A verified path to one file: the local folder's (notice if unofficial), else the cache's, the distribution
     package's, or a fresh download into the cache."""
     folder, is_cache = data_folder(spec.name, data_dir)
     official = spec.files[role]
-    for candidate in (folder / official.name, folder / official.name.removesuffix(".gz")):
-        if candidate.is_file():
-            if not is_cache:
-                _check_local(spec, candidate, official)
-            return candidate
+    if is_cache and os.path.lexists(folder / official.name):
+        return verified_cache_file(folder / official.name, official.md5)  # the cache serves only the official files
     if not is_cache:
+        for candidate in (folder / official.name, folder / official.name.removesuffix(".gz")):
+            if candidate.is_file():
+                _check_local(spec, candidate, official)
+                return candidate
         raise FashionZooError(f"{folder / official.name}: missing (the data folder must hold the official IDX file "
                               "names)")  # fmt: skip
     system = _system_copy(spec, official)
@@ -281,6 +350,47 @@ def _read_up_to(handle: IO[bytes], size: int) -> bytes:
     return b"".join(chunks)
 
 
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[IO[bytes]]:
+    """``path`` opened for reading (gzip or raw); read errors become a one-line error naming it."""
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
+            yield handle
+    except (OSError, EOFError, zlib.error) as error:
+        detail = reason(error)
+        raise FashionZooError(f"{path}: unreadable or corrupt ({detail}); delete it and download it again") from None
+
+
+def _read_header(handle: IO[bytes], path: Path, magic: int) -> tuple[int, ...]:
+    """The dimensions an IDX header declares, checked: the magic number, and at most :data:`MAX_IDX_BYTES`."""
+    head = _read_up_to(handle, 8)
+    if len(head) < 8:
+        raise FashionZooError(f"{path}: truncated IDX file ({len(head)} bytes); delete it and download it again")
+    found_magic = int.from_bytes(head[:4], "big")
+    if found_magic != magic:
+        kind = "images" if magic == IMAGES_MAGIC else "labels"
+        raise FashionZooError(f"{path}: not an IDX {kind} file (magic {found_magic}, expected {magic})")
+    ndim = head[3]
+    header = 4 + 4 * ndim
+    head += _read_up_to(handle, header - len(head))
+    if len(head) < header:
+        raise FashionZooError(f"{path}: truncated IDX file ({len(head)} bytes, its header alone needs "
+                              f"{header}); delete it and download it again")  # fmt: skip
+    shape = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    # max(d, 1): "0 x 4294967295 x 4294967295" holds no byte but no array can have that shape either
+    if header + math.prod(max(d, 1) for d in shape) > MAX_IDX_BYTES:
+        raise FashionZooError(f"{path}: the IDX header declares dimensions {' x '.join(map(str, shape))}, "
+                              f"over the {MAX_IDX_BYTES >> 20} MiB limit; not an IDX file of this package")
+    return shape
+
+
+def idx_shape(path: str | os.PathLike, magic: int) -> tuple[int, ...]:
+    """The dimensions an IDX file (gzip or raw) declares; only its header is read (a few bytes decompressed)."""
+    path = Path(path)
+    with _reading(path) as handle:
+        return _read_header(handle, path, magic)
+
+
 def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
     """Read an IDX file (gzip or raw) with the expected magic number into a uint8 array.
 
@@ -289,38 +399,16 @@ def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
     so a small gzip bomb cannot fill the memory.
     """
     path = Path(path)
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as handle:
-            head = _read_up_to(handle, 8)
-            if len(head) < 8:
-                raise FashionZooError(f"{path}: truncated IDX file ({len(head)} bytes); delete it and download it "
-                                      "again")  # fmt: skip
-            found_magic = int.from_bytes(head[:4], "big")
-            if found_magic != magic:
-                kind = "images" if magic == IMAGES_MAGIC else "labels"
-                raise FashionZooError(f"{path}: not an IDX {kind} file (magic {found_magic}, expected {magic})")
-            ndim = head[3]
-            header = 4 + 4 * ndim
-            head += _read_up_to(handle, header - len(head))
-            if len(head) < header:
-                raise FashionZooError(f"{path}: truncated IDX file ({len(head)} bytes, its header alone needs "
-                                      f"{header}); delete it and download it again")  # fmt: skip
-            shape = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-            expected = header + math.prod(shape)
-            # max(d, 1): "0 x 4294967295 x 4294967295" holds no byte but no array can have that shape either
-            if header + math.prod(max(d, 1) for d in shape) > MAX_IDX_BYTES:
-                raise FashionZooError(f"{path}: the IDX header declares dimensions {' x '.join(map(str, shape))}, "
-                                      f"over the {MAX_IDX_BYTES >> 20} MiB limit; not an IDX file of this package")
-            body = _read_up_to(handle, expected - header + 1)
-    except (OSError, EOFError, zlib.error) as error:
-        detail = reason(error)
-        raise FashionZooError(f"{path}: unreadable or corrupt ({detail}); delete it and download it again") from None
-    if len(body) > expected - header:
-        raise FashionZooError(f"{path}: padded IDX file (more than the {expected} bytes its header says); "
+    with _reading(path) as handle:
+        shape = _read_header(handle, path, magic)
+        size = math.prod(shape)
+        body = _read_up_to(handle, size + 1)
+    header = 4 + 4 * len(shape)
+    if len(body) > size:
+        raise FashionZooError(f"{path}: padded IDX file (more than the {header + size} bytes its header says); "
                               "delete it and download it again")  # fmt: skip
-    if len(body) < expected - header:
-        raise FashionZooError(f"{path}: truncated IDX file ({header + len(body)} bytes, header says {expected}); "
+    if len(body) < size:
+        raise FashionZooError(f"{path}: truncated IDX file ({header + len(body)} bytes, header says {header + size}); "
                               "delete it and download it again")  # fmt: skip
     return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
@@ -332,12 +420,15 @@ def load_split(split: str, dataset: str = "fashion-mnist", data_dir: str | os.Pa
     spec = _dataset(dataset)
     images_path = _locate(spec, f"{split}-images", data_dir)
     labels_path = _locate(spec, f"{split}-labels", data_dir)
+    # both headers first: a mismatch is refused before a byte of data is decompressed
+    images_shape, labels_shape = idx_shape(images_path, IMAGES_MAGIC), idx_shape(labels_path, LABELS_MAGIC)
+    if len(images_shape) != 3 or len(labels_shape) != 1:
+        raise FashionZooError(f"{images_path}: expected N x rows x cols images and N labels")
+    if images_shape[0] != labels_shape[0]:
+        raise FashionZooError(f"{images_path}: {images_shape[0]} images but {labels_path.name} has {labels_shape[0]} "
+                              "labels")  # fmt: skip
     images = read_idx(images_path, IMAGES_MAGIC)
     labels = read_idx(labels_path, LABELS_MAGIC)
-    if images.ndim != 3 or labels.ndim != 1:
-        raise FashionZooError(f"{images_path}: expected N x rows x cols images and N labels")
-    if len(images) != len(labels):
-        raise FashionZooError(f"{images_path}: {len(images)} images but {labels_path.name} has {len(labels)} labels")
     if labels.size and labels.max() >= 10:
         raise FashionZooError(f"{labels_path}: label {labels.max()} out of range 0-9")
     files = {spec.files[f"{split}-{kind}"].name: content_sha256(array, magic)

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from fashionzoo.data import load_split
+from fashionzoo._files import FashionZooError
+from fashionzoo.data import data_folder, load_split
 from fashionzoo.registry import ModelEntry, resolve
 
 
@@ -54,6 +55,9 @@ def evaluate(
 
     entry = resolve(model)
     test = load_split("test", entry.tag, data_dir)
+    if not len(test):
+        images = data_folder(entry.tag, data_dir)[0] / next(iter(test.files))
+        raise FashionZooError(f"{images}: holds 0 test images; nothing to evaluate (point --data-dir at a test split)")
     images, labels, note = test.images, test.labels, None
     if weights is None and entry.weights and entry.weights.old_pool:
         part = entry.weights.test_slice()

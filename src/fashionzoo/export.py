@@ -57,6 +57,10 @@ def _to_onnx(model: keras.Model, entry: ModelEntry, opset: int) -> onnx.ModelPro
         return {OUTPUT_NAME: model(image, training=False)}
 
     spec = tf.TensorSpec([None, p.height, p.width, p.channels], tf.float32, name=INPUT_NAME)
+    newest = max(tf2onnx.constants.OPSET_TO_IR_VERSION)
+    if not 9 <= opset <= newest:  # tf2onnx logs a traceback per failed op before its own error otherwise
+        raise FashionZooError(f"opset {opset}: tf2onnx {tf2onnx.__version__} converts opsets 9 to {newest}; pass "
+                              f"--opset between them (default {DEFAULT_OPSET})")  # fmt: skip
     try:
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
     except Exception as error:  # tf2onnx raises bare ValueError/RuntimeError/AssertionError on unsupported graphs

@@ -14,13 +14,16 @@ from pathlib import Path
 
 import httpx2
 import huggingface_hub
+import huggingface_hub.constants  # a submodule: not an attribute until imported
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
+    HFValidationError,
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import validate_repo_id
 
 from fashionzoo._files import FashionZooError, home_dir, reason, sha256_file
 from fashionzoo.registry import FileRecord, ModelEntry, is_safe_filename
@@ -137,6 +140,13 @@ def push(run_dir: str | os.PathLike, repo_id: str, revision: str | None = None, 
     patterns = ["*.weights.h5", "*.onnx", "README.md", "metrics.json", "history.csv", "*.png"]
     if not any(run.glob("*.weights.h5")):
         raise FashionZooError(f"{run}: no .weights.h5 file; train the model into this folder first")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise FashionZooError(f"{repo_id!r}: not a Hub repo id; use NAMESPACE/NAME (letters, digits, '-', '_', '.'), "
+                              "e.g. fashionzoo/cnn") from None  # fmt: skip
+    if _offline():
+        raise FashionZooError(f"{repo_id}: cannot upload while offline mode is on (HF_HUB_OFFLINE); unset it")
     api = huggingface_hub.HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
     try:
         api.create_repo(repo_id, exist_ok=True)
@@ -145,4 +155,7 @@ def push(run_dir: str | os.PathLike, repo_id: str, revision: str | None = None, 
     except HfHubHTTPError as error:
         raise FashionZooError(f"{repo_id}: upload failed ({reason(error, first_line=True)}); check the token "
                               "(HF_TOKEN) and the repo id") from None
+    except (httpx2.HTTPError, OSError) as error:  # connection refused, DNS, timeouts (OSError: ConnectionError...)
+        raise FashionZooError(f"{repo_id}: could not reach the Hub ({type(error).__name__}); check the network or "
+                              "HF_ENDPOINT") from None  # fmt: skip
     return commit.oid

@@ -14,6 +14,7 @@ from fashionzoo import hub, runs
 from fashionzoo._files import FashionZooError, reason
 from fashionzoo.preprocessing import to_model_input
 from fashionzoo.registry import DEFAULT_TAG, TAGS, ModelEntry, Preprocessing, resolve
+from fashionzoo.weights_file import check_weights_file
 
 
 def _head(x: Any, num_classes: int) -> Any:
@@ -164,6 +165,7 @@ def load(model: str | ModelEntry, weights: str | Path | None = None, *, test_tim
     if entry.needs_backbone_weights:
         kwargs["backbone_weights"] = None  # the checkpoint holds the whole backbone
     keras_model = build(entry, **kwargs)
+    check_weights_file(path, keras_model, entry.full_name)  # before Keras reads anything: shapes, dtypes, no data
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # Keras only warns when parts of the file do not match: refuse

@@ -56,7 +56,8 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         if file.is_dir():
             raise FashionZooError(f"{name}: is a folder, not an image file")
         if not file.exists():
-            raise FashionZooError(f"{name}: no such file (check the path)")
+            broken = "a broken or looping symbolic link" if file.is_symlink() else "no such file"
+            raise FashionZooError(f"{name}: {broken} (check the path)")
         if file.stat().st_size == 0:
             raise FashionZooError(f"{name}: the file is empty (0 bytes); re-save or re-download it")
         with warnings.catch_warnings(), open(file, "rb") as handle:

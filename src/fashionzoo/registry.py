@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from fashionzoo._files import FashionZooError
+from fashionzoo._files import FashionZooError, reason
 
 FASHION_CLASSES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -211,6 +212,14 @@ class ModelEntry:
     @property
     def preprocessing(self) -> Preprocessing:
         return TAGS[self.tag].preprocessing
+
+    @property
+    def why_unreleased(self) -> str:
+        """Why no weights are released for this entry ("" when they are)."""
+        if self.weights:
+            return ""
+        return self.unreleased_reason or ("it needs ImageNet backbone weights" if self.needs_backbone_weights
+                                          else "not trained for release yet")  # fmt: skip
 
     @property
     def param_count(self) -> int:
@@ -434,24 +443,49 @@ def _build_registry() -> dict[str, ModelEntry]:
     return registry
 
 
-_VARIANTS: dict[str, ModelEntry] = _build_registry()
-REGISTRY: dict[str, ModelEntry] = {name: entry for name, entry in _VARIANTS.items() if entry.tag == DEFAULT_TAG}
-"""Every model by name, with its default (Fashion-MNIST) weights; :func:`get_entry` also knows the other tags."""
-_ALIASES: dict[str, str] = {alias: e.name for e in REGISTRY.values() for alias in (e.name, *e.aliases)}
+@functools.cache
+def _variants() -> dict[str, ModelEntry]:
+    """Every (model, tag) by full name, built on first use (not at import): a missing or corrupt ``weights.json`` is
+    then a one-line error of the command that needs it, instead of a traceback from ``import fashionzoo``."""
+    try:
+        return _build_registry()
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError) as error:
+        path = resources.files("fashionzoo").joinpath("weights.json")
+        raise FashionZooError(f"{path}: missing or corrupt ({reason(error)}); reinstall fashionzoo") from None
+
+
+@functools.cache
+def _registry() -> dict[str, ModelEntry]:
+    return {name: entry for name, entry in _variants().items() if entry.tag == DEFAULT_TAG}
+
+
+@functools.cache
+def _aliases() -> dict[str, str]:
+    return {alias: e.name for e in _registry().values() for alias in (e.name, *e.aliases)}
+
+
+def __getattr__(name: str) -> Any:
+    """``REGISTRY``: every model by name with its default (Fashion-MNIST) weights, read from ``weights.json`` on
+    first use; :func:`get_entry` also knows the other tags."""
+    if name == "REGISTRY":
+        return _registry()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_entry(name: str) -> ModelEntry:
     """The registry entry for a model name or alias, optionally with a weights tag (``cnn-small.mnist``,
     ``cnn-b.mnist``), case-insensitive; unknown names suggest close matches."""
     key = name.strip().lower()
+    aliases, variants = _aliases(), _variants()
     model, _, tag = key.partition(".")
-    if model in _ALIASES and (tag or DEFAULT_TAG) in TAGS:
-        entry = _VARIANTS.get(f"{_ALIASES[model]}.{tag}" if tag and tag != DEFAULT_TAG else _ALIASES[model])
+    if model in aliases and (tag or DEFAULT_TAG) in TAGS:
+        base = aliases[model]
+        entry = variants.get(f"{base}.{tag}" if tag and tag != DEFAULT_TAG else base)
         if entry is None:
-            tags = ", ".join(f"{_ALIASES[model]}.{t}" for t in REGISTRY[_ALIASES[model]].tags)
-            raise FashionZooError(f"model {_ALIASES[model]!r} has no {tag!r} weights; it has: {tags}")
+            tags = ", ".join(f"{base}.{t}" for t in variants[base].tags)
+            raise FashionZooError(f"model {base!r} has no {tag!r} weights; it has: {tags}")
         return entry
-    close = difflib.get_close_matches(key, list(dict.fromkeys([*_ALIASES, *_VARIANTS])), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(key, list(dict.fromkeys([*aliases, *variants])), n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise FashionZooError(f"unknown model {name!r}.{hint} Run 'fashionzoo list' to see every model.")
 
@@ -463,9 +497,9 @@ def resolve(model: str | ModelEntry) -> ModelEntry:
 
 def all_entries() -> list[ModelEntry]:
     """Every model with every weights tag (``list`` shows them all)."""
-    return list(_VARIANTS.values())
+    return list(_variants().values())
 
 
 def list_models() -> list[str]:
     """Names of every model in the zoo, in registry order (tagged weights: :func:`all_entries`)."""
-    return list(REGISTRY)
+    return list(_registry())

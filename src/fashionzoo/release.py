@@ -190,9 +190,7 @@ def _table_rows(manifest: dict[str, WeightsRecord], tag: str, docs_prefix: str) 
         aliases = ", ".join(f"`{alias}{suffix}`" for alias in entry.aliases)
         weights = manifest.get(entry.full_name)
         if weights is None:
-            why = entry.unreleased_reason or ("needs ImageNet backbone weights" if entry.needs_backbone_weights
-                                              else "not trained yet")  # fmt: skip
-            figures = f"no checkpoint ({why}) | - | {reported} | {entry.recipe.epochs} | - | -"
+            figures = f"no checkpoint ({entry.why_unreleased}) | - | {reported} | {entry.recipe.epochs} | - | -"
             params = entry.params
         else:
             m = weights.metrics

@@ -11,6 +11,7 @@ here, so ``import fashionzoo.runtime`` stays light enough to embed.
 
 from __future__ import annotations
 
+import base64
 import glob
 import json
 import logging
@@ -28,6 +29,7 @@ import onnxruntime as ort
 from fashionzoo import hub
 from fashionzoo._files import FashionZooError
 from fashionzoo.devices import choose
+from fashionzoo.globbing import expand_glob
 from fashionzoo.preprocessing import preprocess_file, to_model_input
 from fashionzoo.registry import DEFAULT_MODEL, DEFAULT_TAG, FASHION_CLASSES, TAGS, Preprocessing, get_entry
 
@@ -135,9 +137,15 @@ class Prediction:
     top_k: tuple[tuple[str, float], ...]
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (the ``predict --json`` line)."""
-        return {"file": self.file, "label": self.label, "class_id": self.class_id, "probability": self.probability,
-                "top_k": [{"label": label, "probability": p} for label, p in self.top_k]}  # fmt: skip
+        """A JSON-ready dict (the ``predict --json`` line). A file name that is not UTF-8 comes as ``file`` with
+        U+FFFD for the undecodable bytes, plus ``file_base64``: the name's exact bytes, to find the file again."""
+        row = {"file": self.file, "label": self.label, "class_id": self.class_id, "probability": self.probability,
+               "top_k": [{"label": label, "probability": p} for label, p in self.top_k]}  # fmt: skip
+        name = os.fsencode(self.file)
+        readable = name.decode("utf-8", "replace")
+        if readable != self.file:  # the name's undecodable bytes arrived as lone surrogates (surrogateescape)
+            row.update(file=readable, file_base64=base64.b64encode(name).decode("ascii"))
+        return row
 
 
 @dataclass(frozen=True)
@@ -148,10 +156,17 @@ class Failure:
     error: str
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symlink looping on itself: reported by the file's own failure, not the folder's
+        return False
+
+
 def _image_files(folder: Path) -> list[str] | Failure:
     try:
         names = sorted(e.name for e in os.scandir(folder) if e.name.lower().endswith(IMAGE_EXTENSIONS) and
-                       not e.is_dir())  # fmt: skip
+                       not _is_dir(e))  # fmt: skip
     except PermissionError:
         return Failure(str(folder), f"{folder}: permission denied (cannot list the folder)")
     except OSError as error:
@@ -163,18 +178,23 @@ def _image_files(folder: Path) -> list[str] | Failure:
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[str | Failure]:
     """Image files named by command-line inputs, in order: files as given, folders as their image files
-    (sorted, not recursive), glob patterns as their sorted matches; what cannot be expanded yields a Failure."""
+    (sorted, not recursive), glob patterns as their sorted matches (:func:`~fashionzoo.globbing.expand_glob`: each
+    real folder once); what cannot be expanded, an empty input or a symlink loop yields a Failure."""
     for item in inputs:
         text = os.fspath(item)
         path = Path(text)
-        if path.is_dir():
+        if not text:
+            yield Failure(text, "'': an empty path (an unset variable?); name image files, folders or patterns")
+        elif path.is_dir():
             found = _image_files(path)
             yield from ([found] if isinstance(found, Failure) else found)
         elif not path.exists() and glob.has_magic(text):
-            matches = sorted(glob.glob(text, recursive=True))
+            matches, loops = expand_glob(text)
+            for link in loops:
+                yield Failure(link, f"{link}: symbolic link loop (it leads back to a folder above it); not followed")
             if matches:
                 yield from expand_inputs(matches)
-            else:
+            elif not loops:
                 yield Failure(text, f"{text}: no file matches this pattern")
         else:
             yield text
@@ -184,7 +204,10 @@ def _read_image(name: str, pipeline: str) -> tuple[str, np.ndarray] | Failure:
     """A file's 28x28 pixels after ``pipeline`` (see :func:`preprocess_file`), or the one-line reason it cannot be
     used."""
     try:
-        return name, preprocess_file(name, pipeline)
+        pixels = preprocess_file(name, pipeline)
+        if pixels.min() == pixels.max():
+            return Failure(name, f"{name}: a blank image (one flat colour once converted): nothing to classify")
+        return name, pixels
     except FashionZooError as error:
         return Failure(name, str(error))
     except (OSError, ValueError, MemoryError) as error:
@@ -218,6 +241,10 @@ def classify_files(
                 yield entry
                 continue
             row = next(probs)
+            if not np.isfinite(row).all():
+                yield Failure(entry[0], f"{entry[0]}: the model gave non-finite probabilities (NaN or infinity); the "
+                                        "model file is broken")  # fmt: skip
+                continue
             best = np.argsort(-row, kind="stable")[:k]
             ranked = tuple((classes[i], round(float(row[i]), 6)) for i in best)
             yield Prediction(entry[0], int(best[0]), ranked[0][0], ranked[0][1], ranked)
@@ -343,8 +370,19 @@ class Classifier:
         x = to_model_input(array, self.preprocessing)
         if len(x) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        batches = (x[i : i + batch_size] for i in range(0, len(x), batch_size))
-        return np.concatenate([self.session.run([self._output_name], {self._input_name: b})[0] for b in batches])
+        return np.concatenate([self._run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """One batch through the session; a failure or an output that is not one row per image is refused."""
+        try:
+            probs = self.session.run([self._output_name], {self._input_name: batch})[0]
+        except Exception as error:  # onnxruntime raises its own pybind exception types (Fail, RuntimeException...)
+            raise FashionZooError(f"{self.path}: the model failed while running ({_ort_reason(error)})") from None
+        expected = (len(batch), len(self.classes))
+        if probs.shape != expected:
+            raise FashionZooError(f"{self.path}: the model returned shape {probs.shape} for {len(batch)} images, not "
+                                  f"{expected}: not a per-image classifier")  # fmt: skip
+        return probs
 
     def classify(self, paths: Iterable[str | os.PathLike | Failure], top_k: int = 1, batch_size: int = 256
                  ) -> Iterator[Prediction | Failure]:  # fmt: skip

@@ -206,6 +206,31 @@ class _StopOnNonFinite(keras.callbacks.Callback):
                                   f"(the last completed epoch is kept in {self.backup})")  # fmt: skip
 
 
+class _AtomicBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore with each backup written beside the last one and renamed over it.
+
+    Keras writes ``latest.weights.h5`` in place: a full disk left it truncated under its final name and the run
+    could not resume. Here the weights and the epoch record are written to temporary files first (the record's
+    bytes before the weights), then renamed, weights first: the previous backup stays whole until the new one
+    is. A backup that cannot be read is a one-line error."""
+
+    def _save_model(self) -> None:  # Keras' hook for writing one backup
+        state = json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
+        with atomic_open(self._training_metadata_path) as record, \
+                atomic_path(self._weights_path, suffix=".weights.h5") as weights:  # fmt: skip
+            record.write(state)
+            record.flush()
+            self.model.save_weights(weights)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        try:
+            super().on_train_begin(logs)
+        except (OSError, ValueError) as error:
+            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+            raise FashionZooError(f"{self._weights_path}: the backup cannot be read ({reason}); train again without "
+                                  "--resume") from None  # fmt: skip
+
+
 class _RunState(keras.callbacks.Callback):
     """Keeps ``state.json`` (completed epochs, accumulated wall time) in step with the backup."""
 
@@ -339,7 +364,7 @@ def train(
 
     def callbacks(backup_dir: Path, append: bool) -> list[keras.callbacks.Callback]:
         # the backup is kept until the run is complete, so a crash in a later phase still resumes
-        backup_callback = keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False)
+        backup_callback = _AtomicBackup(str(backup_dir), delete_checkpoint=False)
         csv_logger = keras.callbacks.CSVLogger(str(history_path), append=append)
         return [_StopOnNonFinite(backup_dir), backup_callback, csv_logger, run_state]
 
