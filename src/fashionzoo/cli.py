@@ -141,7 +141,7 @@ def info(name: str, as_json: bool) -> None:
     if as_json:
         _echo_json({**summary, "layers": layers})
         return
-    click.echo(f"{entry.full_name} ({', '.join(entry.aliases)}): {entry.description}")
+    click.echo(f"{entry.full_name} ({', '.join(entry.full_aliases)}): {entry.description}")
     click.echo(f"trained on {entry.tag}; classes: {', '.join(entry.classes)}; input {entry.preprocessing.to_json()}")
     click.echo(f"reference {entry.reference}, family {entry.family}, {entry.param_count:,} parameters, "
                f"input {entry.input_shape}")

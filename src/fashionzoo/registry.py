@@ -214,6 +214,12 @@ class ModelEntry:
         return TAGS[self.tag].preprocessing
 
     @property
+    def full_aliases(self) -> tuple[str, ...]:
+        """The aliases, with ``.tag`` for these weights off the default tag (``cnn-b.mnist``)."""
+        suffix = "" if self.tag == DEFAULT_TAG else f".{self.tag}"
+        return tuple(f"{alias}{suffix}" for alias in self.aliases)
+
+    @property
     def why_unreleased(self) -> str:
         """Why no weights are released for this entry ("" when they are)."""
         if self.weights:
@@ -253,7 +259,7 @@ class ModelEntry:
             "name": self.full_name,
             "model": self.name,
             "tag": self.tag,
-            "aliases": list(self.aliases),
+            "aliases": list(self.full_aliases),
             "family": self.family,
             "reference": self.reference,
             "description": self.description,
@@ -286,6 +292,12 @@ REF_A_MLP = REF_A.replace(
     "on the official test set, above the 89% bar, and is released.",
 )
 REF_B = Recipe(epochs=10, batch_size=64, lr=1e-3, notes="Reference B: 10 epochs.")
+REF_B_MNIST_CNN = REF_B.replace(
+    schedule="cosine", augment=("translate:0.1",),
+    notes="Reference B on MNIST: its 10-epoch constant-lr recipe gave 98.55% on validation (test 98.76%), short of "
+    "the 99% reference B reported. Chosen on validation among three: cosine decay 99.15%, cosine decay over 20 epochs "
+    "99.18%, cosine decay with shifts of up to 10% 99.23% (chosen; test 99.30%).",
+)
 REF_B_TUNED = REF_B.replace(lr=1e-4, notes="Reference B tuned: lr 1e-4.")
 REF_B_TUNED_CNN = REF_B_TUNED.replace(
     epochs=20, notes="Reference B tuned: lr 1e-4. 20 epochs instead of 10: at lr 1e-4 with three dropout layers the "
@@ -354,7 +366,7 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         builder="sequential",
         build_kwargs=_layers("conv:32:3", "pool:2", "conv:32:3", "pool:2", "flatten", "dense:128"),
         params=113_386, recipe=REF_B, reported=REF_B_CNN, targets=REF_B_CNN,
-        tags=REF_B_TAGS,
+        tags=REF_B_TAGS, tag_recipes={"mnist": REF_B_MNIST_CNN},
     ),
     ModelEntry(
         name="cnn-small-tuned", aliases=("cnn-b-tuned",), family="cnn", reference="B",

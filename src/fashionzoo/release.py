@@ -186,8 +186,7 @@ def _table_rows(manifest: dict[str, WeightsRecord], tag: str, docs_prefix: str) 
         if entry.tag != tag:
             continue
         reported = f"{entry.reported_accuracy:.2%}" if entry.reported_accuracy else "-"
-        suffix = "" if entry.full_name == entry.name else f".{entry.tag}"
-        aliases = ", ".join(f"`{alias}{suffix}`" for alias in entry.aliases)
+        aliases = ", ".join(f"`{alias}`" for alias in entry.full_aliases)
         weights = manifest.get(entry.full_name)
         if weights is None:
             figures = f"no checkpoint ({entry.why_unreleased}) | - | {reported} | {entry.recipe.epochs} | - | -"
