@@ -35,11 +35,12 @@ import huggingface_hub.file_download
 import numpy as np
 import pytest
 import test_hub
+from conftest import fake_run_record
 from hub_server import HubServer
 from PIL import Image
 from test_hub import COMMIT_A, CONTENT_A, CONTENT_B, FILENAME, REPO, cached_files, make_entry
 
-from fashionzoo import data, hub, preprocessing, registry
+from fashionzoo import data, hub, preprocessing, registry, runs
 from fashionzoo._files import FashionZooError, atomic_open, atomic_path
 from fashionzoo.registry import FileRecord, WeightsRecord, get_entry, is_safe_filename
 
@@ -1289,9 +1290,12 @@ def test_eval_on_a_valid_idx_pair_with_no_image(tmp_path: Path, idx_bytes) -> No
 
 @pytest.fixture
 def run_folder(tmp_path: Path) -> Path:
+    """A released lenet5 run folder: what push uploads."""
     run = tmp_path / "runs" / "lenet5"
     run.mkdir(parents=True)
-    shutil.copyfile(released("lenet5.weights.h5"), run / "lenet5.weights.h5")
+    for name in ("lenet5.weights.h5", "lenet5.onnx"):
+        shutil.copyfile(released(name), run / name)
+    runs.write_record(run, fake_run_record("lenet5", "lenet5.weights.h5"))
     return run
 
 
@@ -1418,9 +1422,9 @@ def test_predict_json_with_a_model_giving_nan_and_infinity_is_strict_json(tmp_pa
 
 
 def test_download_of_models_without_released_files_says_so() -> None:
-    result = run_cli("download", "mlp", "vgg16")
+    result = run_cli("download", "cnn-small-tuned.mnist", "vgg16")
 
-    assert_cli_error(result, "no released files", "mlp (", "vgg16-tl (")
+    assert_cli_error(result, "no released files", "cnn-small-tuned.mnist (", "vgg16-tl (")
     assert result.stdout == ""
 
 
