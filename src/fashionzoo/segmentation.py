@@ -78,20 +78,27 @@ def _edge_mask(rgb: np.ndarray) -> np.ndarray:
 
 def _colour_mask(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
     """Pixels whose RGB distance from the background colour passes half the Otsu threshold."""
-    distance = np.sqrt(((rgb.astype(np.float32) - background) ** 2).sum(axis=2))
-    distance8 = np.clip(distance, 0, 255).astype(np.uint8)
+    distance8 = np.clip(_distance(rgb, background), 0, 255).astype(np.uint8)
     otsu, _ = cv2.threshold(distance8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return (distance8 > max(otsu * _OTSU_SCALE, _MIN_DISTANCE)).astype(np.uint8)
 
 
 def _without_halo(rgb: np.ndarray, mask: np.ndarray, background: np.ndarray) -> np.ndarray:
-    rim = mask - cv2.erode(mask, _ellipse(_CLOSE))
-    near = np.sqrt(((rgb.astype(np.float32) - background) ** 2).sum(axis=2)) <= _HALO_DISTANCE
-    return mask & ~(rim.astype(bool) & near).astype(np.uint8)
+    rows, cols = np.nonzero(mask - cv2.erode(mask, _ellipse(_CLOSE)))
+    near = _distance(rgb[rows, cols], background) <= _HALO_DISTANCE
+    trimmed = mask.copy()
+    trimmed[rows[near], cols[near]] = 0
+    return trimmed
+
+
+def _distance(pixels: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Euclidean RGB distance of uint8 pixels (..., 3) from the background colour, float32."""
+    difference = pixels.astype(np.float32) - background
+    return np.sqrt(np.einsum("...c,...c->...", difference, difference))
 
 
 def _is_textured(rgb: np.ndarray) -> bool:
-    ring = _border(cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)).astype(np.float32)
+    ring = cv2.cvtColor(_border(rgb)[:, np.newaxis], cv2.COLOR_RGB2LAB)[:, 0].astype(np.float32)
     return float(np.median(np.abs(ring - np.median(ring, axis=0)).sum(axis=1))) > _TEXTURED_SPREAD
 
 
