@@ -24,7 +24,9 @@ from fashionzoo.registry import FASHION_CLASSES
 from fashionzoo.runtime import Classifier, Failure, classify_files, providers_for
 
 ort = pytest.importorskip("onnxruntime")
-PREDICTION = re.compile(r"^(?P<file>.+): (?P<label>[^(]+) \((?P<p>[01]\.\d\d)\)(?P<rest>(, [^,]+ [01]\.\d\d)*)$")
+PREDICTION = re.compile(
+    r"^(?P<file>.+): (?P<label>[^(]+) \((?P<p>[01]\.\d\d)\)(?P<rest>(, [^,]+ [01]\.\d\d)*)(?P<flag> \[uncertain\])?$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +139,7 @@ def test_classify_streams_in_order_with_failures(images_dir: Path) -> None:
     assert [r.file for r in results] == [files[0], "missing.png", "x*", files[1], files[2]]
     assert isinstance(results[1], Failure) and results[1].error == "missing.png: no such file (check the path)"
     assert results[0].as_dict() == {"file": files[0], "label": "Ankle boot", "class_id": 9, "probability": 0.9,
-                                    "top_k": [{"label": "Ankle boot", "probability": 0.9},
+                                    "uncertain": False, "top_k": [{"label": "Ankle boot", "probability": 0.9},
                                               {"label": "Bag", "probability": 0.8}]}  # fmt: skip
 
 
@@ -169,7 +171,7 @@ def test_predict_json_dir_and_glob(exported: tuple[Path, Path, object], images_d
     assert [Path(row["file"]).name for row in rows] == names
     probs = Classifier(exported[0]).predict_probs(np.stack([np.asarray(Image.open(images_dir / n)) for n in names]))
     for row, expected in zip(rows, probs, strict=True):
-        assert set(row) == {"file", "label", "class_id", "probability", "top_k"}
+        assert set(row) == {"file", "label", "class_id", "probability", "uncertain", "top_k"}
         assert row["class_id"] == int(expected.argmax()) and row["label"] == FASHION_CLASSES[row["class_id"]]
         assert [t["label"] for t in row["top_k"]][0] == row["label"] and len(row["top_k"]) == 3
         top = [t["probability"] for t in row["top_k"]]

@@ -352,12 +352,20 @@ def export(name: str, out: str | None, opset: int, weights: str | None, quantize
               help="keras: the TensorFlow model, for comparison.")  # fmt: skip
 @click.option("--weights", type=click.Path(dir_okay=False), help="Keras backend: a local .weights.h5 file.")
 @click.option("--progress/--no-progress", default=None, help="A running count on stderr (default: when a terminal).")
+@click.option("--recursive", "-r", is_flag=True, help="Folders: take the images in their subfolders too.")
+@click.option("--save-inputs", type=click.Path(file_okay=False),
+              help="Write the 28x28 image the model saw for each input under this folder (INPUT.png).")  # fmt: skip
+@click.option("--uncertain-below", type=click.FloatRange(0, 1), default=None,
+              help="Mark predictions whose top probability is below this as uncertain (default: chosen for the "
+              "default model on real photos, see docs/photos.md).")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), help="Threads decoding images (default: one per CPU core).")
 @_user_errors
 def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool, batch_size: int, device: str,
-            onnx_path: str | None, backend: str, weights: str | None, progress: bool | None) -> None:  # fmt: skip
+            onnx_path: str | None, backend: str, weights: str | None, progress: bool | None, recursive: bool,
+            save_inputs: str | None, uncertain_below: float | None, workers: int | None) -> None:  # fmt: skip
     """Classify image files, folders of images or glob patterns; exit status 1 if any file failed."""
     from fashionzoo.registry import DEFAULT_MODEL
-    from fashionzoo.runtime import Classifier, Failure, classify_files, expand_inputs
+    from fashionzoo.runtime import UNCERTAIN_BELOW, Classifier, Failure, classify_files, expand_inputs
 
     name = name or DEFAULT_MODEL
     if backend == "onnx":
@@ -372,24 +380,32 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
         entry = get_entry(name)
         model = load(entry, weights)
 
-        def classify(items: Any, top_k: int, batch_size: int) -> Any:
+        def classify(items: Any, top_k: int, batch_size: int, workers: int | None, uncertain_below: float) -> Any:
             return classify_files(items, lambda x: predict_probs(model, x, batch_size, entry.preprocessing),
-                                  entry.classes, top_k, batch_size, entry.preprocessing.pipeline)  # fmt: skip
+                                  entry.classes, top_k, batch_size, workers, uncertain_below,
+                                  entry.preprocessing.pipeline)  # fmt: skip
 
     failed = False
     show_progress = sys.stderr.isatty() if progress is None else progress
     count = 0
-    for count, result in enumerate(classify(expand_inputs(inputs), top_k=top_k, batch_size=batch_size), 1):
+    threshold = UNCERTAIN_BELOW if uncertain_below is None else uncertain_below
+    results = classify(expand_inputs(inputs, recursive), top_k=top_k, batch_size=batch_size, workers=workers,
+                       uncertain_below=threshold)  # fmt: skip
+    for count, result in enumerate(results, 1):
         if show_progress and count % batch_size == 0:
             click.echo(f"fashionzoo: {count} files done", err=True)
         if isinstance(result, Failure):
             failed = True
             click.echo(f"fashionzoo: error: {_printable(result.error)}", err=True)
-        elif as_json:
+            continue
+        if save_inputs:
+            result.save_model_input(save_inputs)
+        if as_json:
             _echo_json(result.as_dict())
         else:
             others = "".join(f", {_printable(label)} {p:.2f}" for label, p in result.top_k[1:])
-            click.echo(_printable(f"{result.file}: {result.label}") + f" ({result.probability:.2f}){others}")
+            flag = " [uncertain]" if result.uncertain else ""
+            click.echo(_printable(f"{result.file}: {result.label}") + f" ({result.probability:.2f}){others}{flag}")
     if show_progress:
         click.echo(f"fashionzoo: {count} files done", err=True)
     if failed:

@@ -12,22 +12,26 @@ here, so ``import fashionzoo.runtime`` stays light enough to embed.
 from __future__ import annotations
 
 import base64
+import functools
 import glob
 import json
 import logging
 import os
 import re
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from PIL import Image
 
 from fashionzoo import hub
-from fashionzoo._files import FashionZooError
+from fashionzoo._files import FashionZooError, atomic_path
 from fashionzoo.devices import choose
 from fashionzoo.globbing import expand_glob
 from fashionzoo.preprocessing import preprocess_file, to_model_input
@@ -35,6 +39,9 @@ from fashionzoo.registry import DEFAULT_MODEL, DEFAULT_TAG, FASHION_CLASSES, TAG
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 """File endings picked up when a folder is expanded (case-insensitive)."""
+UNCERTAIN_BELOW = 0.5
+"""Predictions whose top probability is below this are marked ``uncertain`` (chosen for the default model on the
+development photos; docs/photos.md has how well it separates photos of none of the ten classes)."""
 _CPU, _CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 
 log = logging.getLogger(__name__)
@@ -135,17 +142,38 @@ class Prediction:
     label: str
     probability: float
     top_k: tuple[tuple[str, float], ...]
+    uncertain: bool = False
+    model_input: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """The uint8 (28, 28) image the model saw."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``predict --json`` line). A file name that is not UTF-8 comes as ``file`` with
         U+FFFD for the undecodable bytes, plus ``file_base64``: the name's exact bytes, to find the file again."""
         row = {"file": self.file, "label": self.label, "class_id": self.class_id, "probability": self.probability,
+               "uncertain": self.uncertain,
                "top_k": [{"label": label, "probability": p} for label, p in self.top_k]}  # fmt: skip
         name = os.fsencode(self.file)
         readable = name.decode("utf-8", "replace")
         if readable != self.file:  # the name's undecodable bytes arrived as lone surrogates (surrogateescape)
             row.update(file=readable, file_base64=base64.b64encode(name).decode("ascii"))
         return row
+
+    def save_model_input(self, folder: str | os.PathLike) -> Path:
+        """Write the image the model saw as a PNG under ``folder``, named after the input: its path (relative, or
+        absolute without the leading ``/``) with ``.png`` added, so ``a/shirt.jpg`` gives ``folder/a/shirt.jpg.png``.
+        The file appears whole or not at all."""
+        if self.model_input is None:
+            raise FashionZooError(f"{self.file}: no model input kept for this prediction")
+        source = Path(self.file)
+        relative = source.relative_to(source.anchor) if source.is_absolute() else source
+        parts = [part for part in relative.parts if part != ".."]
+        target = Path(folder, *parts[:-1], parts[-1] + ".png")
+        try:
+            with atomic_path(target, suffix=".png") as tmp:
+                Image.fromarray(self.model_input).save(tmp)
+        except OSError as error:
+            raise FashionZooError(f"{target}: cannot write the model input ({error.strerror or error})") from None
+        return target
 
 
 @dataclass(frozen=True)
@@ -163,46 +191,62 @@ def _is_dir(entry: os.DirEntry) -> bool:
         return False
 
 
-def _image_files(folder: Path) -> list[str] | Failure:
+def _image_files(folder: Path, recursive: bool = False) -> list[str] | Failure:
     try:
-        names = sorted(e.name for e in os.scandir(folder) if e.name.lower().endswith(IMAGE_EXTENSIONS) and
-                       not _is_dir(e))  # fmt: skip
-    except PermissionError:
-        return Failure(str(folder), f"{folder}: permission denied (cannot list the folder)")
+        names = _walk(folder, recursive)
+    except PermissionError as error:
+        return Failure(str(folder), f"{error.filename or folder}: permission denied (cannot list the folder)")
     except OSError as error:
-        return Failure(str(folder), f"{folder}: cannot list the folder ({error.strerror or error})")
+        return Failure(str(folder), f"{error.filename or folder}: cannot list the folder ({error.strerror or error})")
     if not names:
-        return Failure(str(folder), f"{folder}: no image files in this folder ({', '.join(IMAGE_EXTENSIONS)})")
-    return [os.path.join(folder, name) for name in names]
+        where = "this folder or its subfolders" if recursive else "this folder"
+        return Failure(str(folder), f"{folder}: no image files in {where} ({', '.join(IMAGE_EXTENSIONS)})")
+    return names
 
 
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[str | Failure]:
-    """Image files named by command-line inputs, in order: files as given, folders as their image files
-    (sorted, not recursive), glob patterns as their sorted matches (:func:`~fashionzoo.globbing.expand_glob`: each
-    real folder once); what cannot be expanded, an empty input or a symlink loop yields a Failure."""
+def _walk(folder: Path, recursive: bool) -> list[str]:
+    """Image files in name order; with ``recursive``, a subfolder's files take its name's place (symlinked folders
+    are not followed, so a link loop cannot recurse forever)."""
+    found = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.is_dir(follow_symlinks=False):
+            found += _walk(Path(entry.path), True) if recursive else []
+        elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and not _is_dir(entry):
+            found.append(os.path.join(folder, entry.name))
+    return found
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike], recursive: bool = False) -> Iterator[str | Failure]:
+    """Image files named by command-line inputs, in order: files as given, folders as their image files (sorted;
+    with ``recursive``, subfolders' too), glob patterns as their sorted matches (:func:`~fashionzoo.globbing.
+    expand_glob`: each real folder once); what cannot be expanded, an empty input or a symlink loop yields a
+    Failure."""
     for item in inputs:
         text = os.fspath(item)
         path = Path(text)
         if not text:
             yield Failure(text, "'': an empty path (an unset variable?); name image files, folders or patterns")
         elif path.is_dir():
-            found = _image_files(path)
+            found = _image_files(path, recursive)
             yield from ([found] if isinstance(found, Failure) else found)
         elif not path.exists() and glob.has_magic(text):
             matches, loops = expand_glob(text)
             for link in loops:
                 yield Failure(link, f"{link}: symbolic link loop (it leads back to a folder above it); not followed")
             if matches:
-                yield from expand_inputs(matches)
+                yield from expand_inputs(matches, recursive)
             elif not loops:
                 yield Failure(text, f"{text}: no file matches this pattern")
         else:
             yield text
 
 
-def _read_image(name: str, pipeline: str) -> tuple[str, np.ndarray] | Failure:
+def _load(item: str | os.PathLike | Failure, pipeline: str) -> tuple[str, np.ndarray] | Failure:
     """A file's 28x28 pixels after ``pipeline`` (see :func:`preprocess_file`), or the one-line reason it cannot be
-    used."""
+    used (a Failure passes through)."""
+    if isinstance(item, Failure):
+        return item
+    name = os.fspath(item)
     try:
         pixels = preprocess_file(name, pipeline)
         if pixels.min() == pixels.max():
@@ -214,19 +258,49 @@ def _read_image(name: str, pipeline: str) -> tuple[str, np.ndarray] | Failure:
         return Failure(name, f"{name}: could not convert the image ({type(error).__name__}: {error})")
 
 
+def default_workers() -> int:
+    """Threads that decode and preprocess files: one per CPU core available to this process."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _load_all(items: Iterable[str | os.PathLike | Failure], workers: int, ahead: int, pipeline: str
+              ) -> Iterator[tuple[str, np.ndarray] | Failure]:  # fmt: skip
+    """:func:`_load` over ``items`` in input order, on ``workers`` threads, at most ``ahead`` files in flight (so
+    that the threads keep loading the next batch while the model runs on this one).
+
+    Threads suffice: Pillow's decoders, OpenCV and most numpy work release the GIL.
+    """
+    load = functools.partial(_load, pipeline=pipeline)
+    if workers <= 1:
+        yield from map(load, items)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="fashionzoo-load") as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(load, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def classify_files(
     items: Iterable[str | os.PathLike | Failure],
     predict: Callable[[np.ndarray], np.ndarray],
     classes: tuple[str, ...],
     top_k: int = 1,
     batch_size: int = 256,
+    workers: int | None = None,
+    uncertain_below: float = UNCERTAIN_BELOW,
     pipeline: str = "fashion-mnist",
 ) -> Iterator[Prediction | Failure]:
     """Classify image files with ``predict`` (uint8 (N, 28, 28) -> probabilities), ``batch_size`` files at a time,
     each file turned into a 28x28 image by ``pipeline`` (the weights' ``Preprocessing.pipeline``).
 
     Results come in input order; a file that cannot be read or converted yields a :class:`Failure`, and
-    Failure items in ``items`` (from :func:`expand_inputs`) pass through. Memory stays bounded by the batch.
+    Failure items in ``items`` (from :func:`expand_inputs`) pass through. Files are decoded and preprocessed on
+    ``workers`` threads (default: :func:`default_workers`). A prediction whose top probability is below
+    ``uncertain_below`` is marked ``uncertain``. Memory stays bounded by the batch.
     """
     if batch_size < 1:
         raise FashionZooError(f"batch size must be at least 1, not {batch_size}")
@@ -247,12 +321,12 @@ def classify_files(
                 continue
             best = np.argsort(-row, kind="stable")[:k]
             ranked = tuple((classes[i], round(float(row[i]), 6)) for i in best)
-            yield Prediction(entry[0], int(best[0]), ranked[0][0], ranked[0][1], ranked)
+            yield Prediction(entry[0], int(best[0]), ranked[0][0], ranked[0][1], ranked,
+                             uncertain=bool(row[best[0]] < uncertain_below), model_input=entry[1])  # fmt: skip
         pending.clear()
 
     count = 0
-    for item in items:
-        entry = item if isinstance(item, Failure) else _read_image(os.fspath(item), pipeline)
+    for entry in _load_all(items, default_workers() if workers is None else workers, batch_size, pipeline):
         if isinstance(entry, Failure) and not count:
             yield entry  # nothing waits before it: report at once
             continue
@@ -384,8 +458,10 @@ class Classifier:
                                   f"{expected}: not a per-image classifier")  # fmt: skip
         return probs
 
-    def classify(self, paths: Iterable[str | os.PathLike | Failure], top_k: int = 1, batch_size: int = 256
+    def classify(self, paths: Iterable[str | os.PathLike | Failure], top_k: int = 1, batch_size: int = 256,
+                 workers: int | None = None, uncertain_below: float = UNCERTAIN_BELOW
                  ) -> Iterator[Prediction | Failure]:  # fmt: skip
-        """Classify image files in order, ``batch_size`` at a time; unreadable files yield a :class:`Failure`."""
+        """Classify image files in order, ``batch_size`` at a time; unreadable files yield a :class:`Failure`
+        (the other arguments are :func:`classify_files`')."""
         return classify_files(paths, lambda images: self.predict_probs(images, batch_size), self.classes, top_k,
-                              batch_size, self.preprocessing.pipeline)  # fmt: skip
+                              batch_size, workers, uncertain_below, self.preprocessing.pipeline)  # fmt: skip

@@ -1,0 +1,132 @@
+"""Find the garment in a photo: a 0/1 mask of its silhouette, holes filled, people's skin left out (OpenCV).
+
+Real product photos defeat a plain colour trim: light-grey backgrounds brighten towards the middle (vignetting),
+white garments differ from white by a few grey levels, and shadows darken the floor. Edges are kept by all of
+these, so the outline comes from Canny edges, closed and filled; on a textured background (phone photos on beds
+and floors) edges are everywhere, and the colour distance from the border's median colour, thresholded with Otsu,
+does better. On a person (a face at the top of a tall silhouette) skin-coloured pixels are removed so that the
+garment, not the arms, legs and head, is what remains. Every setting was chosen on the development photos
+(``shared/data/real-photos``, balanced accuracy of the default model); the figures are in ``docs/photos.md``.
+OpenCV (opencv-python-headless) was chosen over scikit-image: it has all of these steps, is one wheel with no
+further dependency, and ran the pipeline in 2-5 ms per photo. GrabCut, initialised from this mask, measured no
+better on studio photos (0.740 both) at 80 ms per photo, so it is not used.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+_EDGE_SIGMA = 1.0
+"""Gaussian blur before Canny (pixels at the 256-pixel working size)."""
+_CANNY_LOW, _CANNY_HIGH = 8, 24
+"""Canny hysteresis thresholds: low enough for white on white (studio 0.743 against 0.736 at 10/30, 0.726 at 20/60)."""
+_CLOSE = 11
+"""Diameter of the ellipse that closes gaps in the outline (studio 0.741 against 0.736 at 7)."""
+_FRAME = 2
+"""Outline pixels this close to the edge of the photo are ignored."""
+_TEXTURED_SPREAD = 8.0
+"""Median Lab distance of the border pixels from their median colour above which the background counts as
+textured and the colour mask is used (phone photos 0.493 against 0.439 with edges everywhere)."""
+_OTSU_SCALE, _MIN_DISTANCE = 0.5, 8
+"""The colour mask keeps pixels farther from the background than half the Otsu threshold, and at least 8 levels."""
+_SKIN_LOW, _SKIN_HIGH = (0, 135, 85), (255, 180, 135)
+"""Skin colour range in YCrCb (the common Chai and Ngan 1999 box)."""
+_HEAD_ROWS, _HEAD_SKIN, _PERSON_ASPECT = 0.2, 0.2, 1.2
+"""A person: at least 20% skin in the top 20% of the silhouette's rows, and a silhouette 1.2 times taller than wide
+(worn photos 0.613 against 0.475 without skin removal; studio 0.740 against 0.743)."""
+_HALO_DISTANCE = 0.05 * 255 * np.sqrt(3)
+"""Pixels this close to the background colour are dropped from the silhouette's rim (as wide as the closing):
+Canny traces a sharp step on either side and the closing rounds corners outwards, which left up to 2 pixels of
+background around the garment (the data set's own trim tolerance, 5%)."""
+_MIN_KEPT = 0.2
+"""Skin removal is undone when it would leave less than this fraction of the silhouette."""
+
+
+def _ellipse(diameter: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (diameter, diameter))
+
+
+def _border(pixels: np.ndarray) -> np.ndarray:
+    """The outermost ring of pixels, one row per pixel."""
+    return np.concatenate([pixels[0], pixels[-1], pixels[1:-1, 0], pixels[1:-1, -1]])
+
+
+def largest_filled_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of a 0/1 uint8 mask, with its holes filled."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return np.zeros_like(mask)
+    largest = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    contours, _ = cv2.findContours(largest, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return cv2.drawContours(np.zeros_like(mask), contours, -1, 1, cv2.FILLED)
+
+
+def _edge_mask(rgb: np.ndarray) -> np.ndarray:
+    """Canny outline, gaps closed, without the outermost pixels (a frame line or JPEG ringing at the edge).
+
+    An outline that runs off the frame stays open, and only its line is kept: padding the photo with the
+    background colour to close it measured worse (studio 0.707 against 0.734, worn 0.555 against 0.630): on
+    cropped people and garments the filled shape is the whole frame's lower part, not the garment.
+    """
+    gray = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (0, 0), _EDGE_SIGMA)
+    closed = cv2.morphologyEx(cv2.Canny(gray, _CANNY_LOW, _CANNY_HIGH), cv2.MORPH_CLOSE, _ellipse(_CLOSE))
+    inner = np.zeros_like(closed)
+    inner[_FRAME:-_FRAME, _FRAME:-_FRAME] = closed[_FRAME:-_FRAME, _FRAME:-_FRAME] > 0
+    return inner
+
+
+def _colour_mask(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Pixels whose RGB distance from the background colour passes half the Otsu threshold."""
+    distance8 = np.clip(_distance(rgb, background), 0, 255).astype(np.uint8)
+    otsu, _ = cv2.threshold(distance8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return (distance8 > max(otsu * _OTSU_SCALE, _MIN_DISTANCE)).astype(np.uint8)
+
+
+def _without_halo(rgb: np.ndarray, mask: np.ndarray, background: np.ndarray) -> np.ndarray:
+    rows, cols = np.nonzero(mask - cv2.erode(mask, _ellipse(_CLOSE)))
+    near = _distance(rgb[rows, cols], background) <= _HALO_DISTANCE
+    trimmed = mask.copy()
+    trimmed[rows[near], cols[near]] = 0
+    return trimmed
+
+
+def _distance(pixels: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Euclidean RGB distance of uint8 pixels (..., 3) from the background colour, float32."""
+    difference = pixels.astype(np.float32) - background
+    return np.sqrt(np.einsum("...c,...c->...", difference, difference))
+
+
+def _is_textured(rgb: np.ndarray) -> bool:
+    ring = cv2.cvtColor(_border(rgb)[:, np.newaxis], cv2.COLOR_RGB2LAB)[:, 0].astype(np.float32)
+    return float(np.median(np.abs(ring - np.median(ring, axis=0)).sum(axis=1))) > _TEXTURED_SPREAD
+
+
+def _without_skin(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The mask minus skin when it looks like a person wearing the garment; otherwise the mask unchanged."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+    if height < _PERSON_ASPECT * width:
+        return mask
+    skin = cv2.inRange(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb), _SKIN_LOW, _SKIN_HIGH)
+    skin = cv2.morphologyEx(skin, cv2.MORPH_OPEN, _ellipse(3)) > 0
+    top = rows[0] + max(1, int(_HEAD_ROWS * height))
+    head = mask[:top] > 0
+    if skin[:top][head].mean() < _HEAD_SKIN:
+        return mask
+    clothed = cv2.morphologyEx(((mask > 0) & ~skin).astype(np.uint8), cv2.MORPH_OPEN, _ellipse(7))
+    garment = largest_filled_component(clothed)
+    return garment if garment.sum() > _MIN_KEPT * mask.sum() else mask
+
+
+def border_colour(rgb: np.ndarray) -> np.ndarray:
+    """The background colour: the per-channel median of the outermost ring of pixels (float32, 3 values)."""
+    return np.median(_border(rgb).astype(np.float32), axis=0)
+
+
+def garment_mask(rgb: np.ndarray) -> np.ndarray:
+    """A 0/1 uint8 mask of the garment in an RGB uint8 photo (H, W, 3), about 256 pixels on its longest edge."""
+    background = border_colour(rgb)
+    outline = _colour_mask(rgb, background) if _is_textured(rgb) else _edge_mask(rgb)
+    mask = _without_halo(rgb, largest_filled_component(outline), background)
+    return _without_skin(rgb, mask) if mask.any() else mask
