@@ -27,18 +27,6 @@ from fashionzoo.runtime import Classifier
 Call = Callable[[np.ndarray], np.ndarray]
 """Probabilities of one batch of model inputs."""
 
-LABELS = {
-    "keras_predict": "Keras predict",
-    "keras_call": "Keras call",
-    "ort_session": "ORT session.run (before)",
-    "zoo": "zoo Classifier.run (after)",
-    "zoo_int8": "zoo int8",
-    "litert": "LiteRT",
-    "openvino": "OpenVINO",
-}
-"""Every backend's name and label, in the order of the tables."""
-PEERS = ("litert", "openvino")
-"""The runtimes the zoo's own path (``zoo``) has to keep up with."""
 
 
 @dataclass(frozen=True)
@@ -117,10 +105,11 @@ def _openvino(entry: ModelEntry, onnx_path: Path, threads: int) -> Backend:
 
 def backends(entry: ModelEntry, model: keras.Model, files: dict[str, Path], tflite: Path | FashionZooError,
              device: str, threads: int | None) -> dict[str, Backend]:  # fmt: skip
-    """Every backend of :data:`LABELS` for one model: ``files`` holds its fp32 and int8 ONNX files, ``tflite`` its
-    checked LiteRT file or why there is none. ``threads`` goes to ONNX Runtime's sessions (None: their default,
-    one per physical core, and the zoo's own choice for single images); LiteRT and OpenVINO get ``threads`` or one
-    per physical core, as ONNX Runtime does; Keras keeps TensorFlow's process-wide setting."""
+    """Every backend of :data:`fashionzoo.benchreport.LABELS` for one model: ``files`` holds its fp32 and int8
+    ONNX files, ``tflite`` its checked LiteRT file or why there is none. ``threads`` goes to ONNX Runtime's
+    sessions (None: their default, one per physical core); LiteRT and
+    OpenVINO get ``threads`` or one per physical core, as ONNX Runtime does; Keras keeps TensorFlow's process-wide
+    setting."""
     peer_threads = threads or cpu_facts()["physical_cores"] or 1
     found = [*_keras(entry, model, device), *_onnx_runtime(entry, files, device, threads),
              _litert(tflite, peer_threads), _openvino(entry, files["fp32"], peer_threads)]  # fmt: skip

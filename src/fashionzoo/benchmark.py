@@ -25,7 +25,8 @@ import tensorflow as tf
 
 from fashionzoo import __version__, benchreport, hub, models
 from fashionzoo._files import FashionZooError, home_dir, sha256_file
-from fashionzoo.backends import LABELS, backends, keras_device
+from fashionzoo.backends import backends, keras_device
+from fashionzoo.benchreport import LABELS
 from fashionzoo.export import describe, export_onnx, quantize_int8
 from fashionzoo.flops import flops_per_image, measured_peak
 from fashionzoo.litert import tflite_file
@@ -218,11 +219,12 @@ def run(
                             {**base, **stats[name], "rounds": rounds,
                              "speedup_vs_call": stats["keras_call"]["p50_ms"] / stats[name]["p50_ms"]})  # fmt: skip
         results.extend(rows)
-        flops = summaries[entry.name]["flops_per_image"]
-        peak = max(p["gflops"] for p in peaks)
-        summaries[entry.name]["best_fp32"] = benchreport.best(rows, flops, peak, set(BACKENDS) - {"zoo_int8"})
-        summaries[entry.name]["best"] = benchreport.best(rows, flops, peak, BACKENDS)
     report(total, total, "done")
+    peak = max(p["gflops"] for p in peaks)
+    for name, facts in summaries.items():
+        rows = [row for row in results if row["model"] == name]
+        facts["best_fp32"] = benchreport.best(rows, facts["flops_per_image"], peak, set(BACKENDS) - {"zoo_int8"})
+        facts["best"] = benchreport.best(rows, facts["flops_per_image"], peak, BACKENDS)
     info = machine(device, threads)
     info["onnxruntime_providers"] = sorted(providers)
     info["measured_peak"] = {**max(peaks, key=lambda p: p["gflops"]), "measurements": len(peaks)}

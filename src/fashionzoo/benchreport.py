@@ -7,8 +7,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from fashionzoo.backends import PEERS
-
+LABELS = {
+    "keras_predict": "Keras predict",
+    "keras_call": "Keras call",
+    "ort_session": "ORT session.run (before)",
+    "zoo": "zoo Classifier.run (after)",
+    "zoo_int8": "zoo int8",
+    "litert": "LiteRT",
+    "openvino": "OpenVINO",
+}
+"""Every backend's name and label, in the order of the tables."""
+PEERS = ("litert", "openvino")
+"""The runtimes the zoo's own path (``zoo``) has to keep up with."""
 WITHIN = 0.05
 """The zoo's path counts as keeping up with a peer when its p50 is at most this fraction slower."""
 

@@ -5,6 +5,8 @@ like the ONNX export before they are used. Running them needs ``ai-edge-litert``
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -71,7 +73,8 @@ class LiteRTModel:
 def convert(model: keras.Model, entry: ModelEntry) -> bytes:
     """The fp32 ``.tflite`` flatbuffer of a Keras model (TFLiteConverter.from_keras_model, dynamic batch axis)."""
     try:
-        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the temporary SavedModel's signature
+            return tf.lite.TFLiteConverter.from_keras_model(model).convert()
     except Exception as error:  # the converter raises ConverterError, ValueError or RuntimeError
         raise FashionZooError(f"model {entry.full_name!r}: the TFLite converter failed ({reason(error)})") from None
 
