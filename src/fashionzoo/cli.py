@@ -428,47 +428,55 @@ def _bench_status(done: int, total: int, label: str) -> None:
 
 
 def _bench_table(report: dict[str, Any]) -> None:
-    """The human output of ``bench``: machine, one row per (model, backend, batch size), then per-model facts."""
-    m, peak = report["machine"], report["machine"]["peak_fp32"]
+    """The human output of ``bench``: machine, one row per (model, backend, batch size), each cell's winner, then
+    per-model facts."""
+    m, peak = report["machine"], report["machine"]["measured_peak"]
     busy = m["others_cpu_share"]
     others = f"; other processes used {busy:.0%} of the CPUs meanwhile" if busy is not None else ""
     click.echo(f"{m['cpu']}, {m['cpu_physical_cores']} cores, flags {' '.join(m['cpu_flags']) or '-'}; onnxruntime "
                f"{m['onnxruntime']} ({', '.join(m['onnxruntime_providers'])}), TensorFlow {m['tensorflow']}{others}")
     click.echo(f"{'model':<16} {'backend':<14} {'batch':>5} {'p50 ms':>9} {'p99 ms':>9} {'images/s':>10} "
-               f"{'x predict':>9} {'x call':>7}")  # fmt: skip
+               f"{'x call':>7}")  # fmt: skip
     for r in report["results"]:
+        if "missing" in r:
+            click.echo(f"{r['model']:<16} {r['backend']:<14} {r['batch_size']:>5} missing: {r['missing']}")
+            continue
         click.echo(f"{r['model']:<16} {r['backend']:<14} {r['batch_size']:>5} {r['p50_ms']:>9.3f} "
-                   f"{r['p99_ms']:>9.3f} {r['images_per_s']:>10,.0f} {r['speedup_vs_predict']:>9.1f} "
-                   f"{r['speedup_vs_call']:>7.2f}")  # fmt: skip
+                   f"{r['p99_ms']:>9.3f} {r['images_per_s']:>10,.0f} {r['speedup_vs_call']:>7.2f}")  # fmt: skip
+    for cell in report["cells"]:
+        versus = (f"; zoo {cell['zoo_vs_peer']:.2f}x the speed of {cell['fastest_peer']}" if cell["fastest_peer"]
+                  else "")  # fmt: skip
+        click.echo(f"{cell['model']} batch {cell['batch_size']}: fastest {cell['winner']}{versus}")
     for name, facts in report["models"].items():
         best, int8 = facts["best_fp32"], facts["int8"]
-        share = (f" = {best['fraction_of_peak']:.0%} of the {peak['gflops']:.0f} GFLOP/s nominal peak ({peak['cores']} "
-                 f"cores x {peak['ghz']:.2f} GHz x {peak['flops_per_cycle']} FLOPs/cycle)" if peak["gflops"] else "")
         click.echo(f"{name}: {facts['flops_per_image'] / 1e6:.2f} MFLOPs/image; best fp32: {best['backend']} at "
-                   f"batch {best['batch_size']}, {best['gflops']:.1f} GFLOP/s{share}")
+                   f"batch {best['batch_size']}, {best['gflops']:.1f} GFLOP/s = {best['fraction_of_peak']:.0%} of "
+                   f"the {peak['gflops']:.0f} GFLOP/s measured peak ({peak['how']})")  # fmt: skip
         click.echo(f"{name}: int8 file {int8['size_ratio']:.1f}x smaller, test accuracy {int8['test_accuracy']:.4f} "
                    f"(fp32 {facts['fp32']['test_accuracy']:.4f})")
 
 
 @main.command()
 @click.argument("names", nargs=-1)
-@click.option("--batch-sizes", default="1,8,64,256,1024", show_default=True, callback=_batch_sizes,
+@click.option("--batch-sizes", default="1,64,1024", show_default=True, callback=_batch_sizes,
               help="Comma-separated batch sizes.")  # fmt: skip
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime and TensorFlow threads (default: theirs).")
-@click.option("--repeats", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Most timed calls per cell.")  # fmt: skip
-@click.option("--seconds", type=click.FloatRange(min=0), default=1.5, show_default=True,
-              help="Time budget per cell (at least 3 timed calls).")  # fmt: skip
+@click.option("--repeats", type=click.IntRange(min=1), help="Most timed calls per backend and cell (default: the "
+              "time budget decides).")  # fmt: skip
+@click.option("--seconds", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              help="Time budget per model and batch size, shared by the backends in interleaved rounds (at least 3 "
+                   "rounds).")  # fmt: skip
 @click.option("--weights", type=click.Path(dir_okay=False), help="A local .weights.h5 file (one NAME only).")
 @data_dir_option
 @json_option
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write machine info, models and results as JSON.")
 @_user_errors
-def bench(names: tuple[str, ...], batch_sizes: tuple[int, ...], device: str, threads: int | None, repeats: int,
+def bench(names: tuple[str, ...], batch_sizes: tuple[int, ...], device: str, threads: int | None, repeats: int | None,
           seconds: float, weights: str | None, data_dir: str | None, as_json: bool, out: str | None
           ) -> None:  # fmt: skip
-    """Time Keras predict, a direct Keras call and ONNX Runtime fp32 and int8 side by side, per batch size."""
+    """Time Keras, ONNX Runtime (plain and the zoo's path, fp32 and int8), LiteRT and OpenVINO side by side, per
+    batch size, in interleaved rounds (LiteRT and OpenVINO: pip install "fashionzoo[bench]")."""
     from fashionzoo._files import atomic_open
     from fashionzoo.benchmark import run
     from fashionzoo.registry import DEFAULT_MODEL

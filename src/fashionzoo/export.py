@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,20 +83,21 @@ def _onnx_probs(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
                            for i in range(0, len(x), _BATCH)])  # fmt: skip
 
 
-def _parity(model: keras.Model, proto: onnx.ModelProto, entry: ModelEntry, data_dir: str | os.PathLike | None
-            ) -> float:  # fmt: skip
-    """Max abs difference of probabilities on the test split; refuses above tolerance or on any argmax change."""
+def check_parity(model: keras.Model, entry: ModelEntry, probs_of: Callable[[np.ndarray], np.ndarray], what: str,
+                 tolerance: float, data_dir: str | os.PathLike | None = None) -> float:  # fmt: skip
+    """Max abs difference of probabilities between Keras and ``probs_of`` (``what``: the converted file's kind) on
+    the test split; refuses above ``tolerance`` or on any top-1 change."""
     name = entry.full_name
     x = to_model_input(load_split("test", entry.tag, data_dir).images, entry.preprocessing)
-    expected, got = _keras_probs(model, x), _onnx_probs(proto, x)
+    expected, got = _keras_probs(model, x), probs_of(x)
     if expected.shape != got.shape:
-        raise FashionZooError(f"model {name!r}: ONNX output shape {got.shape} differs from Keras {expected.shape}")
+        raise FashionZooError(f"model {name!r}: {what} output shape {got.shape} differs from Keras {expected.shape}")
     max_diff = float(np.abs(expected - got).max()) if len(x) else 0.0
     disagree = int((expected.argmax(axis=1) != got.argmax(axis=1)).sum())
-    if not max_diff <= PARITY_TOLERANCE or disagree:
-        raise FashionZooError(f"model {name!r}: ONNX does not match Keras on {len(x)} test images (max abs "
-                              f"difference {max_diff:.2e}, tolerance {PARITY_TOLERANCE:.0e}; {disagree} top-1 "
-                              "changes); nothing written")  # fmt: skip
+    if not max_diff <= tolerance or disagree:
+        raise FashionZooError(f"model {name!r}: {what} does not match Keras on {len(x)} test images (max abs "
+                              f"difference {max_diff:.2e}, tolerance {tolerance:.0e}; {disagree} top-1 changes); "
+                              "nothing written")  # fmt: skip
     return max_diff
 
 
@@ -147,7 +149,7 @@ def export_onnx(
     except onnx.checker.ValidationError as error:
         why = reason(error, first_line=True)
         raise FashionZooError(f"model {entry.full_name!r}: the converted ONNX graph is invalid ({why})") from None
-    max_diff = _parity(model, proto, entry, data_dir)
+    max_diff = check_parity(model, entry, lambda x: _onnx_probs(proto, x), "ONNX", PARITY_TOLERANCE, data_dir)
     metadata = {
         "fashionzoo.model": entry.full_name,
         "fashionzoo.dataset": entry.tag,
