@@ -13,7 +13,7 @@ import click
 
 from fashionzoo import __version__
 from fashionzoo._files import FashionZooError
-from fashionzoo.registry import REGISTRY, get_entry, is_random_backbone_run
+from fashionzoo.registry import REGISTRY, ModelEntry, get_entry, is_random_backbone_run
 
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,6 +38,19 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), help="Folder of IDX files to read.")
 dataset_option = click.option("--dataset", type=click.Choice(["fashion-mnist", "mnist"]), default="fashion-mnist",
                               show_default=True)  # fmt: skip
+engine_option = click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                             help="ray: run on a Ray cluster (pip install \"fashionzoo[ray]\"; see docs/scale-out.md).")
+address_option = click.option("--address", help="--engine ray: the cluster, e.g. 10.0.0.5:6379 or ray://head:10001 "
+                              "(default: $RAY_ADDRESS, else a new Ray instance on this machine).")  # fmt: skip
+
+
+def _seed_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated whole numbers, e.g. 0,1,2,3,4") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,23 +132,73 @@ def info(name: str, as_json: bool) -> None:
               "'random' (pipeline checks only: such a run is never released).")  # fmt: skip
 @click.option("--fine-tune-epochs", type=click.IntRange(min=0),
               help="Transfer models: override the recipe's fine-tuning epochs (0 skips fine-tuning).")  # fmt: skip
+@click.option("--seeds", callback=_seed_list, help="Train once per seed (e.g. 0,1,2,3,4) into OUT/seed-N and "
+              "report the spread of the accuracies in OUT/seeds.json.")  # fmt: skip
+@engine_option
+@address_option
+@json_option
 @_user_errors
-def train(name: str, out: str | None, backbone_weights: str, **options: Any) -> None:
+def train(name: str, out: str | None, backbone_weights: str, seeds: list[int] | None, engine: str,
+          address: str | None, as_json: bool, **options: Any) -> None:  # fmt: skip
     """Train a model with its recorded recipe and write weights, curves, metrics and a model card."""
     from fashionzoo.training import train as run_training
 
     entry = get_entry(name)
-    overrides = {}
-    if entry.needs_backbone_weights:
-        if backbone_weights == "random":
-            click.echo(f"fashionzoo: training {entry.name} with a RANDOM backbone: a pipeline check, not a usable "
-                       "checkpoint", err=True)  # fmt: skip
-        overrides["backbone_weights"] = None if backbone_weights == "random" else backbone_weights
+    if seeds is not None:
+        _sweep(entry.name, Path(out or Path("runs") / entry.name), seeds, engine, address, as_json,
+               {"build_overrides": _backbone_overrides(entry, backbone_weights), **options})  # fmt: skip
+        return
+    if engine == "ray" and not entry.recipe.search:
+        raise FashionZooError(f"{entry.name} has no search to distribute; --engine ray trains with --seeds or "
+                              "runs a recipe's search (e.g. lenet5-tuned)")  # fmt: skip
+    if engine == "ray":
+        from fashionzoo.distributed import search_on_ray
+
+        options["score_trials"] = search_on_ray(address, options["device"], verbose=1)
     out_dir = Path(out or Path("runs") / entry.name)
-    metrics = run_training(entry.name, out_dir, build_overrides=overrides, **options)
+    metrics = run_training(entry.name, out_dir, build_overrides=_backbone_overrides(entry, backbone_weights),
+                           verbose=0 if as_json else 1, **options)  # Keras' progress goes to stdout
     test = metrics["test"]
+    if as_json:
+        _echo_json({k: metrics[k] for k in ("model", "test", "val", "epochs", "wall_time_s", "search")})
+        return
     click.echo(f"{entry.name}: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on {test['n']} images; "
                f"{metrics['epochs']} epochs in {metrics['wall_time_s']:.0f} s; written to {out_dir}")  # fmt: skip
+
+
+def _backbone_overrides(entry: ModelEntry, backbone_weights: str) -> dict[str, Any]:
+    """Builder overrides of a transfer model: its backbone weights ('random': a pipeline check, announced)."""
+    if not entry.needs_backbone_weights:
+        return {}
+    if backbone_weights == "random":
+        click.echo(f"fashionzoo: training {entry.name} with a RANDOM backbone: a pipeline check, not a usable "
+                   "checkpoint", err=True)  # fmt: skip
+    return {"backbone_weights": None if backbone_weights == "random" else backbone_weights}
+
+
+def _sweep(name: str, out: Path, seeds: list[int], engine: str, address: str | None, as_json: bool,
+           options: dict[str, Any]) -> None:  # fmt: skip
+    """``train --seeds``: one training per seed, here or as Ray Tune trials, and the spread."""
+    import functools
+
+    from fashionzoo.sweeps import run_in_process, sweep_seeds
+
+    if options.pop("seed") is not None or options.pop("resume"):
+        raise FashionZooError("--seeds replaces --seed, and a sweep cannot --resume; drop those options")
+    run_all = run_in_process
+    if engine == "ray":
+        from fashionzoo.distributed import run_trials
+
+        run_all = functools.partial(run_trials, address=address, device=options["device"], name=f"{name}-seeds")
+    summary = sweep_seeds(name, out, seeds, run_all, **options)
+    if as_json:
+        _echo_json(summary)
+        return
+    for key in ("val_accuracy", "test_accuracy"):
+        s = summary[key]
+        click.echo(f"{name} {key.replace('_', ' ')} over {len(seeds)} seeds: mean {s['mean']:.4f}, std {s['std']:.4f}, "
+                   f"min {s['min']:.4f}, max {s['max']:.4f}")  # fmt: skip
+    click.echo(f"written to {out / 'seeds.json'}")
 
 
 @main.command("eval")
@@ -253,14 +316,37 @@ def export(name: str, out: str | None, opset: int, weights: str | None, quantize
               help="keras: the TensorFlow model, for comparison.")  # fmt: skip
 @click.option("--weights", type=click.Path(dir_okay=False), help="Keras backend: a local .weights.h5 file.")
 @click.option("--progress/--no-progress", default=None, help="A running count on stderr (default: when a terminal).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write one row per input (path, label, class_id, "
+              "probability, top_k, error) to a .parquet or .jsonl file (or object-store path) and print a summary; "
+              "files that fail are rows with an error, and the exit status stays 0.")  # fmt: skip
+@engine_option
+@address_option
+@click.option("--workers", type=click.IntRange(min=1),
+              help="--engine ray: inference actors (default: one per GPU with cuda, else the cluster's CPUs - 1).")
 @_user_errors
 def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool, batch_size: int, device: str,
-            onnx_path: str | None, backend: str, weights: str | None, progress: bool | None) -> None:  # fmt: skip
-    """Classify image files, folders of images or glob patterns; exit status 1 if any file failed."""
+            onnx_path: str | None, backend: str, weights: str | None, progress: bool | None, out: str | None,
+            engine: str, address: str | None, workers: int | None) -> None:  # fmt: skip
+    """Classify image files, folders of images or glob patterns; exit status 1 if any file failed.
+
+    With --engine ray: one SOURCE (a folder, a glob, a .txt or .parquet list of paths, or an object-store folder
+    such as s3://bucket/photos/) classified on a Ray cluster into --out."""
     from fashionzoo.registry import DEFAULT_MODEL
     from fashionzoo.runtime import Classifier, Failure, classify_files, expand_inputs
 
     name = name or DEFAULT_MODEL
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    if engine == "ray":
+        if len(inputs) != 1 or not out or backend != "onnx":
+            raise FashionZooError("--engine ray classifies one SOURCE into --out with the onnx backend")
+        from fashionzoo.distributed import predict as predict_on_ray
+
+        _summary(predict_on_ray(inputs[0], out, address=address, name=name, onnx_path=onnx_path, device=device,
+                                top_k=top_k, batch_size=batch_size, workers=workers, progress=show_progress),
+                 as_json)  # fmt: skip
+        return
+    if workers or address:
+        raise FashionZooError("--workers and --address are for --engine ray")
     if backend == "onnx":
         if weights:
             raise FashionZooError("--weights is for --backend keras; pass an ONNX file with --onnx")
@@ -275,8 +361,13 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
         def classify(items: Any, top_k: int, batch_size: int) -> Any:
             return classify_files(items, lambda x: predict_probs(model, x, batch_size), classes, top_k, batch_size)
 
+    if out:
+        from fashionzoo import predictions
+
+        results = classify(expand_inputs(inputs), top_k=top_k, batch_size=batch_size)
+        _summary(predictions.write(predictions.tables(results, batch_size), out, show_progress), as_json)
+        return
     failed = False
-    show_progress = sys.stderr.isatty() if progress is None else progress
     count = 0
     for count, result in enumerate(classify(expand_inputs(inputs), top_k=top_k, batch_size=batch_size), 1):
         if show_progress and count % batch_size == 0:
@@ -293,6 +384,16 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
         click.echo(f"fashionzoo: {count} files done", err=True)
     if failed:
         sys.exit(1)
+
+
+def _summary(summary: dict[str, Any], as_json: bool) -> None:
+    """The closing line of ``predict --out``."""
+    if as_json:
+        _echo_json(summary)
+        return
+    where = f" (Ray: {summary['workers']} inference actors, {summary['nodes']} nodes)" if "workers" in summary else ""
+    click.echo(f"fashionzoo: {summary['images']:,} images, {summary['failures']:,} failed, {summary['seconds']:.1f} s, "
+               f"{summary['images_per_s'] or 0:,.0f} images/s{where}; written to {summary['out']}")  # fmt: skip
 
 
 def _batch_sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
