@@ -322,7 +322,8 @@ def export(name: str, out: str | None, opset: int, weights: str | None, quantize
 @engine_option
 @address_option
 @click.option("--workers", type=click.IntRange(min=1),
-              help="--engine ray: inference actors (default: one per GPU with cuda, else the cluster's CPUs - 1).")
+              help="--engine ray: at most this many inference actors, started as the cluster has room (default: "
+              "one per GPU with cuda, else one per CPU of the cluster less one).")  # fmt: skip
 @_user_errors
 def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool, batch_size: int, device: str,
             onnx_path: str | None, backend: str, weights: str | None, progress: bool | None, out: str | None,

@@ -195,17 +195,18 @@ def _named_as(result: Prediction | Failure, copies: dict[str, str]) -> Predictio
     return result
 
 
-def _pool(ray: Any, device: str, workers: int | None) -> tuple[int, dict[str, float]]:
-    """How many actors, and each one's resources: one GPU each with cuda, else one CPU each, leaving one CPU of
-    the cluster free so that reading tasks are never starved by a pool that holds every CPU."""
+def _pool(ray: Any, device: str, workers: int | None) -> tuple[Any, int, dict[str, float]]:
+    """The actor pool (strategy, largest size) and each actor's resources: one GPU each with cuda, else one CPU
+    each. By default as many actors as the cluster has GPUs, or CPUs less one, so that reading tasks are never
+    starved by a pool that holds every CPU; ``workers`` asks for that many, started as resources appear (an
+    autoscaling cluster adds nodes for them)."""
     resources = ray.cluster_resources()
-    if device == "cuda" and resources.get("GPU"):
-        return workers or int(resources["GPU"]), {"num_gpus": 1, "num_cpus": 1}
-    cpus = int(resources.get("CPU", 1))
-    if workers and workers > max(cpus - 1, 1):
-        raise FashionZooError(f"--workers {workers}: the cluster has {cpus} CPUs, and one must stay free for "
-                              f"reading; use at most {max(cpus - 1, 1)}")  # fmt: skip
-    return workers or max(cpus - 1, 1), {"num_cpus": 1}
+    gpu = device == "cuda" and bool(resources.get("GPU"))
+    per_actor = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 1}
+    if workers:
+        return ray.data.ActorPoolStrategy(min_size=1, max_size=workers), workers, per_actor
+    size = int(resources["GPU"]) if gpu else max(int(resources.get("CPU", 1)) - 1, 1)
+    return ray.data.ActorPoolStrategy(size=size), size, per_actor
 
 
 def predict(
@@ -224,12 +225,12 @@ def predict(
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False  # the driver's own progress lines instead
-    size, resources = _pool(ray, device, workers)
+    pool, size, resources = _pool(ray, device, workers)
     model = ray.put(clf.path.read_bytes())  # held here for the whole job: restarted actors fetch it again
     ds = input_paths(source, batch_size).map_batches(
         Predictor, fn_constructor_kwargs={"onnx": [model], "name": clf.name, "device": device,
                                           "top_k": top_k, "batch_size": batch_size, "cwd": os.getcwd()},
-        batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=size), **resources,
+        batch_size=batch_size, batch_format="pyarrow", compute=pool, **resources,
     )  # fmt: skip
     try:
         summary = predictions.write(ds.iter_batches(batch_size=None, batch_format="pyarrow"), out, progress)
