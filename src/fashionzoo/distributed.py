@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -23,8 +24,10 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from fashionzoo._files import FashionZooError
 from fashionzoo.registry import get_entry
@@ -38,6 +41,9 @@ if TYPE_CHECKING:
     from fashionzoo.runtime import Failure, Prediction
     from fashionzoo.training import Trial
 
+FETCH_THREADS = 16
+"""Object-store files an actor fetches at once: for small images the latency of each request, not bandwidth,
+is the limit."""
 TRIAL_RETRIES = 2
 """Times Tune restarts a trial whose worker or node died before giving up on the job."""
 
@@ -162,25 +168,38 @@ class Predictor:
 
 @contextlib.contextmanager
 def _local_copies(paths: list[str]) -> Iterator[dict[str, str]]:
-    """Local copies of the ``scheme://`` paths among ``paths`` (uri -> copy), deleted on exit. An object that
-    cannot be fetched gets no file, so the classifier reports it missing (under its uri: :func:`_named_as`)."""
+    """Local copies of the ``scheme://`` paths among ``paths`` (uri -> copy), fetched :data:`FETCH_THREADS` at a
+    time and deleted on exit. An object that cannot be fetched gets no file, so the classifier reports it missing
+    (under its uri: :func:`_named_as`)."""
     uris = [p for p in paths if _is_uri(p)]
     if not uris:
         yield {}
         return
+    with tempfile.TemporaryDirectory(prefix="fashionzoo-fetch-") as folder:
+        copies = {uri: os.path.join(folder, f"{i}-{uri.rsplit('/', 1)[-1]}") for i, uri in enumerate(uris)}
+        with ThreadPoolExecutor(FETCH_THREADS) as pool:
+            list(pool.map(_fetch, copies.items()))
+        yield copies
+
+
+def _fetch(uri_and_copy: tuple[str, str]) -> None:
+    uri, copy = uri_and_copy
+    parts = urlsplit(uri)
+    try:
+        filesystem, root = _filesystem(f"{parts.scheme}://{parts.netloc}/")
+        with filesystem.open_input_stream(root.rstrip("/") + parts.path) as source, open(copy, "wb") as target:
+            shutil.copyfileobj(source, target)
+    except (OSError, ValueError):
+        Path(copy).unlink(missing_ok=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _filesystem(root: str) -> tuple[Any, str]:
+    """The pyarrow file system of a ``scheme://bucket/`` root and the root's path in it, made once per actor (an
+    object store's client resolves credentials and region when it is made)."""
     from pyarrow import fs
 
-    with tempfile.TemporaryDirectory(prefix="fashionzoo-fetch-") as folder:
-        copies = {}
-        for i, uri in enumerate(uris):
-            copies[uri] = copy = os.path.join(folder, f"{i}-{uri.rsplit('/', 1)[-1]}")
-            try:
-                filesystem, path = fs.FileSystem.from_uri(uri)
-                with filesystem.open_input_stream(path) as source, open(copy, "wb") as target:
-                    shutil.copyfileobj(source, target)
-            except (OSError, ValueError):
-                Path(copy).unlink(missing_ok=True)
-        yield copies
+    return fs.FileSystem.from_uri(root)
 
 
 def _named_as(result: Prediction | Failure, copies: dict[str, str]) -> Prediction | Failure:
@@ -283,8 +302,6 @@ def _search_trial(trial: Trial, *, name: str, recipe: Recipe, data: Split, devic
 
 def search_on_ray(address: str | None, device: str, verbose: int) -> Callable[..., list[float]]:
     """A :data:`fashionzoo.training.ScoreTrials` that runs each training of a search as a Tune trial."""
-    import functools
-
     from fashionzoo.training import trial_line
 
     def score(entry: ModelEntry, recipe: Recipe, data: Split, trials: list[Trial], label: str) -> list[float]:
