@@ -72,13 +72,15 @@ class LocalCluster:
         self.address = f"127.0.0.1:{self.port}"
         self.temp_dir = tempfile.mkdtemp(prefix="fzray-", dir="/tmp")  # short: Ray's socket paths live under it
         self.nodes: list[subprocess.Popen] = []
+        self.logs: list[Path] = []  # each node's output
 
     def driver_env(self) -> dict[str, str]:
         """The environment of a driver process (a ``fashionzoo`` command) that connects to :attr:`address`."""
         return {**self.env, **LOOPBACK_ENV}
 
     def _start(self, command: list[str], env: dict[str, str], log: str) -> None:
-        with open(Path(self.temp_dir) / log, "wb") as output:
+        self.logs.append(Path(self.temp_dir) / log)
+        with open(self.logs[-1], "wb") as output:
             self.nodes.append(subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT,
                                                start_new_session=True))  # fmt: skip
 
@@ -88,19 +90,19 @@ class LocalCluster:
                      "--num-cpus", str(self.head_cpus), "--include-dashboard=false",
                      "--ray-client-server-port", str(free_port()), *common], self.driver_env(), "head.log")
         self._wait_for_nodes(1)
-        for i, cpus in enumerate(self.worker_cpus, 1):
+        for i, cpus in enumerate(self.worker_cpus, 1):  # one at a time: nodes of one address started together
             self._start([sys.executable, "-c", WORKER_START, "start", "--address", self.address, "--num-cpus",
                          str(cpus), *common], {**self.env, "RAY_USAGE_STATS_ENABLED": "0"}, f"worker-{i}.log")
-        self._wait_for_nodes(1 + len(self.worker_cpus))
+            self._wait_for_nodes(1 + i)  # can each take the other's raylet for their own and time out
         return self
 
     def _wait_for_nodes(self, count: int) -> None:
         """Wait until ``count`` nodes are up (``ray status`` lists them as active)."""
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
-            for node in self.nodes:
+            for node, log in zip(self.nodes, self.logs, strict=True):
                 if node.poll() is not None:
-                    raise RuntimeError(f"a Ray node exited ({node.args[:3]}); see the logs in {self.temp_dir}")
+                    raise RuntimeError(f"a Ray node exited; the end of its output:\n{log.read_text()[-2000:]}")
             status = subprocess.run([str(RAY), "status", "--address", self.address], env=self.driver_env(),
                                     capture_output=True, text=True)  # fmt: skip
             if status.returncode == 0 and status.stdout.count(" node_") >= count:
