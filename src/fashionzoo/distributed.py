@@ -56,25 +56,33 @@ def _ray() -> Any:
     return ray
 
 
-def connect(address: str | None) -> Any:
+@contextlib.contextmanager
+def connected(address: str | None) -> Iterator[Any]:
     """The ``ray`` module, connected to the cluster at ``address`` (``None``: ``$RAY_ADDRESS``, else a new
-    single-machine instance); the job's workers get the driver's ``FASHIONZOO_*`` variables."""
+    single-machine instance) for the block, and disconnected after it unless it was connected before. The job's
+    workers get the driver's ``FASHIONZOO_*`` variables. Meanwhile the notices Ray prints on the driver's stdout
+    (a worker died, a task is retried) go to stderr: stdout is for fashionzoo's results (``--json``)."""
     # fashionzoo reports progress and results itself: Ray Data's log lines and Tune's console report off (set
     # before ray.data and ray.tune are imported; the variables override this)
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     ray = _ray()
-    if ray.is_initialized():
-        return ray
-    env = {key: value for key, value in os.environ.items() if key.startswith("FASHIONZOO_")}
-    try:
-        ray.init(address=address, logging_level=logging.WARNING, runtime_env={"env_vars": env}, log_to_driver=False,
-                 include_dashboard=False if address is None else None)  # fmt: skip
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        raise FashionZooError(f"cannot connect to the Ray cluster at {address or 'a new local instance'} "
-                              f"({str(error).splitlines()[0]}); check --address (ray start --head prints it)"
-                              ) from None  # fmt: skip
-    return ray
+    with contextlib.redirect_stdout(sys.stderr):
+        connecting = not ray.is_initialized()
+        if connecting:
+            env = {key: value for key, value in os.environ.items() if key.startswith("FASHIONZOO_")}
+            try:
+                ray.init(address=address, logging_level=logging.WARNING, runtime_env={"env_vars": env},
+                         log_to_driver=False, include_dashboard=False if address is None else None)  # fmt: skip
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                raise FashionZooError(f"cannot connect to the Ray cluster at {address or 'a new local instance'} "
+                                      f"({str(error).splitlines()[0]}); check --address (ray start --head prints "
+                                      "it)") from None  # fmt: skip
+        try:
+            yield ray
+        finally:
+            if connecting:
+                ray.shutdown()  # here, so that late notices go to stderr too
 
 
 def _is_uri(path: str) -> bool:
@@ -240,22 +248,22 @@ def predict(
 
     predictions.check_target(out)
     clf = Classifier.from_pretrained(name or DEFAULT_MODEL, onnx_path=onnx_path, device="cpu")  # resolve + check
-    ray = connect(address)
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
-    context.enable_progress_bars = False  # the driver's own progress lines instead
-    pool, size, resources = _pool(ray, device, workers)
-    model = ray.put(clf.path.read_bytes())  # held here for the whole job: restarted actors fetch it again
-    ds = input_paths(source, batch_size).map_batches(
-        Predictor, fn_constructor_kwargs={"onnx": [model], "name": clf.name, "device": device,
-                                          "top_k": top_k, "batch_size": batch_size, "cwd": os.getcwd()},
-        batch_size=batch_size, batch_format="pyarrow", compute=pool, **resources,
-    )  # fmt: skip
-    try:
-        summary = predictions.write(ds.iter_batches(batch_size=None, batch_format="pyarrow"), out, progress)
-    except ray.exceptions.RayError as error:
-        raise FashionZooError(f"the Ray job failed: {str(error).strip().splitlines()[-1]}") from None
-    return {**summary, "workers": size, "nodes": sum(1 for node in ray.nodes() if node["Alive"])}
+    with connected(address) as ray:
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False  # the driver's own progress lines instead
+        pool, size, resources = _pool(ray, device, workers)
+        model = ray.put(clf.path.read_bytes())  # held here for the whole job: restarted actors fetch it again
+        ds = input_paths(source, batch_size).map_batches(
+            Predictor, fn_constructor_kwargs={"onnx": [model], "name": clf.name, "device": device,
+                                              "top_k": top_k, "batch_size": batch_size, "cwd": os.getcwd()},
+            batch_size=batch_size, batch_format="pyarrow", compute=pool, **resources,
+        )  # fmt: skip
+        try:
+            summary = predictions.write(ds.iter_batches(batch_size=None, batch_format="pyarrow"), out, progress)
+        except ray.exceptions.RayError as error:
+            raise FashionZooError(f"the Ray job failed: {str(error).strip().splitlines()[-1]}") from None
+        return {**summary, "workers": size, "nodes": sum(1 for node in ray.nodes() if node["Alive"])}
 
 
 def run_trials(
@@ -264,11 +272,10 @@ def run_trials(
 ) -> list[Any]:  # fmt: skip
     """``function(job)`` for every job, each a Ray Tune trial on one CPU (one GPU with cuda), as many at once as
     the cluster has room for; results (JSON values) in job order. A trial whose worker dies is restarted."""
-    ray = connect(address)
-    from ray import tune
+    with connected(address) as ray, tempfile.TemporaryDirectory(prefix="fashionzoo-tune-") as storage:
+        from ray import tune
 
-    gpu = device == "cuda" and bool(ray.cluster_resources().get("GPU"))
-    with tempfile.TemporaryDirectory(prefix="fashionzoo-tune-") as storage:
+        gpu = device == "cuda" and bool(ray.cluster_resources().get("GPU"))
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(_trial, function=function, jobs=jobs),
                                 {"cpu": 1, "gpu": 1 if gpu else 0}),
@@ -277,9 +284,8 @@ def run_trials(
             run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES)),
         )  # fmt: skip
-        grid = tuner.fit()
         results: dict[int, Any] = {}
-        for result in grid:
+        for result in tuner.fit():
             if result.error:
                 raise FashionZooError(f"trial {result.config['index'] + 1} of {name} failed: "
                                       f"{str(result.error).strip().splitlines()[-1]}")  # fmt: skip
