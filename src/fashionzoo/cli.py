@@ -18,7 +18,7 @@ import click
 
 from fashionzoo import __version__
 from fashionzoo._files import DISK_ERRNOS, DiskError, FashionZooError, check_writable_target
-from fashionzoo.registry import DEFAULT_TAG, OLD_POOL_TEST_IMAGES, TAGS, all_entries, get_entry
+from fashionzoo.registry import DEFAULT_TAG, OLD_POOL_TEST_IMAGES, TAGS, ModelEntry, all_entries, get_entry
 
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -74,6 +74,21 @@ class _Notices(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         click.echo(f"fashionzoo: {record.getMessage()}", err=True)  # the stderr of the moment (CliRunner too)
+
+
+engine_option = click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                             help="ray: run on a Ray cluster (pip install \"fashionzoo[ray]\"; see docs/scale-out.md).")
+address_option = click.option("--address", help="--engine ray: the cluster, e.g. 10.0.0.5:6379 or ray://head:10001 "
+                              "(default: $RAY_ADDRESS, else a new Ray instance on this machine).")  # fmt: skip
+
+
+def _seed_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated whole numbers, e.g. 0,1,2,3,4") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -175,30 +190,81 @@ def info(name: str, as_json: bool) -> None:
               "'random' (pipeline checks only: such a run is never released).")  # fmt: skip
 @click.option("--fine-tune-epochs", type=click.IntRange(min=0),
               help="Transfer models: override the recipe's fine-tuning epochs (0 skips fine-tuning).")  # fmt: skip
+@click.option("--seeds", callback=_seed_list, help="Train once per seed (e.g. 0,1,2,3,4) into OUT/seed-N and "
+              "report the spread of the accuracies in OUT/seeds.json.")  # fmt: skip
+@engine_option
+@address_option
+@json_option
 @_user_errors
-def train(name: str, out: str | None, backbone_weights: str, dataset: str | None, **options: Any) -> None:
+def train(name: str, out: str | None, backbone_weights: str, dataset: str | None, seeds: list[int] | None,
+          engine: str, address: str | None, as_json: bool, **options: Any) -> None:  # fmt: skip
     """Train a model (cnn-small, or cnn-small.mnist for its MNIST weights) with its recorded recipe and write
     weights, curves, metrics and a model card."""
     from fashionzoo.training import train as run_training
 
     entry = _entry(name, dataset)
-    overrides = {}
-    if entry.needs_backbone_weights:
-        if backbone_weights == "random":
-            click.echo(f"fashionzoo: training {entry.name} with a RANDOM backbone: a pipeline check, not a usable "
-                       "checkpoint", err=True)  # fmt: skip
-        overrides["backbone_weights"] = None if backbone_weights == "random" else backbone_weights
+    if seeds is not None:
+        _sweep(entry.full_name, Path(out or Path("runs") / entry.full_name), seeds, engine, address, as_json,
+               {"build_overrides": _backbone_overrides(entry, backbone_weights), **options})  # fmt: skip
+        return
+    if engine == "ray" and not entry.recipe.search:
+        raise FashionZooError(f"{entry.full_name} has no search to distribute; --engine ray trains with --seeds or "
+                              "runs a recipe's search (e.g. lenet5-tuned)")  # fmt: skip
+    if engine == "ray":
+        from fashionzoo.distributed import search_on_ray
+
+        options["score_trials"] = search_on_ray(address, options["device"])
     out_dir = Path(out or Path("runs") / entry.full_name)
     try:
-        record = run_training(entry, out_dir, build_overrides=overrides, **options)
+        record = run_training(entry, out_dir, build_overrides=_backbone_overrides(entry, backbone_weights),
+                              verbose=0 if as_json else 1, **options)  # Keras' progress goes to stdout
     except (DiskError, OSError) as error:
         if isinstance(error, OSError) and error.errno not in DISK_ERRNOS:
             raise
         where = error if isinstance(error, DiskError) else DiskError(out_dir, error)  # OSError: Keras' history.csv
         raise FashionZooError(f"{where}; the last completed epoch is kept: continue with --resume") from None
     test = record.test
+    if as_json:
+        _echo_json({"model": record.full_name, "test": test, "val": record.val, "epochs": record.epochs,
+                    "wall_time_s": record.wall_time_s, "search": record.search})  # fmt: skip
+        return
     click.echo(f"{entry.full_name}: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on {test['n']} "
                f"images; {record.epochs} epochs in {record.wall_time_s:.0f} s; written to {out_dir}")  # fmt: skip
+
+
+def _backbone_overrides(entry: ModelEntry, backbone_weights: str) -> dict[str, Any]:
+    """Builder overrides of a transfer model: its backbone weights ('random': a pipeline check, announced)."""
+    if not entry.needs_backbone_weights:
+        return {}
+    if backbone_weights == "random":
+        click.echo(f"fashionzoo: training {entry.name} with a RANDOM backbone: a pipeline check, not a usable "
+                   "checkpoint", err=True)  # fmt: skip
+    return {"backbone_weights": None if backbone_weights == "random" else backbone_weights}
+
+
+def _sweep(name: str, out: Path, seeds: list[int], engine: str, address: str | None, as_json: bool,
+           options: dict[str, Any]) -> None:  # fmt: skip
+    """``train --seeds``: one training per seed, here or as Ray Tune trials, and the spread."""
+    import functools
+
+    from fashionzoo.sweeps import run_in_process, sweep_seeds
+
+    if options.pop("seed") is not None or options.pop("resume"):
+        raise FashionZooError("--seeds replaces --seed, and a sweep cannot --resume; drop those options")
+    run_all = run_in_process
+    if engine == "ray":
+        from fashionzoo.distributed import run_trials
+
+        run_all = functools.partial(run_trials, address=address, device=options["device"], name=f"{name}-seeds")
+    summary = sweep_seeds(name, out, seeds, run_all, **options)
+    if as_json:
+        _echo_json(summary)
+        return
+    for key in ("val_accuracy", "test_accuracy"):
+        s = summary[key]
+        click.echo(f"{name} {key.replace('_', ' ')} over {len(seeds)} seeds: mean {s['mean']:.4f}, std {s['std']:.4f}, "
+                   f"min {s['min']:.4f}, max {s['max']:.4f}")  # fmt: skip
+    click.echo(f"written to {out / 'seeds.json'}")
 
 
 @main.command("eval")
@@ -358,16 +424,39 @@ def export(name: str, out: str | None, opset: int, weights: str | None, quantize
 @click.option("--uncertain-below", type=click.FloatRange(0, 1), default=None,
               help="Mark predictions whose top probability is below this as uncertain (default: chosen for the "
               "default model on real photos, see docs/photos.md).")  # fmt: skip
-@click.option("--workers", type=click.IntRange(min=1), help="Threads decoding images (default: one per CPU core).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write one row per input (path, label, class_id, "
+              "probability, top_k, error) to a .parquet or .jsonl file (or object-store path) and print a summary; "
+              "files that fail are rows with an error, and the exit status stays 0.")  # fmt: skip
+@engine_option
+@address_option
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Threads decoding images (default: one per CPU core); with --engine ray, at most this many "
+              "inference actors (default: one per GPU with cuda, else one per CPU of the cluster less one).")
 @_user_errors
 def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool, batch_size: int, device: str,
             onnx_path: str | None, backend: str, weights: str | None, progress: bool | None, recursive: bool,
-            save_inputs: str | None, uncertain_below: float | None, workers: int | None) -> None:  # fmt: skip
-    """Classify image files, folders of images or glob patterns; exit status 1 if any file failed."""
+            save_inputs: str | None, uncertain_below: float | None, out: str | None, engine: str,
+            address: str | None, workers: int | None) -> None:  # fmt: skip
+    """Classify image files, folders of images or glob patterns; exit status 1 if any file failed.
+
+    With --engine ray: one SOURCE (a folder, a glob, a .txt or .parquet list of paths, or an object-store folder
+    such as s3://bucket/photos/) classified on a Ray cluster into --out."""
     from fashionzoo.registry import DEFAULT_MODEL
     from fashionzoo.runtime import UNCERTAIN_BELOW, Classifier, Failure, classify_files, expand_inputs
 
     name = name or DEFAULT_MODEL
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    if engine == "ray":
+        if len(inputs) != 1 or not out or backend != "onnx":
+            raise FashionZooError("--engine ray classifies one SOURCE into --out with the onnx backend")
+        from fashionzoo.distributed import predict as predict_on_ray
+
+        _summary(predict_on_ray(inputs[0], out, address=address, name=name, onnx_path=onnx_path, device=device,
+                                top_k=top_k, batch_size=batch_size, workers=workers, progress=show_progress),
+                 as_json)  # fmt: skip
+        return
+    if address:
+        raise FashionZooError("--address is for --engine ray")
     if backend == "onnx":
         if weights:
             raise FashionZooError("--weights is for --backend keras; pass an ONNX file with --onnx")
@@ -385,12 +474,16 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
                                   entry.classes, top_k, batch_size, workers, uncertain_below,
                                   entry.preprocessing.pipeline)  # fmt: skip
 
-    failed = False
-    show_progress = sys.stderr.isatty() if progress is None else progress
-    count = 0
     threshold = UNCERTAIN_BELOW if uncertain_below is None else uncertain_below
     results = classify(expand_inputs(inputs, recursive), top_k=top_k, batch_size=batch_size, workers=workers,
                        uncertain_below=threshold)  # fmt: skip
+    if out:
+        from fashionzoo import predictions
+
+        _summary(predictions.write(predictions.tables(results, batch_size), out, show_progress), as_json)
+        return
+    failed = False
+    count = 0
     for count, result in enumerate(results, 1):
         if show_progress and count % batch_size == 0:
             click.echo(f"fashionzoo: {count} files done", err=True)
@@ -410,6 +503,16 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
         click.echo(f"fashionzoo: {count} files done", err=True)
     if failed:
         sys.exit(1)
+
+
+def _summary(summary: dict[str, Any], as_json: bool) -> None:
+    """The closing line of ``predict --out``."""
+    if as_json:
+        _echo_json(summary)
+        return
+    where = f" (Ray: {summary['workers']} inference actors, {summary['nodes']} nodes)" if "workers" in summary else ""
+    click.echo(f"fashionzoo: {summary['images']:,} images, {summary['failures']:,} failed, {summary['seconds']:.1f} s, "
+               f"{summary['images_per_s'] or 0:,.0f} images/s{where}; written to {summary['out']}")  # fmt: skip
 
 
 def _batch_sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:

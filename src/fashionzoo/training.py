@@ -8,6 +8,7 @@ Writes into the run folder: ``<name>.weights.h5``, ``history.csv``, ``curves.png
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -16,6 +17,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,39 +156,76 @@ def _split_overrides(recipe: Recipe, params: dict[str, Any]) -> tuple[Recipe, di
             {k: v for k, v in params.items() if k not in recipe_fields})  # fmt: skip
 
 
-def search_hyperparameters(
-    entry: ModelEntry, recipe: Recipe, train: Split, val: Split, strategy: tf.distribute.Strategy
-) -> dict[str, Any]:
-    """Random search of ``recipe.search`` scored on the validation split, then k-fold cross-validation
-    of the best setting on train+validation. Returns the chosen setting and every score."""
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One training of a search: the recipe overrides, and which rows of the search data it trains and scores on."""
+
+    params: dict[str, Any]
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+
+
+ScoreTrials = Callable[[ModelEntry, Recipe, Split, list[Trial], str], list[float]]
+"""Runs trials of a search (``label`` names them in progress lines) and returns their validation accuracies in
+order: :func:`score_trials_in_process` here, or ``fashionzoo.distributed`` on a Ray cluster."""
+
+
+def score_trial(entry: ModelEntry, recipe: Recipe, data: Split, trial: Trial, strategy: tf.distribute.Strategy
+                ) -> float:  # fmt: skip
+    """Train ``recipe`` with ``trial.params`` on its training rows of ``data``; its validation rows' accuracy."""
+    trial_recipe, kwargs = _split_overrides(recipe, trial.params)
+    train = Split(data.images[trial.train_rows], data.labels[trial.train_rows], data.files)
+    val = Split(data.images[trial.val_rows], data.labels[trial.val_rows], data.files)
+    model, _ = _fit(entry, trial_recipe, train, val, strategy, kwargs, [], verbose=0)
+    return metrics_from_probs(predict_probs(model, val.images), val.labels, entry.classes)["accuracy"]
+
+
+def score_trials_in_process(
+    entry: ModelEntry, recipe: Recipe, data: Split, trials: list[Trial], label: str, *,
+    strategy: tf.distribute.Strategy,
+) -> list[float]:  # fmt: skip
+    """The trials one after another in this process."""
+    scores = []
+    for i, trial in enumerate(trials, 1):
+        scores.append(score_trial(entry, recipe, data, trial, strategy))
+        log.info(trial_line(label, i, len(trials), trial, scores[-1]))
+    return scores
+
+
+def trial_line(label: str, number: int, count: int, trial: Trial, accuracy: float) -> str:
+    """The progress line of a finished trial."""
+    return f"{label} {number}/{count} {trial.params}: accuracy {accuracy:.4f}"
+
+
+def search_trials(recipe: Recipe) -> list[dict[str, Any]]:
+    """The settings of ``recipe.search`` that the random search tries, in order (drawn with the recipe's seed)."""
     rng = np.random.default_rng(recipe.seed)
     space = recipe.search or {}
     grid = [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
-    trials = [grid[i] for i in rng.permutation(len(grid))[: recipe.search_trials or len(grid)]]
-    scores = []
-    for i, params in enumerate(trials, 1):
-        trial_recipe, kwargs = _split_overrides(recipe, params)
-        model, _ = _fit(entry, trial_recipe, train, val, strategy, kwargs, [], verbose=0)
-        accuracy = metrics_from_probs(predict_probs(model, val.images), val.labels, entry.classes)["accuracy"]
-        scores.append({"params": params, "val_accuracy": accuracy})
-        log.info("search trial %d/%d %s: validation accuracy %.4f", i, len(trials), params, accuracy)
+    return [grid[i] for i in rng.permutation(len(grid))[: recipe.search_trials or len(grid)]]
+
+
+def search_hyperparameters(
+    entry: ModelEntry, recipe: Recipe, train: Split, val: Split, strategy: tf.distribute.Strategy,
+    score_trials: ScoreTrials | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Random search of ``recipe.search`` scored on the validation split, then k-fold cross-validation
+    of the best setting on train+validation. Returns the chosen setting and every score. ``score_trials`` runs
+    the trainings (default: one after another in this process)."""
+    score = score_trials or functools.partial(score_trials_in_process, strategy=strategy)
+    data = Split(np.concatenate([train.images, val.images]), np.concatenate([train.labels, val.labels]), train.files)
+    train_rows, val_rows = np.arange(len(train)), np.arange(len(train), len(data))
+    settings = search_trials(recipe)
+    accuracies = score(entry, recipe, data, [Trial(params, train_rows, val_rows) for params in settings],
+                       "search trial")  # fmt: skip
+    scores = [{"params": params, "val_accuracy": a} for params, a in zip(settings, accuracies, strict=True)]
     best = max(scores, key=lambda s: s["val_accuracy"])["params"]
     result: dict[str, Any] = {"best": best, "trials": scores}
     if recipe.search_folds > 1:
-        images = np.concatenate([train.images, val.images])
-        labels = np.concatenate([train.labels, val.labels])
-        folds = np.array_split(np.random.default_rng(SPLIT_SEED).permutation(len(labels)), recipe.search_folds)
-        fold_scores = []
-        best_recipe, kwargs = _split_overrides(recipe, best)
-        for k, held_out in enumerate(folds, 1):
-            mask = np.ones(len(labels), bool)
-            mask[held_out] = False
-            fold_train = Split(images[mask], labels[mask], train.files)
-            fold_val = Split(images[held_out], labels[held_out], train.files)
-            model, _ = _fit(entry, best_recipe, fold_train, fold_val, strategy, kwargs, [], verbose=0)
-            fold_scores.append(metrics_from_probs(predict_probs(model, fold_val.images), fold_val.labels,
-                                                  entry.classes)["accuracy"])  # fmt: skip
-            log.info("cross-validation fold %d/%d: accuracy %.4f", k, len(folds), fold_scores[-1])
+        folds = np.array_split(np.random.default_rng(SPLIT_SEED).permutation(len(data)), recipe.search_folds)
+        fold_trials = [Trial(best, np.flatnonzero(~np.isin(np.arange(len(data)), held_out)), held_out)
+                       for held_out in folds]  # fmt: skip
+        fold_scores = score(entry, recipe, data, fold_trials, "cross-validation fold")
         result["cross_validation"] = {"folds": fold_scores, "mean": float(np.mean(fold_scores)),
                                       "std": float(np.std(fold_scores))}  # fmt: skip
     return result
@@ -292,12 +331,12 @@ def _record(
 
 
 def _search(entry: ModelEntry, recipe: Recipe, train: Split, val: Split, strategy: tf.distribute.Strategy,
-            path: Path, resume: bool) -> dict[str, Any]:  # fmt: skip
+            path: Path, resume: bool, score_trials: ScoreTrials | None) -> dict[str, Any]:  # fmt: skip
     """The recipe's hyper-parameter search, or the one an interrupted run already finished (``search.json``)."""
     if resume and path.is_file():
         return json.loads(path.read_text())
     started = time.monotonic()
-    search = search_hyperparameters(entry, recipe, train, val, strategy)
+    search = search_hyperparameters(entry, recipe, train, val, strategy, score_trials)
     search["wall_time_s"] = round(time.monotonic() - started, 1)
     with atomic_open(path) as handle:
         json.dump(search, handle, indent=2)
@@ -320,9 +359,11 @@ def train(
     fine_tune_epochs: int | None = None,
     build_overrides: dict[str, Any] | None = None,
     verbose: int = 1,
+    score_trials: ScoreTrials | None = None,
 ) -> RunRecord:
     """Train a registry model (an entry or a name: ``cnn-small.mnist``, or ``cnn-small`` with ``dataset="mnist"``)
-    with its recipe, overrides recorded, and write the run folder (:mod:`fashionzoo.runs`); returns its record."""
+    with its recipe, overrides recorded, and write the run folder (:mod:`fashionzoo.runs`); returns its record.
+    ``score_trials`` runs the trainings of a recipe's search (default: in this process)."""
     entry = resolve(model)
     if dataset:
         entry = get_entry(f"{entry.name}.{dataset}")
@@ -349,7 +390,7 @@ def train(
     build_kwargs = dict(build_overrides or {})
     search = None
     if recipe.search:
-        search = _search(entry, recipe, train_split, val_split, strategy, out / runs.SEARCH, resume)
+        search = _search(entry, recipe, train_split, val_split, strategy, out / runs.SEARCH, resume, score_trials)
         recipe, chosen_kwargs = _split_overrides(recipe, search["best"])
         build_kwargs.update(chosen_kwargs)
 

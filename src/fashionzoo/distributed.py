@@ -1,0 +1,321 @@
+"""The same work on a Ray cluster: batch prediction with Ray Data, searches and seed sweeps as Ray Tune trials.
+
+Ray is the optional ``ray`` extra (``pip install "fashionzoo[ray]"``); it is imported only when one of these
+functions runs. Every node needs fashionzoo installed (the same version as the driver); the driver's
+``FASHIONZOO_*`` environment variables are passed on to the job's workers.
+
+- :func:`predict`: the paths of a folder, glob, path list or object-store folder are mapped through a fixed pool of
+  actors, each holding one ONNX Runtime session (the driver's resolved model file, shipped through the object
+  store) and running :func:`fashionzoo.runtime.classify_files`, so rows are those of the single-machine path.
+  The driver streams the finished blocks into one output file; Ray re-runs the batch of an actor that died
+  (the actor is restarted), and a block reaches the driver only once, so every input is written exactly once.
+- :func:`run_trials`: a function over a list of jobs, each job one Tune trial (retried when its worker dies).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from fashionzoo._files import FashionZooError
+from fashionzoo.registry import get_entry
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import ray.data
+
+    from fashionzoo.data import Split
+    from fashionzoo.registry import ModelEntry, Recipe
+    from fashionzoo.runtime import Failure, Prediction
+    from fashionzoo.training import Trial
+
+log = logging.getLogger(__name__)
+FETCH_THREADS = 16
+"""Object-store files an actor fetches at once: for small images the latency of each request, not bandwidth,
+is the limit."""
+TRIAL_RETRIES = 2
+"""Times Tune restarts a trial whose worker or node died before giving up on the job."""
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise FashionZooError('--engine ray needs Ray: pip install "fashionzoo[ray]"') from None
+    return ray
+
+
+@contextlib.contextmanager
+def connected(address: str | None) -> Iterator[Any]:
+    """The ``ray`` module, connected to the cluster at ``address`` (``None``: ``$RAY_ADDRESS``, else a new
+    single-machine instance) for the block, and disconnected after it unless it was connected before. The job's
+    workers get the driver's ``FASHIONZOO_*`` variables. Meanwhile the notices Ray prints on the driver's stdout
+    (a worker died, a task is retried) go to stderr: stdout is for fashionzoo's results (``--json``)."""
+    # fashionzoo reports progress and results itself: Ray Data's log lines and Tune's console report off (set
+    # before ray.data and ray.tune are imported; the variables override this)
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray = _ray()
+    with contextlib.redirect_stdout(sys.stderr):
+        connecting = not ray.is_initialized()
+        if connecting:
+            env = {key: value for key, value in os.environ.items() if key.startswith("FASHIONZOO_")}
+            try:
+                ray.init(address=address, logging_level=logging.WARNING, runtime_env={"env_vars": env},
+                         log_to_driver=False, include_dashboard=False if address is None else None)  # fmt: skip
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                raise FashionZooError(f"cannot connect to the Ray cluster at {address or 'a new local instance'} "
+                                      f"({str(error).splitlines()[0]}); check --address (ray start --head prints "
+                                      "it)") from None  # fmt: skip
+        try:
+            yield ray
+        finally:
+            if connecting:
+                ray.shutdown()  # here, so that late notices go to stderr too
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def _uri_folder(uri: str) -> list[dict[str, str | None]]:
+    """The image files of an object-store (or any pyarrow file system) folder, sorted, or one error row."""
+    from pyarrow import fs
+
+    from fashionzoo.runtime import IMAGE_EXTENSIONS
+
+    try:
+        filesystem, root = fs.FileSystem.from_uri(uri)
+        infos = filesystem.get_file_info(fs.FileSelector(root, recursive=False))
+    except (OSError, ValueError) as error:
+        return [{"path": uri, "error": f"{uri}: cannot list the folder ({error})"}]
+    prefix = uri.rstrip("/") + "/"
+    names = sorted(i.base_name for i in infos if i.type == fs.FileType.File and
+                   i.base_name.lower().endswith(IMAGE_EXTENSIONS))  # fmt: skip
+    if not names:
+        return [{"path": uri, "error": f"{uri}: no image files in this folder ({', '.join(IMAGE_EXTENSIONS)})"}]
+    return [{"path": prefix + name, "error": None} for name in names]
+
+
+def input_paths(source: str, rows_per_block: int) -> ray.data.Dataset:
+    """A dataset of ``path`` (and ``error``, set where an input cannot be expanded) rows, in blocks of
+    ``rows_per_block`` (a block is what one actor call gets, and what Ray re-runs after a failure): a ``.txt`` list
+    (one path a line) or ``.parquet`` list (a ``path`` column) read by Ray; a folder or glob expanded here as the
+    single-machine ``predict`` does; a ``scheme://`` folder listed through pyarrow."""
+    import pyarrow as pa
+    import ray.data
+
+    from fashionzoo.runtime import Failure, expand_inputs
+
+    lowered = source.lower()
+    if lowered.endswith(".parquet"):
+        paths = ray.data.read_parquet(source, columns=["path"]).map_batches(_path_rows, batch_format="pyarrow")
+    elif lowered.endswith(".txt"):
+        paths = ray.data.read_text(source).map_batches(_path_rows, batch_format="pyarrow")
+    else:
+        rows = _uri_folder(source) if _is_uri(source) else [
+            {"path": i.file, "error": i.error} if isinstance(i, Failure) else {"path": i, "error": None}
+            for i in expand_inputs([source])]  # fmt: skip
+        paths = ray.data.from_arrow(pa.Table.from_pylist(rows, schema=pa.schema([("path", pa.string()),
+                                                                                 ("error", pa.string())])))
+    return paths.repartition(target_num_rows_per_block=rows_per_block)
+
+
+def _path_rows(batch: pa.Table) -> pa.Table:
+    """``path`` and ``error`` rows of a path list's lines (``text``) or ``path`` column; blank lines dropped."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    paths = pc.utf8_trim_whitespace(batch.column("text" if "text" in batch.column_names else "path").cast(pa.string()))
+    paths = paths.filter(pc.fill_null(pc.not_equal(paths, ""), False))
+    return pa.table({"path": paths, "error": pa.nulls(len(paths), pa.string())})
+
+
+class Predictor:
+    """A Ray Data actor: one ONNX Runtime session, reused for every batch it is given."""
+
+    def __init__(self, onnx: list[Any], name: str, device: str, top_k: int, batch_size: int, cwd: str) -> None:
+        """``onnx``: ``[ref]``, the object-store reference of the model file's bytes (in a list, so that Ray passes
+        the reference itself, small enough to stay with the actor's arguments for a restart)."""
+        import ray
+
+        from fashionzoo.runtime import Classifier
+
+        with tempfile.TemporaryDirectory(prefix="fashionzoo-") as folder:
+            path = Path(folder) / "model.onnx"
+            path.write_bytes(ray.get(onnx[0]))
+            # one thread: the actor holds one CPU of the node, and its neighbours the others
+            self.classifier = Classifier(path, name=name, device=device, intra_op_threads=1)
+        self.top_k, self.batch_size = top_k, batch_size
+        if os.path.isdir(cwd):  # relative paths mean what they meant on the driver (a shared file system)
+            os.chdir(cwd)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from fashionzoo import predictions
+        from fashionzoo.runtime import Failure
+
+        paths, errors = batch.column("path").to_pylist(), batch.column("error").to_pylist()
+        with _local_copies(paths) as copies:
+            items = [Failure(p, e) if e else copies.get(p, p) for p, e in zip(paths, errors, strict=True)]
+            results = list(self.classifier.classify(items, top_k=self.top_k, batch_size=self.batch_size))
+        if copies:
+            results = [_named_as(result, copies) for result in results]
+        return predictions.table(results)
+
+
+@contextlib.contextmanager
+def _local_copies(paths: list[str]) -> Iterator[dict[str, str]]:
+    """Local copies of the ``scheme://`` paths among ``paths`` (uri -> copy), fetched :data:`FETCH_THREADS` at a
+    time and deleted on exit. An object that cannot be fetched gets no file, so the classifier reports it missing
+    (under its uri: :func:`_named_as`)."""
+    uris = [p for p in paths if _is_uri(p)]
+    if not uris:
+        yield {}
+        return
+    with tempfile.TemporaryDirectory(prefix="fashionzoo-fetch-") as folder:
+        copies = {uri: os.path.join(folder, f"{i}-{uri.rsplit('/', 1)[-1]}") for i, uri in enumerate(uris)}
+        with ThreadPoolExecutor(FETCH_THREADS) as pool:
+            list(pool.map(_fetch, copies.items()))
+        yield copies
+
+
+def _fetch(uri_and_copy: tuple[str, str]) -> None:
+    uri, copy = uri_and_copy
+    parts = urlsplit(uri)
+    try:
+        filesystem, root = _filesystem(f"{parts.scheme}://{parts.netloc}/")
+        with filesystem.open_input_stream(root.rstrip("/") + parts.path) as source, open(copy, "wb") as target:
+            shutil.copyfileobj(source, target)
+    except (OSError, ValueError):
+        Path(copy).unlink(missing_ok=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _filesystem(root: str) -> tuple[Any, str]:
+    """The pyarrow file system of a ``scheme://bucket/`` root and the root's path in it, made once per actor (an
+    object store's client resolves credentials and region when it is made)."""
+    from pyarrow import fs
+
+    return fs.FileSystem.from_uri(root)
+
+
+def _named_as(result: Prediction | Failure, copies: dict[str, str]) -> Prediction | Failure:
+    """``result`` naming the object-store path instead of its local copy."""
+    from fashionzoo.runtime import Failure
+
+    for uri, copy in copies.items():
+        if result.file == copy:
+            if isinstance(result, Failure):
+                return dataclasses.replace(result, file=uri, error=result.error.replace(copy, uri))
+            return dataclasses.replace(result, file=uri)
+    return result
+
+
+def _pool(ray: Any, device: str, workers: int | None) -> tuple[Any, int, dict[str, float]]:
+    """The actor pool (strategy, largest size) and each actor's resources: one GPU each with cuda, else one CPU
+    each. By default as many actors as the cluster has GPUs, or CPUs less one, so that reading tasks are never
+    starved by a pool that holds every CPU; ``workers`` asks for that many, started as resources appear (an
+    autoscaling cluster adds nodes for them)."""
+    resources = ray.cluster_resources()
+    gpu = device == "cuda" and bool(resources.get("GPU"))
+    per_actor = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 1}
+    if workers:
+        return ray.data.ActorPoolStrategy(min_size=1, max_size=workers), workers, per_actor
+    size = int(resources["GPU"]) if gpu else max(int(resources.get("CPU", 1)) - 1, 1)
+    return ray.data.ActorPoolStrategy(size=size), size, per_actor
+
+
+def predict(
+    source: str, out: str, *, address: str | None = None, name: str | None = None, onnx_path: str | None = None,
+    device: str = "auto", top_k: int = 1, batch_size: int = 256, workers: int | None = None, progress: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Classify every image of ``source`` on the cluster into ``out`` (``.parquet`` or ``.jsonl``, one row per
+    input, in input order); returns the summary (images, failures, seconds, images/s, workers, nodes)."""
+    from fashionzoo import predictions
+    from fashionzoo.registry import DEFAULT_MODEL
+    from fashionzoo.runtime import Classifier
+
+    predictions.check_target(out)
+    clf = Classifier.from_pretrained(name or DEFAULT_MODEL, onnx_path=onnx_path, device="cpu")  # resolve + check
+    with connected(address) as ray:
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False  # the driver's own progress lines instead
+        pool, size, resources = _pool(ray, device, workers)
+        model = ray.put(clf.path.read_bytes())  # held here for the whole job: restarted actors fetch it again
+        ds = input_paths(source, batch_size).map_batches(
+            Predictor, fn_constructor_kwargs={"onnx": [model], "name": clf.name, "device": device,
+                                              "top_k": top_k, "batch_size": batch_size, "cwd": os.getcwd()},
+            batch_size=batch_size, batch_format="pyarrow", compute=pool, **resources,
+        )  # fmt: skip
+        try:
+            summary = predictions.write(ds.iter_batches(batch_size=None, batch_format="pyarrow"), out, progress)
+        except ray.exceptions.RayError as error:
+            raise FashionZooError(f"the Ray job failed: {str(error).strip().splitlines()[-1]}") from None
+        return {**summary, "workers": size, "nodes": sum(1 for node in ray.nodes() if node["Alive"])}
+
+
+def run_trials(
+    function: Callable[[Any], Any], jobs: list[Any], *, address: str | None, device: str = "auto",
+    name: str = "fashionzoo",
+) -> list[Any]:  # fmt: skip
+    """``function(job)`` for every job, each a Ray Tune trial on one CPU (one GPU with cuda), as many at once as
+    the cluster has room for; results (JSON values) in job order. A trial whose worker dies is restarted."""
+    with connected(address) as ray, tempfile.TemporaryDirectory(prefix="fashionzoo-tune-") as storage:
+        from ray import tune
+
+        gpu = device == "cuda" and bool(ray.cluster_resources().get("GPU"))
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(_trial, function=function, jobs=jobs),
+                                {"cpu": 1, "gpu": 1 if gpu else 0}),
+            param_space={"index": tune.grid_search(list(range(len(jobs))))},
+            tune_config=tune.TuneConfig(reuse_actors=True),
+            run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES)),
+        )  # fmt: skip
+        results: dict[int, Any] = {}
+        for result in tuner.fit():
+            if result.error:
+                raise FashionZooError(f"trial {result.config['index'] + 1} of {name} failed: "
+                                      f"{str(result.error).strip().splitlines()[-1]}")  # fmt: skip
+            results[result.config["index"]] = json.loads(result.metrics["result"])
+    return [results[i] for i in range(len(jobs))]
+
+
+def _trial(config: dict[str, Any], function: Callable[[Any], Any], jobs: list[Any]) -> None:
+    from ray import tune
+
+    tune.report({"result": json.dumps(function(jobs[config["index"]]))})
+
+
+def _search_trial(trial: Trial, *, name: str, recipe: Recipe, data: Split, device: str) -> float:
+    """One training of a search, on a Tune worker: :func:`fashionzoo.training.score_trial`."""
+    from fashionzoo import training
+
+    return training.score_trial(get_entry(name), recipe, data, trial, training.distribution_strategy(device)[0])
+
+
+def search_on_ray(address: str | None, device: str) -> Callable[..., list[float]]:
+    """A :data:`fashionzoo.training.ScoreTrials` that runs each training of a search as a Tune trial."""
+    from fashionzoo.training import trial_line
+
+    def score(entry: ModelEntry, recipe: Recipe, data: Split, trials: list[Trial], label: str) -> list[float]:
+        function = functools.partial(_search_trial, name=entry.full_name, recipe=recipe, data=data, device=device)
+        scores = run_trials(function, trials, address=address, device=device, name=f"{entry.full_name}-{label}")
+        for i, (trial, accuracy) in enumerate(zip(trials, scores, strict=True), 1):
+            log.info(trial_line(label, i, len(trials), trial, accuracy))
+        return scores
+
+    return score

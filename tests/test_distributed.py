@@ -1,0 +1,188 @@
+"""``--engine ray`` on a real two-node Ray cluster on 127.0.0.1: batch prediction (identical to the local path, every
+input exactly once even when an inference actor is killed), a recipe's search and a seed sweep as Tune trials."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import fashionzoo
+from fashionzoo.cli import main
+
+pytest.importorskip("ray", reason='Ray is not installed (pip install "fashionzoo[ray]"; .ci/run installs it)')
+pq = pytest.importorskip("pyarrow.parquet", reason='pyarrow is not installed (pip install "fashionzoo[ray]")')
+
+from ray_cluster import LocalCluster, _session_members  # noqa: E402 (after the skips: it needs Ray)
+
+ACTOR_TITLE = b"ray::MapWorker(MapBatches(Predictor))"
+"""The process title of an inference actor."""
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(shared_data: Path) -> Iterator[LocalCluster]:
+    """A head node and a worker node of one CPU each, running this checkout's fashionzoo; killed at the end."""
+    source = str(Path(fashionzoo.__file__).resolve().parents[1])
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")])),
+           "FASHIONZOO_DATA_DIR": str(shared_data)}  # fmt: skip
+    with LocalCluster(head_cpus=1, worker_cpus=[1], env=env) as cluster:
+        yield cluster
+
+
+def _fashionzoo(cluster: LocalCluster, *args: str, **popen: object) -> subprocess.Popen:
+    """A ``fashionzoo`` command connected to the cluster (a process of its own: a Ray driver)."""
+    return subprocess.Popen([sys.executable, "-m", "fashionzoo", *args, "--engine", "ray", "--address",
+                             cluster.address], env=cluster.driver_env(), text=True, **popen)  # fmt: skip
+
+
+def _run(cluster: LocalCluster, *args: str) -> str:
+    process = _fashionzoo(cluster, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = process.communicate(timeout=400)
+    assert process.returncode == 0, err[-3000:]
+    return out
+
+
+def _images(folder: Path, count: int, seed: int = 0) -> Path:
+    """``count`` random 28x28 PNGs, plus a file that is not an image and an empty one."""
+    folder.mkdir()
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+    for i, image in enumerate(pixels):
+        Image.fromarray(image).save(folder / f"img-{i:05d}.png")
+    (folder / "broken.png").write_text("not an image")
+    (folder / "empty.jpg").write_bytes(b"")
+    return folder
+
+
+def _local(source: str, out: Path, *options: str) -> pq.Table:
+    result = CliRunner().invoke(main, ["predict", source, "--out", str(out), "--top-k", "3", *options])
+    assert result.exit_code == 0, result.output
+    return pq.read_table(out)
+
+
+def test_ray_predictions_are_the_local_ones_row_for_row(ray_cluster: LocalCluster, tmp_path: Path) -> None:
+    folder = _images(tmp_path / "photos", 150)
+    local = _local(str(folder), tmp_path / "local.parquet")
+    summary = json.loads(_run(ray_cluster, "predict", str(folder), "--out", str(tmp_path / "ray.parquet"),
+                              "--top-k", "3", "--batch-size", "16", "--json"))  # fmt: skip
+    on_ray = pq.read_table(tmp_path / "ray.parquet")
+    assert on_ray.equals(local)
+    assert local.num_rows == 152 and summary["images"] == 152 and summary["failures"] == 2
+    assert summary["nodes"] == 2 and summary["workers"] == 1  # two CPUs: one actor, one CPU left for reading
+    errors = {row["path"]: row["error"] for row in local.to_pylist() if row["error"]}
+    assert set(errors) == {str(folder / "broken.png"), str(folder / "empty.jpg")}
+    assert "not an image" in errors[str(folder / "broken.png")] and "empty" in errors[str(folder / "empty.jpg")]
+
+
+def test_path_lists_with_object_store_paths(ray_cluster: LocalCluster, tmp_path: Path) -> None:
+    folder = _images(tmp_path / "photos", 20, seed=1)
+    local = {row["path"]: row for row in _local(str(folder), tmp_path / "local.parquet").to_pylist()}
+    uri = folder.as_uri()  # file://...: the object-store code path (pyarrow file system, a fetched copy)
+    listed = [str(folder / "img-00003.png"), "", f"{uri}/img-00004.png", f"{uri}/empty.jpg",
+              str(folder / "broken.png"), str(folder / "missing.png"), f"{uri}/missing.png"]  # fmt: skip
+    (tmp_path / "list.txt").write_text("\n".join(listed) + "\n")
+    _run(ray_cluster, "predict", str(tmp_path / "list.txt"), "--out", str(tmp_path / "list.jsonl"), "--top-k", "3")
+    rows = [json.loads(line) for line in (tmp_path / "list.jsonl").read_text().splitlines()]
+    assert [row["path"] for row in rows] == [p for p in listed if p]  # in order, blank line skipped
+    local_row = {**local, f"{uri}/img-00004.png": local[str(folder / "img-00004.png")],
+                 f"{uri}/empty.jpg": local[str(folder / "empty.jpg")]}  # fmt: skip
+    for row in rows[:4]:  # named as listed: the uri, never the worker's local copy
+        expected = local_row[row["path"]]
+        error = expected["error"] and expected["error"].replace(expected["path"], row["path"])
+        assert row == {**expected, "path": row["path"], "error": error}
+    assert [row["error"] for row in rows[4:]] == [f"{p}: no such file (check the path)" for p in listed[-2:]]
+
+
+def test_object_store_folders_list_their_images(tmp_path: Path) -> None:
+    from fashionzoo.distributed import _uri_folder
+
+    folder = _images(tmp_path / "photos", 2)
+    (folder / "notes.txt").write_text("not listed")
+    uri = folder.as_uri()
+    assert [row["path"] for row in _uri_folder(uri)] == [f"{uri}/{n}" for n in
+                                                         ("broken.png", "empty.jpg", "img-00000.png", "img-00001.png")]
+    assert "cannot list" in _uri_folder(uri + "/none")[0]["error"]
+    assert "no image files" in _uri_folder(tmp_path.as_uri())[0]["error"]
+
+
+def _actor_pids(cluster: LocalCluster) -> list[int]:
+    pids = []
+    for pid in _session_members({node.pid for node in cluster.nodes}):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(ACTOR_TITLE):
+                pids.append(pid)
+        except OSError:
+            continue
+    return pids
+
+
+def test_killing_an_inference_actor_loses_and_repeats_nothing(ray_cluster: LocalCluster, tmp_path: Path) -> None:
+    folder = _images(tmp_path / "photos", 2000, seed=2)
+    log = tmp_path / "stderr.log"
+    with open(log, "w") as stderr:
+        process = _fashionzoo(ray_cluster, "predict", str(folder), "--out", str(tmp_path / "ray.parquet"),
+                              "--batch-size", "16", "--progress", stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 240
+        while "images done" not in log.read_text() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)  # the first progress line: the actor is working through the inputs
+        actors = _actor_pids(ray_cluster)
+        assert actors and process.poll() is None, log.read_text()[-3000:]
+        os.kill(actors[0], signal.SIGKILL)
+        assert process.poll() is None  # killed mid-run
+        assert process.wait(timeout=400) == 0, log.read_text()[-3000:]
+    finally:
+        process.kill()
+    on_ray = pq.read_table(tmp_path / "ray.parquet")
+    paths = on_ray.column("path").to_pylist()
+    assert len(paths) == len(set(paths)) == 2002  # every input once
+    assert on_ray.equals(_local(str(folder), tmp_path / "local.parquet", "--top-k", "1"))
+
+
+def test_search_runs_its_trials_as_tune_trials(ray_cluster: LocalCluster, tmp_path: Path) -> None:
+    from fashionzoo.data import load_split, train_val_split
+    from fashionzoo.registry import get_entry
+    from fashionzoo.training import Trial, distribution_strategy, score_trial, search_trials
+
+    out = json.loads(_run(ray_cluster, "train", "lenet5-tuned", "--limit", "100", "--epochs", "1", "--out",
+                          str(tmp_path / "tuned"), "--json"))  # fmt: skip
+    search = json.loads((tmp_path / "tuned" / "search.json").read_text())
+    assert out["search"] == search
+    recipe = get_entry("lenet5-tuned").recipe.replace(epochs=1)
+    assert [t["params"] for t in search["trials"]] == search_trials(recipe)  # the local search's trials, in order
+    assert search["best"] == max(search["trials"], key=lambda t: t["val_accuracy"])["params"]
+    assert len(search["cross_validation"]["folds"]) == 5
+    metrics = json.loads((tmp_path / "tuned" / "metrics.json").read_text())
+    assert metrics["build_kwargs"]["dense1"] == search["best"]["dense1"] and metrics["recipe"]["lr"] == \
+        search["best"]["lr"]  # fmt: skip
+    # the first trial again, in this process: the same training, seed and validation accuracy
+    train, val = train_val_split(load_split("train"), recipe.val_fraction)
+    train, val = train.head(100), val.head(20)
+    data = type(train)(np.concatenate([train.images, val.images]), np.concatenate([train.labels, val.labels]), {})
+    trial = Trial(search["trials"][0]["params"], np.arange(100), np.arange(100, 120))
+    again = score_trial(get_entry("lenet5-tuned"), recipe, data, trial, distribution_strategy("cpu")[0])
+    assert again == search["trials"][0]["val_accuracy"]
+
+
+def test_seed_sweep_reports_the_spread(ray_cluster: LocalCluster, tmp_path: Path) -> None:
+    summary = json.loads(_run(ray_cluster, "train", "mlp-small", "--seeds", "3,5", "--limit", "200", "--epochs",
+                              "1", "--out", str(tmp_path / "sweep"), "--json"))  # fmt: skip
+    assert summary == json.loads((tmp_path / "sweep" / "seeds.json").read_text())
+    assert [run["seed"] for run in summary["runs"]] == [3, 5]
+    for run in summary["runs"]:
+        metrics = json.loads((tmp_path / "sweep" / run["run"] / "metrics.json").read_text())
+        assert metrics["seed"] == run["seed"] and metrics["test"]["accuracy"] == run["test_accuracy"]
+    for key in ("val_accuracy", "test_accuracy"):
+        values = [run[key] for run in summary["runs"]]
+        assert summary[key]["min"] == min(values) and summary[key]["max"] == max(values)
+        assert summary[key]["mean"] == pytest.approx(np.mean(values))
+        assert summary[key]["std"] == pytest.approx(np.std(values, ddof=1))
