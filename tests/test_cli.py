@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from fashionzoo.cli import main
-from fashionzoo.registry import REGISTRY, all_entries
+from fashionzoo.registry import REGISTRY, all_entries, get_entry
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -37,7 +37,10 @@ def test_info_json_shows_layers_recipe_and_metrics() -> None:
     info = json.loads(out)
     assert code == 0 and info["name"] == "lenet5" and info["recipe"]["epochs"] == 8
     assert sum(layer["params"] for layer in info["layers"]) == 44_426
-    assert info["metrics"] is None or 0 < info["metrics"]["accuracy"] <= 1
+    released = get_entry("lenet5").weights  # retrained on the official files: its record, on the whole test file
+    assert info["metrics"] == released.metrics and info["metrics"]["n"] == 10_000
+    assert info["metrics"]["accuracy"] >= info["target_accuracy"] and not info["trained_on_old_pool"]
+    assert info["classes"][0] == "T-shirt/top" and info["tag"] == "fashion-mnist"
 
 
 def test_info_says_transfer_models_have_no_checkpoint() -> None:
