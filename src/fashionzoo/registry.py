@@ -148,8 +148,9 @@ class WeightsRecord:
     """A released checkpoint: where it lives on the Hub, pinned, verified, what it was trained on and measured.
 
     ``metrics`` summarises the run on the official test file: accuracy, loss, n (4,443 for a checkpoint still from
-    the old pool: :meth:`test_slice`), params, epochs, wall_time_s, onnx_batch1_p50_ms. ``data_files`` are the SHA-256s of the data
-    files the run read (the official files for every release from the official-data round on)."""
+    the old pool: :meth:`test_slice`), params, epochs, wall_time_s, onnx_batch1_p50_ms. ``data_files`` are the
+    SHA-256s of the data files the run read (the official files for every release from the official-data round
+    on)."""
 
     repo_id: str
     revision: str | None  # a Hub commit hash once published; None until then (shipped copy only)
