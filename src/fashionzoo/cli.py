@@ -101,7 +101,7 @@ def main() -> None:
     package_log.setLevel(logging.INFO)
 
 
-def _entry(name: str, dataset: str | None) -> Any:
+def _entry(name: str, dataset: str | None) -> ModelEntry:
     """The registry entry for ``name``, with ``--dataset`` as its tag when given."""
     return get_entry(f"{get_entry(name).name}.{dataset}" if dataset else name)
 
