@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from fashionzoo._files import FashionZooError
+from fashionzoo._files import FashionZooError, reason
 from fashionzoo.registry import get_entry
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def connected(address: str | None) -> Iterator[Any]:
                          log_to_driver=False, include_dashboard=False if address is None else None)  # fmt: skip
             except (ConnectionError, RuntimeError, ValueError) as error:
                 raise FashionZooError(f"cannot connect to the Ray cluster at {address or 'a new local instance'} "
-                                      f"({str(error).splitlines()[0]}); check --address (ray start --head prints "
+                                      f"({reason(error, first_line=True)}); check --address (ray start --head prints "
                                       "it)") from None  # fmt: skip
         try:
             yield ray

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from fashionzoo import __version__, runs
-from fashionzoo._files import FashionZooError, atomic_open, atomic_path
+from fashionzoo._files import FashionZooError, atomic_open, atomic_path, reason
 from fashionzoo.data import SPLIT_SEED, Split, load_split, train_val_split
 from fashionzoo.devices import choose
 from fashionzoo.evaluation import metrics_from_probs
@@ -265,9 +265,8 @@ class _AtomicBackup(keras.callbacks.BackupAndRestore):
         try:
             super().on_train_begin(logs)
         except (OSError, ValueError) as error:
-            reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-            raise FashionZooError(f"{self._weights_path}: the backup cannot be read ({reason}); train again without "
-                                  "--resume") from None  # fmt: skip
+            raise FashionZooError(f"{self._weights_path}: the backup cannot be read ({reason(error, first_line=True)}"
+                                  "); train again without --resume") from None  # fmt: skip
 
 
 class _RunState(keras.callbacks.Callback):

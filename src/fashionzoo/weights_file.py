@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import keras
 
-from fashionzoo._files import FashionZooError, atomic_path
+from fashionzoo._files import FashionZooError, atomic_path, reason
 
 MAX_ATTRIBUTE_BYTES = 1 << 16
 """Largest HDF5 attribute accepted (Keras writes only short names)."""
@@ -57,8 +57,7 @@ def read_layout(path: Path) -> Layout:
         with h5py.File(path, "r") as file:
             file.visit_links(visit)
     except (OSError, KeyError, ValueError, RuntimeError) as error:
-        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-        raise FashionZooError(f"{path}: not a readable HDF5 weights file ({reason})") from None
+        raise FashionZooError(f"{path}: not a readable HDF5 weights file ({reason(error, first_line=True)})") from None
     return layout
 
 
