@@ -31,19 +31,13 @@ needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None
 @dataclasses.dataclass
 class Trained:
     name: str
-    weights: Path | None  # None: the released weights
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Trained:
-    """The released cnn if its weights exist, else a LeNet-5 trained for one epoch on 4000 images."""
-    if get_entry("cnn").weights:
-        return Trained("cnn", None)
-    from fashionzoo.training import train
-
-    folder = tmp_path_factory.mktemp("bench")
-    train("lenet5", folder, epochs=1, limit=4000, verbose=0, data_dir=shared_data)
-    return Trained("lenet5", folder / "lenet5.weights.h5")
+def trained() -> Trained:
+    """The released cnn: its weights and ONNX files ship in the package."""
+    assert get_entry("cnn").weights is not None
+    return Trained("cnn")
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +60,9 @@ def tiny_run(trained: Trained, shared_data: Path, bench_cache: Path, tmp_path_fa
     from fashionzoo import benchmark
 
     out = tmp_path_factory.mktemp("bench-out") / "bench.json"
-    weights = ["--weights", str(trained.weights)] if trained.weights else []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(benchmark, "home_dir", lambda: bench_cache)
-        result = CliRunner().invoke(main, ["bench", trained.name, *weights, "--batch-sizes", "1,2", "--repeats", "3",
+        result = CliRunner().invoke(main, ["bench", trained.name, "--batch-sizes", "1,2", "--repeats", "3",
                                            "--seconds", "0", "--json", "--out", str(out), "--data-dir",
                                            str(shared_data)])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -107,8 +100,7 @@ def test_bench_json_shape(tiny_run: tuple[list[dict[str, Any]], dict[str, Any]],
 
 
 def test_bench_table_and_errors(trained: Trained, shared_data: Path, _cache: None) -> None:
-    weights = ["--weights", str(trained.weights)] if trained.weights else []
-    result = CliRunner().invoke(main, ["bench", trained.name, *weights, "--batch-sizes", "1", "--repeats", "1",
+    result = CliRunner().invoke(main, ["bench", trained.name, "--batch-sizes", "1", "--repeats", "1",
                                        "--seconds", "0", "--data-dir", str(shared_data)])  # fmt: skip
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -149,7 +141,7 @@ def test_peak_formula_from_cpuinfo() -> None:
 def test_session_knobs_and_sweep(trained: Trained, shared_data: Path, _cache: None) -> None:
     from fashionzoo.benchmark import onnx_files, sweep, sweep_settings
 
-    files = onnx_files(trained.name, trained.weights, shared_data)
+    files = onnx_files(trained.name, data_dir=shared_data)
     images = np.random.default_rng(1).integers(0, 256, (5, 28, 28), dtype=np.uint8)
     default = Classifier(files["fp32"], name=trained.name)
     tuned = Classifier(files["fp32"], name=trained.name, graph_optimization_level="basic", execution_mode="parallel",
@@ -163,8 +155,7 @@ def test_session_knobs_and_sweep(trained: Trained, shared_data: Path, _cache: No
     for bad in ({"graph_optimization_level": "max"}, {"execution_mode": "async"}, {"intra_op_threads": -1}):
         with pytest.raises(FashionZooError):
             Classifier(files["fp32"], name=trained.name, **bad)
-    rows = sweep(trained.name, (1, 2), warmup=0, repeats=1, max_seconds=0, weights=trained.weights,
-                 data_dir=shared_data)  # fmt: skip
+    rows = sweep(trained.name, (1, 2), warmup=0, repeats=1, max_seconds=0, data_dir=shared_data)
     assert all(r["runs"] == 1 for r in rows)
     assert len(rows) == 2 * 2 * len(sweep_settings())
     assert all(r["vs_defaults"] == 1.0 for r in rows if r["setting"] == "defaults")
@@ -240,9 +231,9 @@ def test_every_backend_gives_the_same_top1(trained: Trained, shared_data: Path, 
     from fashionzoo.preprocessing import to_model_input
 
     entry = get_entry(trained.name)
-    model = models.load(entry, trained.weights)
-    files = onnx_files(entry, trained.weights, shared_data)
-    found = backends(entry, model, files, tflite_file(entry, trained.weights, shared_data, keras_model=model),
+    model = models.load(entry)
+    files = onnx_files(entry, data_dir=shared_data)
+    found = backends(entry, model, files, tflite_file(entry, data_dir=shared_data, keras_model=model),
                      "cpu", None)  # fmt: skip
     assert tuple(found) == BACKENDS and all(backend.open for backend in found.values())
     x = to_model_input(load_split("test", entry.tag, shared_data).images[:16], entry.preprocessing)
@@ -263,8 +254,7 @@ def test_missing_peers_give_a_reason_row(trained: Trained, shared_data: Path, _c
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # import fails as if not installed
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
-    weights = {trained.name: trained.weights} if trained.weights else None
-    report = run([trained.name], (1,), repeats=1, max_seconds=0, weights=weights, data_dir=shared_data)
+    report = run([trained.name], (1,), repeats=1, max_seconds=0, data_dir=shared_data)
     rows = {r["backend"]: r for r in report["results"]}
     assert rows["litert"] == {"model": trained.name, "backend": "litert", "batch_size": 1,
                               "missing": 'LiteRT is not installed (ai-edge-litert); pip install "fashionzoo[bench]"'}
@@ -281,7 +271,7 @@ def test_classifier_run_single_image_path(trained: Trained, shared_data: Path, _
 
     from fashionzoo.benchmark import onnx_files
 
-    clf = Classifier(onnx_files(trained.name, trained.weights, shared_data)["fp32"], name=trained.name)
+    clf = Classifier(onnx_files(trained.name, data_dir=shared_data)["fp32"], name=trained.name)
     feed, fetch = clf.session.get_inputs()[0].name, [clf.session.get_outputs()[0].name]
     x = np.random.default_rng(2).random((6, 28, 28, 1), dtype=np.float32)
     expected = clf.session.run(fetch, {feed: x})[0]

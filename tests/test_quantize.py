@@ -25,24 +25,16 @@ pytestmark = pytest.mark.slow
 @dataclasses.dataclass
 class Trained:
     name: str
-    weights: Path | None  # None: the released weights
     fp32: Path
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Trained:
-    """The released cnn if its weights exist, else a LeNet-5 trained for one epoch on 4000 images; exported."""
+    """The released cnn (its weights ship in the package), exported afresh."""
     from fashionzoo.export import export_onnx
 
-    folder = tmp_path_factory.mktemp("quantize")
-    if get_entry("cnn").weights:
-        name, weights = "cnn", None
-    else:
-        from fashionzoo.training import train
-
-        train("lenet5", folder / "run", epochs=1, limit=4000, verbose=0, data_dir=shared_data)
-        name, weights = "lenet5", folder / "run" / "lenet5.weights.h5"
-    return Trained(name, weights, export_onnx(name, folder / f"{name}.onnx", weights=weights, data_dir=shared_data))
+    assert get_entry("cnn").weights is not None
+    return Trained("cnn", export_onnx("cnn", tmp_path_factory.mktemp("quantize") / "cnn.onnx", data_dir=shared_data))
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +115,7 @@ def test_calibration_reads_only_the_training_split(shared_data: Path, monkeypatc
 
 def test_cli_export_quantize(trained: Trained, shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "model.int8.onnx"
-    weights = ["--weights", str(trained.weights)] if trained.weights else []
-    result = CliRunner().invoke(main, ["export", trained.name, "--quantize", "int8", "--out", str(out), *weights,
+    result = CliRunner().invoke(main, ["export", trained.name, "--quantize", "int8", "--out", str(out),
                                        "--data-dir", str(shared_data)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"{out}: int8 static, QDQ")
