@@ -127,7 +127,7 @@ def test_flops_per_image() -> None:
 
 
 def test_peak_formula_from_cpuinfo() -> None:
-    from fashionzoo.benchmark import cpu_facts, peak_fp32
+    from fashionzoo.machine import cpu_facts, peak_fp32
 
     block = "processor : {i}\nmodel name : Test CPU\ncpu MHz : 2000.0\nphysical id : 0\ncore id : {i}\nflags : {f}\n"
     cpu = cpu_facts("\n".join(block.format(i=i, f="sse4_2 avx avx2 fma") for i in range(4)))

@@ -20,7 +20,7 @@ import tensorflow as tf
 from fashionzoo._files import FashionZooError
 from fashionzoo.devices import choose
 from fashionzoo.litert import INSTALL_HINT, LiteRTModel
-from fashionzoo.machine import cpu_facts
+from fashionzoo.machine import this_cpu
 from fashionzoo.registry import ModelEntry
 from fashionzoo.runtime import Classifier
 
@@ -110,7 +110,7 @@ def backends(entry: ModelEntry, model: keras.Model, files: dict[str, Path], tfli
     sessions (None: their default, one per physical core); LiteRT and
     OpenVINO get ``threads`` or one per physical core, as ONNX Runtime does; Keras keeps TensorFlow's process-wide
     setting."""
-    peer_threads = threads or cpu_facts()["physical_cores"] or 1
+    peer_threads = threads or this_cpu()["physical_cores"] or 1
     found = [*_keras(entry, model, device), *_onnx_runtime(entry, files, device, threads),
              _litert(tflite, peer_threads), _openvino(entry, files["fp32"], peer_threads)]  # fmt: skip
     return {backend.name: backend for backend in found}

@@ -30,7 +30,7 @@ from fashionzoo.benchreport import LABELS
 from fashionzoo.export import describe, export_onnx, quantize_int8
 from fashionzoo.flops import flops_per_image, measured_peak
 from fashionzoo.litert import tflite_file
-from fashionzoo.machine import cpu_facts, machine_info, peak_fp32
+from fashionzoo.machine import machine_info, peak_fp32, this_cpu
 from fashionzoo.preprocessing import to_model_input
 from fashionzoo.registry import ModelEntry, get_entry, resolve
 from fashionzoo.runtime import Classifier
@@ -131,7 +131,7 @@ def machine(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
 
     :func:`run` adds the ONNX Runtime providers used, the measured peak, and ``others_cpu_share``: the fraction of
     all CPUs that other processes kept busy during the run (0 on a quiet machine)."""
-    cpu = cpu_facts()
+    cpu = this_cpu()
     return {
         **machine_info(device),
         "cpu_physical_cores": cpu["physical_cores"],
@@ -189,7 +189,7 @@ def run(
     for entry in entries:
         hub.resolve(entry, "weights", weights.get(entry.name))  # fail before any timing if weights are missing
     _set_tf_threads(threads)
-    peak_threads = threads or cpu_facts()["physical_cores"] or 1
+    peak_threads = threads or this_cpu()["physical_cores"] or 1
     start = cpu_clock()
     report = progress or (lambda done, total, label: None)
     total = len(entries) * len(sizes)
@@ -237,7 +237,7 @@ def run(
 
 def sweep_settings() -> list[tuple[str, dict[str, Any]]]:
     """The session settings compared by :func:`sweep`: the defaults, then one knob changed at a time."""
-    cores = cpu_facts()["physical_cores"] or 1
+    cores = this_cpu()["physical_cores"] or 1
     threads = sorted({1, cores, os.cpu_count() or cores})
     return [
         ("defaults", {}),

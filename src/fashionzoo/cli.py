@@ -18,7 +18,7 @@ import click
 
 from fashionzoo import __version__
 from fashionzoo._files import DISK_ERRNOS, DiskError, FashionZooError, check_writable_target
-from fashionzoo.registry import DEFAULT_TAG, OLD_POOL_TEST_IMAGES, TAGS, ModelEntry, all_entries, get_entry
+from fashionzoo.registry import DEFAULT_TAG, OLD_POOL_TEST_IMAGES, TAGS, ModelEntry, all_entries, get_entry, with_tag
 
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -99,11 +99,6 @@ def main() -> None:
     if not any(isinstance(handler, _Notices) for handler in package_log.handlers):
         package_log.addHandler(_Notices())
     package_log.setLevel(logging.INFO)
-
-
-def _entry(name: str, dataset: str | None) -> ModelEntry:
-    """The registry entry for ``name``, with ``--dataset`` as its tag when given."""
-    return get_entry(f"{get_entry(name).name}.{dataset}" if dataset else name)
 
 
 @main.command("list")
@@ -202,7 +197,7 @@ def train(name: str, out: str | None, backbone_weights: str, dataset: str | None
     weights, curves, metrics and a model card."""
     from fashionzoo.training import train as run_training
 
-    entry = _entry(name, dataset)
+    entry = with_tag(name, dataset)
     if seeds is not None:
         _sweep(entry.full_name, Path(out or Path("runs") / entry.full_name), seeds, engine, address, as_json,
                {"build_overrides": _backbone_overrides(entry, backbone_weights), **options})  # fmt: skip
@@ -280,7 +275,7 @@ def eval_command(name: str, weights: str | None, dataset: str | None, data_dir: 
     """Evaluate a trained model on the official test file of its data set."""
     from fashionzoo.evaluation import evaluate
 
-    entry = _entry(name, dataset)
+    entry = with_tag(name, dataset)
     result = evaluate(entry, weights, data_dir)
     broken = not math.isfinite(result["loss"])  # reported after the figures, with exit status 1
     if plot:

@@ -1,11 +1,12 @@
 """Facts about the machine a figure was measured on: CPU model, cores, clock, vector flags, nominal peak.
 
-Read from ``/proc/cpuinfo`` once per call, with the standard library only (training, releasing and the benchmark
-all record them).
+Read from ``/proc/cpuinfo`` once per process (:func:`this_cpu`), with the standard library only (training,
+releasing and the benchmark all record them).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8")
 """Instruction-set flags recorded with the results (the ones that matter to fp32 and int8 kernels)."""
+
 
 def cpu_facts(cpuinfo: str | None = None) -> dict[str, Any]:
     """CPU model, physical cores, clock (MHz) and vector flags from ``/proc/cpuinfo`` and the kernel's maximum
@@ -47,6 +49,12 @@ def cpu_facts(cpuinfo: str | None = None) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def this_cpu() -> dict[str, Any]:
+    """:func:`cpu_facts` of this machine, read once per process (the result is shared: read it, don't change it)."""
+    return cpu_facts()
+
+
 def peak_fp32(cpu: dict[str, Any], threads: int | None = None) -> dict[str, Any]:
     """Peak fp32 FLOP/s = cores x GHz x FLOPs per cycle, each number with where it came from."""
     flags = set(cpu["flags"])
@@ -73,4 +81,4 @@ def peak_fp32(cpu: dict[str, Any], threads: int | None = None) -> dict[str, Any]
 
 def machine_info(device: str) -> dict[str, Any]:
     """What a rerun needs to know about where a figure was measured."""
-    return {"cpu": cpu_facts()["model"], "cores": os.cpu_count(), "device": device, "platform": platform.platform()}
+    return {"cpu": this_cpu()["model"], "cores": os.cpu_count(), "device": device, "platform": platform.platform()}

@@ -508,6 +508,12 @@ def resolve(model: str | ModelEntry) -> ModelEntry:
     return model if isinstance(model, ModelEntry) else get_entry(model)
 
 
+def with_tag(model: str | ModelEntry, tag: str | None) -> ModelEntry:
+    """``model`` resolved, with its weights for data set ``tag`` instead when one is given (``--dataset mnist``)."""
+    entry = resolve(model)
+    return get_entry(f"{entry.name}.{tag}") if tag else entry
+
+
 def all_entries() -> list[ModelEntry]:
     """Every model with every weights tag (``list`` shows them all)."""
     return list(_variants().values())

@@ -34,7 +34,7 @@ from fashionzoo.evaluation import metrics_from_probs
 from fashionzoo.machine import machine_info
 from fashionzoo.models import build, inference_model, predict_probs
 from fashionzoo.preprocessing import to_model_input
-from fashionzoo.registry import ModelEntry, Recipe, get_entry, resolve
+from fashionzoo.registry import ModelEntry, Recipe, with_tag
 from fashionzoo.reports import write_run_figures
 from fashionzoo.runs import RunRecord
 
@@ -363,9 +363,7 @@ def train(
     """Train a registry model (an entry or a name: ``cnn-small.mnist``, or ``cnn-small`` with ``dataset="mnist"``)
     with its recipe, overrides recorded, and write the run folder (:mod:`fashionzoo.runs`); returns its record.
     ``score_trials`` runs the trainings of a recipe's search (default: in this process)."""
-    entry = resolve(model)
-    if dataset:
-        entry = get_entry(f"{entry.name}.{dataset}")
+    entry = with_tag(model, dataset)
     overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                                    "fine_tune_epochs": fine_tune_epochs}.items() if v is not None}
     recipe = entry.recipe.replace(**overrides)
