@@ -19,7 +19,7 @@ from fashionzoo.runtime import Classifier
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--n", type=int, default=3000, help="how many test images (from the start of the file)")
+    parser.add_argument("--n", type=int, default=10_000, help="how many test images (from the start of the file)")
     args = parser.parse_args()
     test = load_split("test").head(args.n)
     with tempfile.TemporaryDirectory() as folder:

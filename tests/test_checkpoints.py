@@ -15,7 +15,7 @@ import pytest
 import fashionzoo
 from fashionzoo import hub
 from fashionzoo.data import DATASETS
-from fashionzoo.registry import OLD_POOL_TEST_IMAGES, all_entries, get_entry
+from fashionzoo.registry import all_entries, get_entry
 
 RELEASED = [entry.full_name for entry in all_entries() if entry.weights is not None]
 
@@ -30,11 +30,8 @@ def test_weights_record_is_pinned_and_verifiable(name: str) -> None:
     record = get_entry(name).weights
     assert record.revision is None or re.fullmatch(r"[0-9a-f]{40}", record.revision), "pin a commit, not a branch"
     assert record.repo_id == f"fashionzoo/{name}"
-    if record.old_pool:  # not yet retrained: measured only on the official test images the old pool did not hold
-        assert record.metrics["n"] == OLD_POOL_TEST_IMAGES
-    else:  # trained on the official files of its data set, measured on its whole official test file
-        assert DATASETS[get_entry(name).tag].is_official(record.data_files)
-        assert record.metrics["n"] == 10_000
+    assert DATASETS[get_entry(name).tag].is_official(record.data_files)  # the official files of its data set
+    assert record.metrics["n"] == 10_000  # measured on its whole official test file
     for key, file in record.files.items():
         assert re.fullmatch(r"[0-9a-f]{64}", file.sha256) and file.size > 0
         assert "/" not in file.filename and "\\" not in file.filename and not file.filename.startswith(".")
@@ -52,17 +49,22 @@ def test_shipped_checkpoint_keeps_its_recorded_accuracy(name: str, data_of: Call
     assert result["accuracy"] >= entry.weights.metrics["accuracy"] - 0.003
 
 
+SHORT_OF_TARGET = {
+    "zoo-resnet": "its 29-epoch recipe on the official files gives 94.20% (validation 94.22%), short of 94.5%; a "
+    "better recipe within the 90-minute budget is still to be chosen on validation (issue 13)",
+}
+"""Released checkpoints known to miss their target, and why: strict failures, so reaching it must remove the entry."""
+
+
 def _target_cases() -> list:
-    """Every released checkpoint with a target; a checkpoint still trained on the old pool that misses its target on
-    the test images it never saw is a known, strict failure until it is retrained on the official files."""
+    """Every released checkpoint with a target; one in :data:`SHORT_OF_TARGET` is a known, strict failure."""
     cases = []
     for name in RELEASED:
         entry = get_entry(name)
         if entry.target_accuracy is None:
             continue
-        misses = entry.weights.old_pool and entry.weights.metrics["accuracy"] < entry.target_accuracy
-        reason = f"{name}: trained on the old pool; below its target on official test images 0-4,442 until retrained"
-        cases.append(pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason)) if misses else name)
+        reason = SHORT_OF_TARGET.get(name, "")
+        cases.append(pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason)) if reason else name)
     return cases
 
 
@@ -93,9 +95,8 @@ def test_load_default_offline_in_a_fresh_process(tmp_path: Path, shared_data: Pa
         "from fashionzoo.data import load_split\n"
         "from fashionzoo.models import predict_probs\n"
         "m = fashionzoo.load('cnn')\n"
-        "part = fashionzoo.get_entry('cnn').weights.test_slice()\n"
         "t = load_split('test')\n"
-        "print((predict_probs(m, t.images[part]).argmax(1) == t.labels[part]).mean())\n"
+        "print((predict_probs(m, t.images).argmax(1) == t.labels).mean())\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "FASHIONZOO_HOME": str(tmp_path),
            "FASHIONZOO_DATA_DIR": str(shared_data)}  # fmt: skip

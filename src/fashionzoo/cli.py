@@ -18,7 +18,7 @@ import click
 
 from fashionzoo import __version__
 from fashionzoo._files import DISK_ERRNOS, DiskError, FashionZooError, check_writable_target
-from fashionzoo.registry import DEFAULT_TAG, OLD_POOL_TEST_IMAGES, TAGS, ModelEntry, all_entries, get_entry, with_tag
+from fashionzoo.registry import DEFAULT_TAG, TAGS, ModelEntry, all_entries, get_entry, with_tag
 
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -115,13 +115,9 @@ def list_command(as_json: bool) -> None:
     for row in rows:
         reported = f"{row['reported_accuracy']:.2%}" if row["reported_accuracy"] else "-"
         tested = f"{row['metrics']['accuracy']:.2%}" if row["metrics"] else "no weights"
-        tested += "*" if row["trained_on_old_pool"] else ""
         shape = "x".join(map(str, row["input_shape"]))
         click.echo(f"{row['name']:<22} {', '.join(row['aliases']):<28} {row['family']:<9} {row['params']:>11,}  "
                    f"{shape:<8} {reported:>8} {tested:>8}")  # fmt: skip
-    if any(row["trained_on_old_pool"] for row in rows):
-        click.echo(f"* trained on the old pool: measured on official test images 0-{OLD_POOL_TEST_IMAGES - 1:,} only, "
-                   "until retrained on the official files")  # fmt: skip
 
 
 @main.command()
@@ -135,10 +131,6 @@ def info(name: str, as_json: bool) -> None:
     notes = []
     if entry.unreleased_reason:
         notes.append(f"No checkpoint released: {entry.unreleased_reason}.")
-    if entry.weights and entry.weights.old_pool:
-        notes.append("Trained on the old pool (a stand-in training set that held official test images "
-                     f"{OLD_POOL_TEST_IMAGES:,}-9,999): its figures are on official test images 0-"
-                     f"{OLD_POOL_TEST_IMAGES - 1:,} only, until it is retrained on the official files.")
     if entry.needs_backbone_weights:
         notes.append("No trained checkpoint exists yet: this model needs ImageNet backbone weights, which cannot "
                      "be fetched where the zoo is built. Train it with --backbone-weights PATH.")

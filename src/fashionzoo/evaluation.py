@@ -47,10 +47,7 @@ def metrics_from_probs(probs: np.ndarray, labels: np.ndarray, classes: tuple[str
 def evaluate(
     model: str | ModelEntry, weights: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None
 ) -> dict[str, Any]:
-    """Load a trained model and measure it on the official test file of its data set (its tag).
-
-    Released weights trained on the old stand-in pool are measured on the test images it did not hold
-    (:meth:`WeightsRecord.test_slice`), and the result says so in ``note``."""
+    """Load a trained model and measure it on the official test file of its data set (its tag)."""
     from fashionzoo.models import load, predict_probs
 
     entry = resolve(model)
@@ -58,10 +55,5 @@ def evaluate(
     if not len(test):
         images = data_folder(entry.tag, data_dir)[0] / next(iter(test.files))
         raise FashionZooError(f"{images}: holds 0 test images; nothing to evaluate (point --data-dir at a test split)")
-    images, labels, note = test.images, test.labels, None
-    if weights is None and entry.weights and entry.weights.old_pool:
-        part = entry.weights.test_slice()
-        images, labels, note = images[part], labels[part], "trained on the old pool, which held the rest"
-    probs = predict_probs(load(entry, weights), images, preprocessing=entry.preprocessing)
-    result = {"model": entry.full_name, "dataset": entry.tag, **metrics_from_probs(probs, labels, entry.classes)}
-    return {**result, "note": note} if note else result
+    probs = predict_probs(load(entry, weights), test.images, preprocessing=entry.preprocessing)
+    return {"model": entry.full_name, "dataset": entry.tag, **metrics_from_probs(probs, test.labels, entry.classes)}

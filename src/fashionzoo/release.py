@@ -25,7 +25,6 @@ from fashionzoo import runs
 from fashionzoo._files import FashionZooError, atomic_open, sha256_file
 from fashionzoo.data import DATASETS
 from fashionzoo.registry import (
-    OLD_POOL_TEST_IMAGES,
     FileRecord,
     ModelEntry,
     WeightsRecord,
@@ -195,9 +194,8 @@ def _table_rows(manifest: dict[str, WeightsRecord], tag: str, docs_prefix: str) 
             m = weights.metrics
             card = f"{docs_prefix}models/{entry.full_name}/README.md"
             error = standard_error(m["accuracy"], m["n"])
-            where = " (old pool: test images 0-4,442)" if weights.old_pool else ""
             latency = f"{m['onnx_batch1_p50_ms']:.3f} ms" if m.get("onnx_batch1_p50_ms") else "-"
-            figures = (f"[{m['accuracy']:.2%}]({card}) ± {error:.2%}{where} | {m['loss']:.4f} | {reported} | "
+            figures = (f"[{m['accuracy']:.2%}]({card}) ± {error:.2%} | {m['loss']:.4f} | {reported} | "
                        f"{m['epochs']} | {m['wall_time_s'] / 60:.1f} min | {latency}")  # fmt: skip
             params = m["params"]
         rows.append(f"| `{entry.full_name}` | {aliases} | {entry.reference} | {params:,} | {figures} |")
@@ -209,9 +207,7 @@ def model_table(manifest: dict[str, WeightsRecord], docs_prefix: str = "docs/") 
     header = ["| model | aliases | reference | params | test accuracy ± standard error | test loss | reported | epochs "
               "| train time here | ONNX batch-1 latency |",
               "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
-    note = (f"Test accuracy: the official test file (10,000 images), with its binomial standard error; a checkpoint "
-            f"still trained on the old stand-in pool (which held official test images {OLD_POOL_TEST_IMAGES:,}-9,999) "
-            f"is measured on test images 0-{OLD_POOL_TEST_IMAGES - 1:,} only, and marked so until it is retrained. "
+    note = ("Test accuracy: the official test file (10,000 images), with its binomial standard error. "
             "Reported: what the reference experiment published (its own split). Train time: wall time of the full "
             "recipe on the 2-core CPU machine where the zoo is built. ONNX batch-1 latency: ONNX Runtime p50 on that "
             "CPU (default session), measured at release.")  # fmt: skip

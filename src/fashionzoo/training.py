@@ -75,10 +75,12 @@ def augmenter(specs: tuple[str, ...], seed: int) -> keras.Sequential:
 
 
 def _dataset(
-    split: Split, num_classes: int, batch_size: int, seed: int | None, augment: tuple[str, ...] = ()
+    split: Split, entry: ModelEntry, batch_size: int, seed: int | None, augment: tuple[str, ...] = ()
 ) -> tf.data.Dataset:
-    """A tf.data pipeline of (inputs, one-hot labels); shuffled with ``seed`` and augmented when given."""
-    data = tf.data.Dataset.from_tensor_slices((to_model_input(split.images), tf.one_hot(split.labels, num_classes)))
+    """A tf.data pipeline of (inputs as ``entry``'s weights expect them, one-hot labels); shuffled with ``seed`` and
+    augmented when given."""
+    inputs = to_model_input(split.images, entry.preprocessing)
+    data = tf.data.Dataset.from_tensor_slices((inputs, tf.one_hot(split.labels, len(entry.classes))))
     if seed is not None:
         data = data.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     data = data.batch(batch_size)
@@ -110,15 +112,14 @@ def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
 
 
 def _fit_epochs(
-    model: keras.Model, recipe: Recipe, train: Split, val: Split, callbacks: list[keras.callbacks.Callback],
-    verbose: int, *, seed: int, first_epoch: int, last_epoch: int,
+    entry: ModelEntry, model: keras.Model, recipe: Recipe, train: Split, val: Split,
+    callbacks: list[keras.callbacks.Callback], verbose: int, *, seed: int, first_epoch: int, last_epoch: int,
 ) -> keras.callbacks.History:  # fmt: skip
     """``model.fit`` from ``first_epoch`` to ``last_epoch`` on the (augmented, shuffled with ``seed``) training
     split, validated on ``val``."""
-    num_classes = int(model.output.shape[-1])
     return model.fit(
-        _dataset(train, num_classes, recipe.batch_size, seed, recipe.augment),
-        validation_data=_dataset(val, num_classes, 1024, None),
+        _dataset(train, entry, recipe.batch_size, seed, recipe.augment),
+        validation_data=_dataset(val, entry, 1024, None),
         initial_epoch=first_epoch, epochs=last_epoch, callbacks=callbacks, verbose=verbose,
     )  # fmt: skip
 
@@ -131,13 +132,13 @@ def _fit(
     with strategy.scope():
         model = build(entry, **build_kwargs)
         _compile(model, recipe, steps_per_epoch=-(-len(train) // recipe.batch_size))
-    history = _fit_epochs(model, recipe, train, val, callbacks, verbose, seed=recipe.seed, first_epoch=0,
+    history = _fit_epochs(entry, model, recipe, train, val, callbacks, verbose, seed=recipe.seed, first_epoch=0,
                           last_epoch=recipe.epochs)  # fmt: skip
     return model, history
 
 
 def _fine_tune(
-    model: keras.Model, recipe: Recipe, train: Split, val: Split, strategy: tf.distribute.Strategy,
+    entry: ModelEntry, model: keras.Model, recipe: Recipe, train: Split, val: Split, strategy: tf.distribute.Strategy,
     callbacks: list[keras.callbacks.Callback], verbose: int,
 ) -> None:  # fmt: skip
     """Phase two of a transfer recipe: every layer trainable (batch-norm statistics stay frozen: the backbone
@@ -146,7 +147,7 @@ def _fine_tune(
         for layer in model.layers:
             layer.trainable = True
         _compile(model, recipe.replace(lr=recipe.fine_tune_lr, schedule="constant", warmup_epochs=0), 1)
-    _fit_epochs(model, recipe, train, val, callbacks, verbose, seed=recipe.seed + 1, first_epoch=recipe.epochs,
+    _fit_epochs(entry, model, recipe, train, val, callbacks, verbose, seed=recipe.seed + 1, first_epoch=recipe.epochs,
                 last_epoch=recipe.epochs + recipe.fine_tune_epochs)  # fmt: skip
 
 
@@ -177,7 +178,7 @@ def score_trial(entry: ModelEntry, recipe: Recipe, data: Split, trial: Trial, st
     train = Split(data.images[trial.train_rows], data.labels[trial.train_rows], data.files)
     val = Split(data.images[trial.val_rows], data.labels[trial.val_rows], data.files)
     model, _ = _fit(entry, trial_recipe, train, val, strategy, kwargs, [], verbose=0)
-    return metrics_from_probs(predict_probs(model, val.images), val.labels, entry.classes)["accuracy"]
+    return metrics_from_probs(_predict(entry, model, val), val.labels, entry.classes)["accuracy"]
 
 
 def score_trials_in_process(
@@ -304,6 +305,11 @@ def _dedupe_history(path: Path) -> None:
         handle.write("\n".join([lines[0], *rows.values()]) + "\n")
 
 
+def _predict(entry: ModelEntry, model: keras.Model, split: Split) -> np.ndarray:
+    """Class probabilities for a split, its images prepared as ``entry``'s weights expect them."""
+    return predict_probs(model, split.images, preprocessing=entry.preprocessing)
+
+
 def _record(
     entry: ModelEntry, model: keras.Model, recipe: Recipe, overrides: dict[str, Any], *, search: dict | None,
     build_kwargs: dict[str, Any], data_files: dict[str, str], train: Split, val: Split, test: Split,
@@ -311,11 +317,11 @@ def _record(
 ) -> RunRecord:  # fmt: skip
     """Measure the served model (what ``load()`` returns) on test and validation: the run's record."""
     served = inference_model(entry, model)
-    test_metrics = metrics_from_probs(predict_probs(served, test.images), test.labels, entry.classes)
-    val_metrics = metrics_from_probs(predict_probs(served, val.images), val.labels, entry.classes)
+    test_metrics = metrics_from_probs(_predict(entry, served, test), test.labels, entry.classes)
+    val_metrics = metrics_from_probs(_predict(entry, served, val), val.labels, entry.classes)
     val_summary = {k: val_metrics[k] for k in ("accuracy", "loss", "n")}
     if entry.test_time_flip:  # the validation figure that justifies the test-time flip
-        plain = metrics_from_probs(predict_probs(model, val.images), val.labels, entry.classes)
+        plain = metrics_from_probs(_predict(entry, model, val), val.labels, entry.classes)
         val_summary["without_test_time_flip"] = {k: plain[k] for k in ("accuracy", "loss")}
     return RunRecord(
         model=entry.name, params=int(model.count_params()), build_kwargs=build_kwargs,
@@ -408,7 +414,8 @@ def train(
 
     model, _ = _fit(entry, recipe, train_split, val_split, strategy, build_kwargs, callbacks(backup, resume), verbose)
     if recipe.fine_tune_epochs:
-        _fine_tune(model, recipe, train_split, val_split, strategy, callbacks(backup / "fine-tune", True), verbose)
+        _fine_tune(entry, model, recipe, train_split, val_split, strategy, callbacks(backup / "fine-tune", True),
+                   verbose)
     wall_time = run_state.total() + (search or {}).get("wall_time_s", 0.0)  # the search is part of the recipe
     _dedupe_history(history_path)
 
