@@ -52,14 +52,16 @@ def test_predict_json_on_every_example() -> None:
 
 
 def test_photo_style_accuracy_stays_within_two_points(tmp_path: Path, shared_data: Path) -> None:
-    """The issue's bar (within 2 points of the raw images) on the first 1,000 test images; the full-file figures
-    are in docs/photos.md (benchmarks/photo_accuracy.py)."""
+    """The issue's bar (within 2 points of the raw images) on every fifth test image (2,000, spread over the file:
+    the first 1,000 alone drop 2.1 points for JPEG where the whole file drops 1.16); the full-file figures are in
+    docs/photos.md (benchmarks/photo_accuracy.py)."""
     from fashionzoo.data import load_split
     from fashionzoo.photos import FORMATS, photo_accuracy
     from fashionzoo.runtime import Classifier
 
-    test = load_split("test", data_dir=shared_data).head(1000)
-    result = photo_accuracy(Classifier.from_pretrained(DEFAULT_MODEL), test.images, test.labels, tmp_path)
+    test = load_split("test", data_dir=shared_data)
+    images, labels = test.images[::5], test.labels[::5]
+    result = photo_accuracy(Classifier.from_pretrained(DEFAULT_MODEL), images, labels, tmp_path)
     for fmt in FORMATS:
         assert result[fmt] >= result["raw"] - 0.02, result
 

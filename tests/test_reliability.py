@@ -1424,9 +1424,9 @@ def test_predict_json_with_a_model_giving_nan_and_infinity_is_strict_json(tmp_pa
 
 
 def test_download_of_models_without_released_files_says_so() -> None:
-    result = run_cli("download", "cnn-small-tuned.mnist", "vgg16")
+    result = run_cli("download", "resnet50", "vgg16")
 
-    assert_cli_error(result, "no released files", "cnn-small-tuned.mnist (", "vgg16-tl (")
+    assert_cli_error(result, "no released files", "resnet50-tl (", "vgg16-tl (")
     assert result.stdout == ""
 
 

@@ -278,9 +278,8 @@ def eval_command(name: str, weights: str | None, dataset: str | None, data_dir: 
     if as_json:
         _echo_json(result)
     else:
-        subset = f" (test images 0-{result['n'] - 1:,}: {result['note']})" if "note" in result else ""
         click.echo(f"{result['model']}: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} on "
-                   f"{result['n']:,} test images{subset}")  # fmt: skip
+                   f"{result['n']:,} test images")  # fmt: skip
         for label, accuracy in result["per_class_accuracy"].items():
             click.echo(f"  {label:<12} {accuracy:.4f}" if accuracy is not None else f"  {label:<12} -")
         if result["most_confused"]:
