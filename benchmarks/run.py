@@ -28,9 +28,9 @@ CHART = ROOT / "docs" / "img" / "throughput.png"
 NOISE = 0.05
 """A session setting counts as faster than the defaults only if it beats them by more than this fraction."""
 BUSY_SHARE = 0.1
+"""Share of the CPUs used by other processes during the run above which the page warns of a busy machine."""
 _DEFAULT_THREADS = ("ONNX Runtime: its default, one per physical core; LiteRT and OpenVINO: one per physical core; "
                     "TensorFlow: its own")
-"""Share of the CPUs used by other processes during the run above which the page warns of a busy machine."""
 
 
 def _progress(done: int, total: int, label: str) -> None:
@@ -212,11 +212,9 @@ def render(report: dict[str, Any]) -> str:
         model, size = cell["model"], cell["batch_size"]
         zoo, before = _row(report, model, "zoo", size), _row(report, model, "ort_session", size)
         peer = _row(report, model, cell["fastest_peer"], size) if cell["fastest_peer"] else None
-        lines.append(f"| {model} | {size} | {LABELS[cell['winner']]} | {_ms(zoo['p50_ms'])} | "
-                     f"{LABELS[peer['backend']] if peer else '-'} | {_ms(peer['p50_ms']) if peer else '-'} | "
-                     f"{cell['zoo_vs_peer']:.2f}x | {_verdict(cell)} | {_ms(before['p50_ms'])} | "
-                     f"{cell['after_vs_before']:.2f}x |" if cell["zoo_vs_peer"] is not None else
-                     f"| {model} | {size} | {LABELS[cell['winner']]} | {_ms(zoo['p50_ms'])} | - | - | - | "
+        against = (f"{LABELS[peer['backend']]} | {_ms(peer['p50_ms'])} | {cell['zoo_vs_peer']:.2f}x"
+                   if peer and cell["zoo_vs_peer"] is not None else "- | - | -")  # fmt: skip
+        lines.append(f"| {model} | {size} | {LABELS[cell['winner']]} | {_ms(zoo['p50_ms'])} | {against} | "
                      f"{_verdict(cell)} | {_ms(before['p50_ms'])} | {cell['after_vs_before']:.2f}x |")  # fmt: skip
     kept = [c for c in report["cells"] if c["zoo_keeps_up"]]
     judged = [c for c in report["cells"] if c["zoo_keeps_up"] is not None]
@@ -226,10 +224,10 @@ def render(report: dict[str, Any]) -> str:
              f"{max(twins):.2f}x: a cell's verdict is only as sure as that." if twins else "")  # fmt: skip
     lines += ["", f"Target met in {len(kept)} of {len(judged)} cells.{gauge}", "",
               "## Throughput", "", "![Throughput against batch size](img/throughput.png)", ""]  # fmt: skip
+    winners = {(c["model"], c["batch_size"]): c["winner"] for c in report["cells"]}
     for model in report["models"]:
         lines += [f"### {model}", "", "| batch | backend | p50 ms | p99 ms | images/s | x call | calls |",
                   "|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-        winners = {(c["model"], c["batch_size"]): c["winner"] for c in report["cells"]}
         for r in (r for r in report["results"] if r["model"] == model):
             if "missing" in r:
                 lines.append(f"| {r['batch_size']} | {LABELS[r['backend']]} | missing: {r['missing']} | | | | |")

@@ -27,11 +27,12 @@ REASON_LIMIT = 200
 """Most characters of a library's error message quoted in one of ours."""
 
 
-def reason(error: BaseException, first_line: bool = False) -> str:
-    """The quotable part of a third-party error: whitespace folded to one line (or its first line only), at most
-    :data:`REASON_LIMIT` characters, the exception type when it says nothing."""
-    text = str(error)
-    text = text.splitlines()[0] if first_line and text else " ".join(text.split())
+def reason(error: BaseException, first_line: bool = False, last_line: bool = False) -> str:
+    """The quotable part of a third-party error: whitespace folded to one line (or its first line only, or its last:
+    the exception line that ends a remote traceback), at most :data:`REASON_LIMIT` characters, the exception type
+    when it says nothing."""
+    lines = str(error).strip().splitlines()
+    text = lines[0 if first_line else -1] if lines and (first_line or last_line) else " ".join(" ".join(lines).split())
     return text[:REASON_LIMIT] or type(error).__name__
 
 

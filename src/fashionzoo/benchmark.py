@@ -24,7 +24,7 @@ import onnxruntime as ort
 import tensorflow as tf
 
 from fashionzoo import __version__, benchreport, hub, models
-from fashionzoo._files import FashionZooError, home_dir, sha256_file
+from fashionzoo._files import FashionZooError, home_dir
 from fashionzoo.backends import backends, keras_device
 from fashionzoo.benchreport import LABELS
 from fashionzoo.export import describe, export_onnx, quantize_int8
@@ -48,10 +48,8 @@ def onnx_files(
     """The fp32 and int8 ONNX files of a trained model: the released ones (unless ``weights`` are given), else
     exported and quantised once into ``$FASHIONZOO_HOME/bench``, keyed by the weights' SHA-256."""
     entry = resolve(model)
-    weights_path = hub.resolve(entry, "weights", weights)  # fails clearly when the model has no released weights
+    stem = hub.converted_stem(entry, weights)  # fails clearly when the model has no released weights
     released = entry.weights.files if entry.weights and weights is None else {}
-    sha = released["weights"].sha256 if "weights" in released else sha256_file(weights_path)
-    stem = f"{entry.full_name}-{__version__}-{sha[:16]}"
     fp32 = hub.resolve(entry, "onnx") if "onnx" in released else home_dir() / "bench" / f"{stem}.onnx"
     if not fp32.is_file():
         export_onnx(entry, fp32, weights=weights, data_dir=data_dir)

@@ -263,7 +263,7 @@ def predict(
         try:
             summary = predictions.write(ds.iter_batches(batch_size=None, batch_format="pyarrow"), out, progress)
         except ray.exceptions.RayError as error:
-            raise FashionZooError(f"the Ray job failed: {str(error).strip().splitlines()[-1]}") from None
+            raise FashionZooError(f"the Ray job failed: {reason(error, last_line=True)}") from None
         return {**summary, "workers": size, "nodes": sum(1 for node in ray.nodes() if node["Alive"])}
 
 
@@ -289,7 +289,7 @@ def run_trials(
         for result in tuner.fit():
             if result.error:
                 raise FashionZooError(f"trial {result.config['index'] + 1} of {name} failed: "
-                                      f"{str(result.error).strip().splitlines()[-1]}")  # fmt: skip
+                                      f"{reason(result.error, last_line=True)}")  # fmt: skip
             results[result.config["index"]] = json.loads(result.metrics["result"])
     return [results[i] for i in range(len(jobs))]
 

@@ -133,6 +133,19 @@ def resolve(entry: ModelEntry, key: str = "weights", path: str | os.PathLike | N
     return fetch(entry, key)
 
 
+def converted_stem(entry: ModelEntry, weights: str | os.PathLike | None = None) -> str:
+    """The file name stem, ``NAME-VERSION-SHA``, of a file converted from a model's weights (the released ones
+    unless ``weights`` is a local file) and cached: the first 16 hex digits of the weights' SHA-256 (the record's,
+    or read from the local file) and the package version, so that other weights or another converter make another
+    file. Fails clearly when the model has no released weights and none are given."""
+    from fashionzoo import __version__
+
+    weights_path = resolve(entry, "weights", weights)
+    released = entry.weights.files if entry.weights and weights is None else {}
+    sha = released["weights"].sha256 if "weights" in released else sha256_file(weights_path)
+    return f"{entry.full_name}-{__version__}-{sha[:16]}"
+
+
 def push(run_dir: str | os.PathLike, repo_id: str, revision: str | None = None, token: str | None = None) -> str:
     """Upload a trained run (weights, ONNX files, card, metrics, curves) to a Hub repo; returns the commit hash
     to pin in ``weights.json``."""

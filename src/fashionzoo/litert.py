@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fashionzoo import __version__, hub, models
-from fashionzoo._files import FashionZooError, atomic_path, home_dir, reason, sha256_file
+from fashionzoo import hub, models
+from fashionzoo._files import FashionZooError, atomic_path, home_dir, reason
 from fashionzoo.export import check_parity
 from fashionzoo.registry import ModelEntry, resolve
 
@@ -98,10 +98,7 @@ def tflite_file(model: str | ModelEntry, weights: str | Path | None = None, data
     the weights' SHA-256 like the benchmark's ONNX files."""
     entry = resolve(model)
     interpreter_class()  # fail before converting when LiteRT cannot run the result
-    weights_path = hub.resolve(entry, "weights", weights)
-    released = entry.weights.files if entry.weights and weights is None else {}
-    sha = released["weights"].sha256 if "weights" in released else sha256_file(weights_path)
-    target = home_dir() / "bench" / f"{entry.full_name}-{__version__}-{sha[:16]}.tflite"
+    target = home_dir() / "bench" / f"{hub.converted_stem(entry, weights)}.tflite"
     if not target.is_file():
         export_tflite(entry, keras_model or models.load(entry, weights), target, data_dir)
     return target
