@@ -49,26 +49,7 @@ def test_shipped_checkpoint_keeps_its_recorded_accuracy(name: str, data_of: Call
     assert result["accuracy"] >= entry.weights.metrics["accuracy"] - 0.003
 
 
-SHORT_OF_TARGET = {
-    "zoo-resnet": "its 29-epoch recipe on the official files gives 94.20% (validation 94.22%), short of 94.5%; a "
-    "better recipe within the 90-minute budget is still to be chosen on validation (issue 13)",
-}
-"""Released checkpoints known to miss their target, and why: strict failures, so reaching it must remove the entry."""
-
-
-def _target_cases() -> list:
-    """Every released checkpoint with a target; one in :data:`SHORT_OF_TARGET` is a known, strict failure."""
-    cases = []
-    for name in RELEASED:
-        entry = get_entry(name)
-        if entry.target_accuracy is None:
-            continue
-        reason = SHORT_OF_TARGET.get(name, "")
-        cases.append(pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason)) if reason else name)
-    return cases
-
-
-@pytest.mark.parametrize("name", _target_cases())
+@pytest.mark.parametrize("name", [name for name in RELEASED if get_entry(name).target_accuracy is not None])
 def test_shipped_checkpoint_reaches_its_target(name: str) -> None:
     """The recorded accuracy (checked against a fresh evaluation above) reaches the model's target."""
     entry = get_entry(name)

@@ -244,3 +244,27 @@ def test_test_time_flip_models_record_the_served_accuracy(tmp_path: Path) -> Non
     bare = fashionzoo.load(entry, out / "mlp-64-32.weights.h5", test_time_flip=False)
     assert bare.name == "mlp-64-32"
     assert "mirror image" in (out / "README.md").read_text()
+
+
+def test_mixed_precision_run_saves_and_measures_the_float32_model(tmp_path: Path) -> None:
+    """A ``mixed_bfloat16`` recipe trains in bfloat16 but saves float32 weights, its recorded test accuracy is the
+    float32 model's (what ``load`` and the ONNX export serve), and the global dtype policy is restored."""
+    import dataclasses
+
+    import keras
+    import numpy as np
+
+    from fashionzoo import registry
+    from fashionzoo.evaluation import evaluate
+    from fashionzoo.training import train
+
+    base = registry.get_entry("lenet5")
+    entry = dataclasses.replace(base, recipe=base.recipe.replace(precision="mixed_bfloat16"))
+    record = train(entry, tmp_path, epochs=1, limit=2000, verbose=0)
+    assert record.recipe["precision"] == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    dtypes: set[np.dtype] = set()
+    with h5py.File(tmp_path / record.weights_file) as weights:
+        weights.visititems(lambda _, item: dtypes.add(item.dtype) if isinstance(item, h5py.Dataset) else None)
+    assert dtypes == {np.dtype("float32")}
+    assert evaluate(entry, tmp_path / record.weights_file)["accuracy"] == record.test["accuracy"]

@@ -18,7 +18,8 @@ from fashionzoo.weights_file import check_weights_file
 
 
 def _head(x: Any, num_classes: int) -> Any:
-    return layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    """The softmax classifier, computed in float32 even when the model trains in mixed precision."""
+    return layers.Dense(num_classes, activation="softmax", name="probabilities", dtype="float32")(x)
 
 
 def _input(entry: ModelEntry) -> keras.KerasTensor:

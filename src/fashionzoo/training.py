@@ -7,6 +7,7 @@ Writes into the run folder: ``<name>.weights.h5``, ``history.csv``, ``curves.png
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -17,7 +18,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,27 @@ def _dataset(
     return data.prefetch(tf.data.AUTOTUNE)
 
 
+@contextlib.contextmanager
+def _dtype_policy(name: str) -> Iterator[None]:
+    """Layers built inside compute with Keras dtype policy ``name`` (``mixed_bfloat16``: bfloat16 arithmetic,
+    float32 weights); the global policy is restored afterwards."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _in_float32(entry: ModelEntry, model: keras.Model, build_kwargs: dict[str, Any]) -> keras.Model:
+    """``model`` rebuilt in float32 with its trained weights: what is saved, measured and exported."""
+    if model.compute_dtype == "float32":
+        return model
+    rebuilt = build(entry, **build_kwargs)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
 def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
     lr: Any = recipe.lr
     warmup_steps = recipe.warmup_epochs * steps_per_epoch
@@ -129,7 +151,7 @@ def _fit(
     build_kwargs: dict[str, Any], callbacks: list[keras.callbacks.Callback], verbose: int,
 ) -> tuple[keras.Model, keras.callbacks.History]:  # fmt: skip
     keras.utils.set_random_seed(recipe.seed)
-    with strategy.scope():
+    with strategy.scope(), _dtype_policy(recipe.precision):
         model = build(entry, **build_kwargs)
         _compile(model, recipe, steps_per_epoch=-(-len(train) // recipe.batch_size))
     history = _fit_epochs(entry, model, recipe, train, val, callbacks, verbose, seed=recipe.seed, first_epoch=0,
@@ -178,6 +200,7 @@ def score_trial(entry: ModelEntry, recipe: Recipe, data: Split, trial: Trial, st
     train = Split(data.images[trial.train_rows], data.labels[trial.train_rows], data.files)
     val = Split(data.images[trial.val_rows], data.labels[trial.val_rows], data.files)
     model, _ = _fit(entry, trial_recipe, train, val, strategy, kwargs, [], verbose=0)
+    model = _in_float32(entry, model, kwargs)
     return metrics_from_probs(_predict(entry, model, val), val.labels, entry.classes)["accuracy"]
 
 
@@ -418,6 +441,7 @@ def train(
                    verbose)
     wall_time = run_state.total() + (search or {}).get("wall_time_s", 0.0)  # the search is part of the recipe
     _dedupe_history(history_path)
+    model = _in_float32(entry, model, build_kwargs)
 
     weights_path = out / f"{entry.full_name}.weights.h5"
     with atomic_path(weights_path, suffix=".weights.h5") as tmp:
