@@ -314,10 +314,11 @@ ZOO_RESNET = Recipe(
     "float32 weights; the saved, measured and exported model is float32): on the build machine's AVX-512 BF16 cores "
     "a training step took 164 ms against 196 ms in float32 and 268 ms in float32 with XLA (the same augmented "
     "pipeline, measured side by side), which buys 50 epochs in the 90-minute budget (the released run: 68.2 min, "
-    "64-90 s an epoch, 135-152 s for the four that shared the CPU with other work). Chosen on validation: 95.02% with the test-time flip (94.77% without), against 94.22% for "
-    "the previous recipe (29 epochs, float32 with XLA, 71.8 min); on the test file 94.84%. A CPU without bfloat16 "
-    "instructions emulates them and trains slower. At inference each image is averaged with its mirror image "
-    "(ModelEntry.test_time_flip): +0.25 points on validation for this run (94.77% -> 95.02%).",
+    "64-90 s an epoch, 135-152 s for the four that shared the CPU with other work). Chosen on validation: 95.02% "
+    "with the test-time flip (94.77% without), against 94.22% for the previous recipe (29 epochs, float32 with XLA, "
+    "71.8 min); on the test file 94.84%. A CPU without bfloat16 instructions emulates them and trains slower. At "
+    "inference each image is averaged with its mirror image (ModelEntry.test_time_flip): +0.25 points on validation "
+    "for this run (94.77% -> 95.02%).",
 )
 REF_D_TRANSFER = Recipe(epochs=10, batch_size=64, lr=1e-3, fine_tune_epochs=3, fine_tune_lr=1e-5,
                         notes="Reference D: 10 epochs with the ImageNet backbone frozen; then 3 fine-tuning epochs "
