@@ -3,6 +3,7 @@ into a temporary package tree, release again (nothing changes), and refuse runs 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -104,6 +105,15 @@ def test_release_refuses_limited_unofficial_and_random_backbone_runs(retrained: 
         assert str(folder) in message and "\n" not in message
         assert {"limit": "--limit 500", "unofficial": "not the official", "random backbone": "random"}[why] in message
         assert read_manifest(tree) == {} and not tree.checkpoints.exists()  # refused before anything was written
+
+
+def test_a_record_from_before_a_recipe_field_existed_reads_with_its_default(tmp_path: Path) -> None:
+    """Records written before ``Recipe.precision`` existed ran in float32; read back, they say so, so that a
+    retraining's record compares equal to the released one."""
+    raw = json.loads((DOCS / "zoo-resnet" / runs.METRICS).read_text())
+    assert raw["recipe"].pop("precision") == "mixed_bfloat16"
+    (tmp_path / runs.METRICS).write_text(json.dumps(raw))
+    assert runs.read_record(tmp_path).recipe == {**raw["recipe"], "precision": "float32"}
 
 
 def test_cli_release_refuses_a_folder_without_a_run_record(tmp_path: Path, tree: ReleaseTree) -> None:

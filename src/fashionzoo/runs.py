@@ -34,6 +34,11 @@ BACKUP = "backup"
 PUBLISHED = ("*.weights.h5", "*.onnx", CARD, METRICS, HISTORY, "*.png")
 """What ``push`` uploads from a released run folder."""
 
+RECIPE_DEFAULTS: dict[str, Any] = json.loads(json.dumps(
+    {f.name: f.default for f in dataclasses.fields(Recipe) if f.default is not dataclasses.MISSING}))  # fmt: skip
+"""Every recipe field with a default, as JSON stores it. A record written before a field existed is read with the
+field at its default, which is what that run did (``precision``: float32)."""
+
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -100,6 +105,8 @@ class RunRecord:
         if missing:
             raise FashionZooError(f"{source}: not a fashionzoo run record (missing {', '.join(missing)}); train the "
                                   "model again into this folder")  # fmt: skip
+        if isinstance(raw["recipe"], dict):
+            raw = {**raw, "recipe": RECIPE_DEFAULTS | raw["recipe"]}
         return cls(**{k: v for k, v in raw.items() if k in known},
                    extra={k: v for k, v in raw.items() if k not in known})  # fmt: skip
 
