@@ -145,7 +145,8 @@ def test_session_knobs_and_sweep(trained: Trained, shared_data: Path, _cache: No
     images = np.random.default_rng(1).integers(0, 256, (5, 28, 28), dtype=np.uint8)
     default = Classifier(files["fp32"], name=trained.name)
     tuned = Classifier(files["fp32"], name=trained.name, graph_optimization_level="basic", execution_mode="parallel",
-                       intra_op_threads=1, inter_op_threads=1, memory_arena=False, memory_pattern=False)  # fmt: skip
+                       intra_op_threads=1, inter_op_threads=1, memory_arena=False, memory_pattern=False,
+                       spinning=False)  # fmt: skip
     assert tuned.session is not default.session
     assert Classifier(files["fp32"], name=trained.name).session is default.session
     np.testing.assert_allclose(tuned.predict_probs(images), default.predict_probs(images), atol=1e-5)

@@ -65,7 +65,7 @@ def assert_one_line_error(excinfo: pytest.ExceptionInfo, path: Path) -> str:
 
 @pytest.mark.parametrize(
     ("module", "expected"),
-    [(pp, {"__future__", "math", "os", "warnings", "pathlib", "numpy", "PIL", "cv2", "fashionzoo._files",
+    [(pp, {"__future__", "io", "math", "os", "warnings", "pathlib", "numpy", "PIL", "cv2", "fashionzoo._files",
            "fashionzoo.segmentation", "fashionzoo.registry", "fashionzoo.digits"}),
      (segmentation, {"__future__", "cv2", "numpy"})],
 )  # fmt: skip
@@ -223,10 +223,15 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
 def test_photo_style_round_trip(tmp_path: Path, index: int) -> None:
     """A garment made into a photo (PNG, JPEG, transparent PNG) comes back close to the original.
 
-    Most of the difference is the test's own BICUBIC upscale: its soft halo widens the trimmed box by about one
-    source pixel, which shifts edges by half a pixel. Measured on the synthetic garment and the first 6 real test
-    images: mean absolute difference 14.3 grey levels (worst 24.4), correlation 0.94 (worst 0.92), for all
-    three formats; the formats agree with one another within 2.1 grey levels on average.
+    Most of the difference is where the garment's box lands: the mask is found at 128 pixels, where one pixel is
+    a quarter of an output pixel, and the centring rounds to whole pixels, so a box one column wider or a garment
+    one pixel lower is enough to move high-contrast garments by tens of grey levels. Measured on the synthetic
+    garment and the first 6 real test images: mean absolute difference 6.0-12.9 grey levels, except 32.6 for the
+    striped pullover (index 2, box one column wider: 29.4 at the best one-pixel shift); correlation 0.90-0.99,
+    0.83 for the pullover; the formats agree within 3.8 grey levels, except 5.8 and 6.8 (JPEG of index 5,
+    transparent PNG of index 6). At 256 pixels these were 14.3 on average and 0.92 at worst, yet model accuracy
+    on 3,000 validation images made into photos was within 0.24 points (``fashionzoo.preprocessing._WORK_SIZE``):
+    these checks catch a lost, negated or misplaced garment; accuracy is checked in ``test_examples``.
     """
     garment = GARMENTS[index]
     rng = np.random.default_rng(index)
@@ -235,8 +240,8 @@ def test_photo_style_round_trip(tmp_path: Path, index: int) -> None:
     for result, kind in zip(results, ("PNG", "JPEG", "transparent PNG"), strict=True):
         difference = np.abs(result - garment).mean()
         correlation = np.corrcoef(result.ravel(), garment.ravel())[0, 1]
-        assert difference < 30 and correlation > 0.9, (kind, difference, correlation)
-        assert np.abs(result - results[0]).mean() < 4, kind
+        assert difference < 36 and correlation > 0.8, (kind, difference, correlation)
+        assert np.abs(result - results[0]).mean() < 8, kind
 
 
 def test_underexposed_photo_gives_the_same_garment_on_black() -> None:
@@ -254,9 +259,11 @@ def test_large_dark_background_image_is_not_negated() -> None:
     big = Image.fromarray(synthetic_garment()).resize((280, 280), Image.Resampling.NEAREST)
     result = pp.fashion_mnist_style(big)
     garment = synthetic_garment()
-    # negated, the difference would be ~100 grey levels; the sharpening step (data set step 4) accounts for ~8
-    assert np.abs(result.astype(int) - garment).mean() < 12
-    assert np.corrcoef(result.ravel(), garment.ravel())[0, 1] > 0.95
+    # negated, the difference would be ~100 grey levels; the sharpening step (data set step 4) accounts for ~8,
+    # and two area reductions at uneven ratios (280 -> 128 -> 28) soften the 3-row stripes: 14.5 in all, and a
+    # correlation of 0.92 (0.95 or more at 256 pixels)
+    assert np.abs(result.astype(int) - garment).mean() < 17
+    assert np.corrcoef(result.ravel(), garment.ravel())[0, 1] > 0.9
 
 
 def test_huge_image_is_reduced_before_processing() -> None:

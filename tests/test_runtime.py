@@ -4,6 +4,7 @@ and the ``predict`` command on good and bad files."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import re
 import subprocess
@@ -17,7 +18,7 @@ from conftest import IDX_NAMES, build_idx, fake_split
 from PIL import Image
 
 import fashionzoo
-from fashionzoo import FashionZooError
+from fashionzoo import FashionZooError, runtime
 from fashionzoo.cli import main
 from fashionzoo.preprocessing import to_model_input
 from fashionzoo.registry import FASHION_CLASSES
@@ -141,6 +142,32 @@ def test_classify_streams_in_order_with_failures(images_dir: Path) -> None:
     assert results[0].as_dict() == {"file": files[0], "label": "Ankle boot", "class_id": 9, "probability": 0.9,
                                     "uncertain": False, "top_k": [{"label": "Ankle boot", "probability": 0.9},
                                               {"label": "Bag", "probability": 0.8}]}  # fmt: skip
+
+
+def test_many_files_load_in_worker_processes_in_order(tmp_path: Path) -> None:
+    """From ``_PROCESSES_FROM`` files on, files are loaded by forked worker processes: same pixels and failures, in
+    input order, as loading them one by one here; the processes exist while loading and are gone afterwards."""
+    rng = np.random.default_rng(5)
+    files: list[str | Failure] = []
+    for i in range(runtime._PROCESSES_FROM + 20):
+        path = tmp_path / f"photo{i:03d}.png"
+        photo = np.full((40, 30), 255, np.uint8)
+        photo[5 + i % 7 : 35, 4 : 26 - i % 5] = rng.integers(0, 200, dtype=np.uint8)
+        Image.fromarray(photo).save(path)
+        files.append(str(path))
+    files[7] = str(tmp_path / "missing.png")
+    files[270] = Failure("x*", "x*: no file matches this pattern")
+    serial = list(runtime._load_all(files, 1, 64, "fashion-mnist"))
+    children: list[int] = []
+    loaded = []
+    for entry in runtime._load_all(files, 2, 64, "fashion-mnist"):
+        children = children or [child.pid for child in multiprocessing.active_children()]
+        loaded.append(entry)
+    assert len(children) == 2 and not multiprocessing.active_children()
+    assert [e if isinstance(e, Failure) else e[0] for e in loaded] == [e if isinstance(e, Failure) else e[0]
+                                                                       for e in serial]  # fmt: skip
+    assert isinstance(loaded[7], Failure) and loaded[270] == files[270]
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(loaded, serial, strict=True) if not isinstance(a, Failure))
 
 
 def test_runtime_import_pulls_no_tensorflow() -> None:

@@ -416,7 +416,8 @@ def export(name: str, out: str | None, opset: int, weights: str | None, quantize
 @engine_option
 @address_option
 @click.option("--workers", type=click.IntRange(min=1),
-              help="Threads decoding images (default: one per CPU core); with --engine ray, at most this many "
+              help="Workers decoding images (default: one per CPU core; processes from 256 files on, else "
+              "threads); with --engine ray, at most this many "
               "inference actors (default: one per GPU with cuda, else one per CPU of the cluster less one).")
 @_user_errors
 def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool, batch_size: int, device: str,
@@ -446,7 +447,7 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
     if backend == "onnx":
         if weights:
             raise FashionZooError("--weights is for --backend keras; pass an ONNX file with --onnx")
-        classify = Classifier.from_pretrained(name, onnx_path=onnx_path, device=device).classify
+        classify = Classifier.from_pretrained(name, onnx_path=onnx_path, device=device, spinning=False).classify
     else:
         if onnx_path:
             raise FashionZooError("--onnx is for --backend onnx; pass Keras weights with --weights")

@@ -156,7 +156,7 @@ class Predictor:
         with tempfile.TemporaryDirectory(prefix="fashionzoo-") as folder:
             path = Path(folder) / "model.onnx"
             path.write_bytes(ray.get(onnx[0]))
-            # one thread: the actor holds one CPU of the node, and its neighbours the others
+            # one thread (for the model and for loading): the actor holds one CPU of the node, its neighbours the others
             self.classifier = Classifier(path, name=name, device=device, intra_op_threads=1)
         self.top_k, self.batch_size = top_k, batch_size
         if os.path.isdir(cwd):  # relative paths mean what they meant on the driver (a shared file system)
@@ -169,7 +169,7 @@ class Predictor:
         paths, errors = batch.column("path").to_pylist(), batch.column("error").to_pylist()
         with _local_copies(paths) as copies:
             items = [Failure(p, e) if e else copies.get(p, p) for p, e in zip(paths, errors, strict=True)]
-            results = list(self.classifier.classify(items, top_k=self.top_k, batch_size=self.batch_size))
+            results = list(self.classifier.classify(items, top_k=self.top_k, batch_size=self.batch_size, workers=1))
         if copies:
             results = [_named_as(result, copies) for result in results]
         return predictions.table(results)
