@@ -13,7 +13,9 @@ import h5py
 import pytest
 from click.testing import CliRunner
 
+from fashionzoo import runs
 from fashionzoo.cli import main
+from fashionzoo.registry import get_entry
 from fashionzoo.runs import RunRecord
 
 
@@ -126,6 +128,24 @@ def test_resume_refuses_changed_options(tmp_path: Path) -> None:
                                                 "recipe": {"lr": 0.001}}))  # fmt: skip
     result = CliRunner().invoke(main, ["train", "lenet", "--out", str(out), "--resume", "--lr", "0.5"])
     assert result.exit_code == 1 and "must use the options of the interrupted run" in result.stderr
+
+
+def test_resume_accepts_a_state_from_before_a_recipe_field(tmp_path: Path) -> None:
+    """A run interrupted under a version without ``Recipe.precision`` (its ``state.json`` lacks the field) is the
+    same run: it resumes (here from an empty backup, so from its first epoch) and completes."""
+    out = tmp_path / "older"
+    (out / "backup").mkdir(parents=True)
+    recipe = runs.recipe_for_resume(get_entry("lenet").recipe.replace(epochs=1))
+    del recipe["precision"]
+    (out / "state.json").write_text(json.dumps({"epochs_done": 0, "wall_time_s": 1.0, "limit": 640,
+                                                "dataset": "fashion-mnist", "build_kwargs": {}, "recipe": recipe}))
+    changed = CliRunner().invoke(main, ["train", "lenet", "--out", str(out), "--resume", "--epochs", "1", "--limit",
+                                        "640", "--lr", "0.5"])  # fmt: skip
+    assert changed.exit_code == 1 and "must use the options of the interrupted run" in changed.stderr
+    result = CliRunner().invoke(main, ["train", "lenet", "--out", str(out), "--resume", "--epochs", "1", "--limit",
+                                       "640"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert RunRecord.from_json(json.loads((out / "metrics.json").read_text()), out).recipe["precision"] == "float32"
 
 
 def test_resume_without_backup_is_a_clear_error(tmp_path: Path) -> None:

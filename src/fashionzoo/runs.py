@@ -111,9 +111,11 @@ class RunRecord:
                    extra={k: v for k, v in raw.items() if k not in known})  # fmt: skip
 
 
-def recipe_for_resume(recipe: Recipe) -> dict[str, Any]:
-    """The recipe fields a resumed run must share with the interrupted one (the prose ``notes`` may change)."""
-    return {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(recipe))).items() if k != "notes"}
+def recipe_for_resume(recipe: Recipe | dict[str, Any]) -> dict[str, Any]:
+    """The recipe fields a resumed run must share with the interrupted one (the prose ``notes`` may change), from a
+    recipe or from one stored in ``state.json``, where a field it predates is at its default."""
+    fields = recipe if isinstance(recipe, dict) else json.loads(json.dumps(dataclasses.asdict(recipe)))
+    return {k: v for k, v in (RECIPE_DEFAULTS | fields).items() if k != "notes"}
 
 
 def read_record(run_dir: str | os.PathLike) -> RunRecord:

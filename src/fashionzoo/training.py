@@ -423,6 +423,8 @@ def train(
     run = json.loads(json.dumps({"recipe": runs.recipe_for_resume(recipe), "build_kwargs": build_kwargs,
                                  "limit": limit, "dataset": entry.tag}))  # as state.json stores it: lists, not tuples
     previous = json.loads(state_path.read_text()) if resume and state_path.is_file() else {}
+    if isinstance(previous.get("recipe"), dict):  # written by an older version: fields it predates at their defaults
+        previous["recipe"] = runs.recipe_for_resume(previous["recipe"])
     if previous and any(previous.get(key) != value for key, value in run.items()):
         raise FashionZooError(f"{out}: --resume must use the options of the interrupted run (its recipe, "
                               f"--limit and --dataset are in {state_path.name}); drop the changed options")  # fmt: skip
