@@ -323,11 +323,15 @@ def _load_chunk(items: list[str | os.PathLike | Failure], pipeline: str) -> list
     return [_load(item, pipeline) for item in items]
 
 
-def _ignore_interrupts() -> None:
-    """Ctrl-C is the parent's to handle: a loading process ignores it rather than print a traceback.
+def _start_loader() -> None:
+    """A loading process yields to the model: it runs at a lower priority (``nice`` 10), so that ONNX Runtime's
+    threads, which wait for one another at every operator, are not descheduled mid-operator (development photos,
+    end to end, 6 interleaved pairs: 667 photos/s on average against 630, faster in 5). Ctrl-C is the parent's to
+    handle: the process ignores it rather than print a traceback.
 
     OpenCV keeps its own threads: ``cv2.setNumThreads`` hangs in a child forked after the parent used them, and one
     thread per process measured no faster (1,220 against 1,256 photos a second)."""
+    os.nice(10)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -350,7 +354,7 @@ def _load_all(items: Iterable[str | os.PathLike | Failure], workers: int, ahead:
         pool: Executor = ThreadPoolExecutor(workers, thread_name_prefix="fashionzoo-load")
         chunk = 1
     else:
-        pool = ProcessPoolExecutor(workers, mp_context=_FORK, initializer=_ignore_interrupts)
+        pool = ProcessPoolExecutor(workers, mp_context=_FORK, initializer=_start_loader)
         chunk = _CHUNK
     with pool:
         pending: deque[Future] = deque()
