@@ -25,10 +25,10 @@ from fashionzoo.segmentation import border_colour, garment_mask
 
 SIZE = 28
 MAX_PIXELS = 40_000_000
+"""Largest image (width x height) that :func:`load_image` decodes; bigger ones are refused as possible bombs."""
 _READ_WHOLE = 1 << 22
 """Files up to this size (4 MiB) are read in one call and decoded from memory: Pillow reads a JPEG's headers in
 dozens of small reads, which cost a tenth of a millisecond per photo."""
-"""Largest image (width x height) that :func:`load_image` decodes; bigger ones are refused as possible bombs."""
 
 _RESAMPLE = Image.Resampling.BOX
 """Downscaling filter (area average). Measured on real test images turned into synthetic photos and back, it

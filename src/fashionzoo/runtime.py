@@ -309,8 +309,8 @@ def default_workers() -> int:
 _PROCESSES_FROM = 256
 """From this many files on, they are loaded in worker processes rather than threads. Preprocessing holds the GIL
 for much of each photo (many small numpy steps): on 2 cores, two threads loaded the development photos at 701 a
-second against 611 for one, two processes at 1,256. Starting the processes takes about a second (they import
-numpy, Pillow and OpenCV afresh), so fewer files stay on threads."""
+second against 611 for one, two processes at 1,256. Forking two takes about 10 ms, but a few files gain little,
+so up to one batch of files stays on threads."""
 _CHUNK = 16
 """Files handed to a worker process at a time (one pickled round trip each)."""
 _FORK = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
