@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from fashionzoo.preprocessing import SIZE, to_grayscale
+from fashionzoo.segmentation import fitted_size
 
 BOX = 20
 """The digit's longest side after scaling, as in MNIST."""
@@ -40,9 +41,7 @@ def mnist_style(img: Image.Image) -> np.ndarray:
     ink[ink < INK_THRESHOLD * ink.max()] = 0.0
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] * (255.0 / ink.max())
-    height, width = crop.shape
-    scale = BOX / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    size = fitted_size(*crop.shape, BOX)
     digit = np.asarray(Image.fromarray(crop.astype(np.float32)).resize(size, Image.Resampling.LANCZOS))
     digit = np.clip(digit, 0.0, None)
     digit = digit * (255.0 / digit.max())  # full contrast, as MNIST's strokes have

@@ -21,7 +21,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from fashionzoo._files import FashionZooError, reason
 from fashionzoo.registry import DEFAULT_TAG, PIPELINES, TAGS, Preprocessing
-from fashionzoo.segmentation import border_colour, garment_mask
+from fashionzoo.segmentation import border_colour, fitted_size, garment_mask
 
 SIZE = 28
 MAX_PIXELS = 40_000_000
@@ -228,9 +228,7 @@ def fashion_mnist_style(img: Image.Image) -> np.ndarray:
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     garment = (gray if dark else 255.0 - gray) * mask
     crop = np.ascontiguousarray(garment[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], dtype=np.float32)
-    height, width = crop.shape
-    scale = SIZE / max(height, width)
-    new_width, new_height = max(1, round(width * scale)), max(1, round(height * scale))
+    new_width, new_height = fitted_size(*crop.shape, SIZE)
     small = np.asarray(Image.fromarray(crop).resize((new_width, new_height), _RESAMPLE))
     top, left = (SIZE - new_height + 1) // 2, (SIZE - new_width + 1) // 2
     canvas[top : top + new_height, left : left + new_width] = np.clip(np.rint(small), 0, 255).astype(np.uint8)
@@ -238,13 +236,12 @@ def fashion_mnist_style(img: Image.Image) -> np.ndarray:
 
 
 def _reduced(rgb: np.ndarray) -> np.ndarray:
-    """The photo area-averaged down to :data:`_WORK_SIZE` pixels on its longest edge (smaller ones unchanged)."""
+    """The photo area-averaged down to :data:`_WORK_SIZE` pixels on its longest edge (smaller ones unchanged), by
+    OpenCV: the average Pillow's BOX takes, 4 times faster here."""
     height, width = rgb.shape[:2]
     if max(height, width) <= _WORK_SIZE:
         return rgb
-    scale = _WORK_SIZE / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)  # Pillow's BOX, 4 times faster here
+    return cv2.resize(rgb, fitted_size(height, width, _WORK_SIZE), interpolation=cv2.INTER_AREA)
 
 
 def _finish(canvas: np.ndarray) -> np.ndarray:

@@ -62,6 +62,13 @@ _MIN_KEPT = 0.2
 """Skin removal is undone when it would leave less than this fraction of the silhouette."""
 
 
+def fitted_size(height: int, width: int, longest: int) -> tuple[int, int]:
+    """The size, as (width, height) the way OpenCV and Pillow take it, of a height x width image scaled so that its
+    longest edge is ``longest``, its aspect kept (each side at least 1)."""
+    scale = longest / max(height, width)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def _ellipse(diameter: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (diameter, diameter))
 
@@ -109,8 +116,7 @@ def _grabcut(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     garment, the others probably background, the outermost ring background. Colour models of both sides, rather
     than one distance from the border's median, separate a garment from a patterned bed or floor."""
     height, width = mask.shape
-    scale = min(1.0, _GRABCUT_SIZE / max(height, width))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    size = fitted_size(height, width, min(_GRABCUT_SIZE, max(height, width)))
     small = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
     garment = int(small.sum())
     if min(garment, small.size - garment) < _GRABCUT_MIN_PIXELS:
