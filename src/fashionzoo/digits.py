@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from fashionzoo.preprocessing import SIZE, to_grayscale
+from fashionzoo.preprocessing import SIZE, border_level, in_data_set_format, to_grayscale
 from fashionzoo.segmentation import fitted_size
 
 BOX = 20
@@ -29,10 +29,9 @@ def mnist_style(img: Image.Image) -> np.ndarray:
     The paper's level is read from the image border: dark ink on light paper is negated. A 28x28 image on a dark
     background (an MNIST image) is returned unchanged. A blank image gives a black frame."""
     gray = to_grayscale(img)
-    ring = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    paper = float(np.median(ring))
-    if paper < 128 and gray.shape == (SIZE, SIZE):
+    if in_data_set_format(img):
         return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+    paper = border_level(gray)
     ink = paper - gray if paper >= 128 else gray - paper
     ink = np.clip(ink, 0.0, None)
     canvas = np.zeros((SIZE, SIZE), dtype=np.uint8)

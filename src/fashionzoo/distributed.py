@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import ray.data
 
     from fashionzoo.data import Split
-    from fashionzoo.registry import ModelEntry, Recipe
+    from fashionzoo.registry import ModelEntry, PhotoCalibration, Recipe
     from fashionzoo.runtime import Failure, Prediction
     from fashionzoo.training import Trial
 
@@ -146,9 +146,11 @@ def _path_rows(batch: pa.Table) -> pa.Table:
 class Predictor:
     """A Ray Data actor: one ONNX Runtime session, reused for every batch it is given."""
 
-    def __init__(self, onnx: list[Any], name: str, device: str, top_k: int, batch_size: int, cwd: str) -> None:
+    def __init__(self, onnx: list[Any], name: str, calibration: PhotoCalibration | None, device: str, top_k: int,
+                 batch_size: int, cwd: str) -> None:  # fmt: skip
         """``onnx``: ``[ref]``, the object-store reference of the model file's bytes (in a list, so that Ray passes
-        the reference itself, small enough to stay with the actor's arguments for a restart)."""
+        the reference itself, small enough to stay with the actor's arguments for a restart); ``calibration``: the
+        driver's classifier's photo calibration."""
         import ray
 
         from fashionzoo.runtime import Classifier
@@ -157,7 +159,8 @@ class Predictor:
             path = Path(folder) / "model.onnx"
             path.write_bytes(ray.get(onnx[0]))
             # one thread (for the model and for loading): the actor holds one CPU of the node, its neighbours the others
-            self.classifier = Classifier(path, name=name, device=device, intra_op_threads=1)
+            self.classifier = Classifier(path, name=name, device=device, intra_op_threads=1,
+                                         photo_calibration=calibration)  # fmt: skip
         self.top_k, self.batch_size = top_k, batch_size
         if os.path.isdir(cwd):  # relative paths mean what they meant on the driver (a shared file system)
             os.chdir(cwd)
@@ -240,6 +243,7 @@ def _pool(ray: Any, device: str, workers: int | None) -> tuple[Any, int, dict[st
 def predict(
     source: str, out: str, *, address: str | None = None, name: str | None = None, onnx_path: str | None = None,
     device: str = "auto", top_k: int = 1, batch_size: int = 256, workers: int | None = None, progress: bool = True,
+    calibrated: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """Classify every image of ``source`` on the cluster into ``out`` (``.parquet`` or ``.jsonl``, one row per
     input, in input order); returns the summary (images, failures, seconds, images/s, workers, nodes)."""
@@ -248,7 +252,7 @@ def predict(
     from fashionzoo.runtime import Classifier
 
     predictions.check_target(out)
-    clf = Classifier.from_pretrained(name or DEFAULT_MODEL, onnx_path=onnx_path, device="cpu")  # resolve + check
+    clf = Classifier.from_pretrained(name or DEFAULT_MODEL, onnx_path=onnx_path, device="cpu", calibrated=calibrated)
     with connected(address) as ray:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
@@ -256,7 +260,8 @@ def predict(
         pool, size, resources = _pool(ray, device, workers)
         model = ray.put(clf.path.read_bytes())  # held here for the whole job: restarted actors fetch it again
         ds = input_paths(source, batch_size).map_batches(
-            Predictor, fn_constructor_kwargs={"onnx": [model], "name": clf.name, "device": device,
+            Predictor, fn_constructor_kwargs={"onnx": [model], "name": clf.name,
+                                              "calibration": clf.photo_calibration, "device": device,
                                               "top_k": top_k, "batch_size": batch_size, "cwd": os.getcwd()},
             batch_size=batch_size, batch_format="pyarrow", compute=pool, **resources,
         )  # fmt: skip

@@ -21,7 +21,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from fashionzoo._files import FashionZooError, reason
 from fashionzoo.registry import DEFAULT_TAG, PIPELINES, TAGS, Preprocessing
-from fashionzoo.segmentation import border_colour, fitted_size, garment_mask
+from fashionzoo.segmentation import PLAIN, background_kind, border_colour, fitted_size, garment_mask
 
 SIZE = 28
 MAX_PIXELS = 40_000_000
@@ -214,17 +214,23 @@ def fashion_mnist_style(img: Image.Image) -> np.ndarray:
     centred on a black 28x28 canvas the way the data set's images are (an odd leftover pixel goes top/left),
     sharpened, and stretched so that its brightest pixel is 255 (:func:`_finish`).
     """
+    return _fashion_mnist_style(img)[0]
+
+
+def _fashion_mnist_style(img: Image.Image) -> tuple[np.ndarray, str | None]:
+    """:func:`fashion_mnist_style`, and the photo's :func:`~fashionzoo.segmentation.background_kind` (None for an
+    image passed through)."""
+    if in_data_set_format(img):
+        return np.clip(np.rint(to_grayscale(img)), 0, 255).astype(np.uint8), None
     base = _to_8bit(img)
     rgb = _reduced(np.asarray(base if base.mode == "RGB" else base.convert("RGB")))
     gray = cv2.cvtColor(rgb.astype(np.float32), cv2.COLOR_RGB2GRAY)
-    background = border_colour(rgb)
+    background, kind = border_colour(rgb), background_kind(rgb)
     dark = float(_luma(background)) < 128
-    if dark and rgb.shape[:2] == (SIZE, SIZE):
-        return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
-    mask = garment_mask(rgb, background)
+    mask = garment_mask(rgb, background, kind)
     canvas = np.zeros((SIZE, SIZE), dtype=np.uint8)
     if not mask.any():
-        return canvas
+        return canvas, kind
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     garment = (gray if dark else 255.0 - gray) * mask
     crop = np.ascontiguousarray(garment[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], dtype=np.float32)
@@ -232,7 +238,7 @@ def fashion_mnist_style(img: Image.Image) -> np.ndarray:
     small = np.asarray(Image.fromarray(crop).resize((new_width, new_height), _RESAMPLE))
     top, left = (SIZE - new_height + 1) // 2, (SIZE - new_width + 1) // 2
     canvas[top : top + new_height, left : left + new_width] = np.clip(np.rint(small), 0, 255).astype(np.uint8)
-    return _finish(canvas)
+    return _finish(canvas), kind
 
 
 def _reduced(rgb: np.ndarray) -> np.ndarray:
@@ -258,17 +264,36 @@ def _finish(canvas: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(pixels * (255.0 / pixels.max())), 0, 255).astype(np.uint8)
 
 
-def preprocess_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> np.ndarray:
+def in_data_set_format(img: Image.Image) -> bool:
+    """Whether ``img`` is already in the data sets' format: 28x28 on a dark background (the median of its outermost
+    ring of pixels below 128). Both pipelines pass such an image through unchanged, and ``predict`` does not treat
+    it as a photo."""
+    return img.size == (SIZE, SIZE) and border_level(to_grayscale(img)) < 128
+
+
+def border_level(gray: np.ndarray) -> float:
+    """The median grey level of the outermost ring of pixels of a grayscale image."""
+    return float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+
+
+def convert_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, str | None]:
     """Load an image file (a large JPEG at reduced size) and convert it with the named pipeline (a weights'
     ``Preprocessing.pipeline``): :func:`fashion_mnist_style` for clothing, :func:`fashionzoo.digits.mnist_style` for
-    handwritten digits."""
+    handwritten digits. Returns the 28x28 pixels and the photo's background kind (:mod:`fashionzoo.segmentation`;
+    digit photos count as plain), None for an image already :func:`in_data_set_format`."""
     if pipeline == "mnist":
         from fashionzoo.digits import mnist_style
 
-        return mnist_style(load_image(path, _DIGIT_DECODE_SIZE))
+        img = load_image(path, _DIGIT_DECODE_SIZE)
+        return mnist_style(img), None if in_data_set_format(img) else PLAIN
     if pipeline != "fashion-mnist":
         raise FashionZooError(f"unknown preprocessing pipeline {pipeline!r} (expected one of {', '.join(PIPELINES)})")
-    return fashion_mnist_style(load_image(path, _WORK_SIZE))
+    return _fashion_mnist_style(load_image(path, _WORK_SIZE))
+
+
+def preprocess_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> np.ndarray:
+    """The 28x28 pixels of an image file after the named pipeline (:func:`convert_file`)."""
+    return convert_file(path, pipeline)[0]
 
 
 def to_model_input(images: np.ndarray, spec: Preprocessing = TAGS[DEFAULT_TAG].preprocessing) -> np.ndarray:

@@ -4,14 +4,17 @@ Three domains: ``studio`` (the product alone on white or light grey), ``worn`` (
 photos of garments on beds, floors and hangers, with their own class names mapped to the Fashion-MNIST classes
 that count as right). The phone set's hats, shorts and skirts are none of the ten classes: they are left out of
 the accuracy and used to measure how well a confidence threshold flags what the model cannot know.
-The score is the balanced accuracy (the mean of the per-class accuracies) per domain. numpy only.
+The score is the balanced accuracy (the mean of the per-class accuracies) per domain. The photo calibration of a
+set of weights (:class:`fashionzoo.registry.PhotoCalibration`: a prior shift and the uncertain threshold) is
+fitted here, and applied by :func:`shifted_by_background`. numpy only.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,3 +97,80 @@ def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
     below = np.searchsorted(neg_sorted, pos, side="left")
     ties = np.searchsorted(neg_sorted, pos, side="right") - below
     return float((below + 0.5 * ties).sum() / (len(pos) * len(neg)))
+
+
+def shifted(probs: np.ndarray, offsets: Sequence[float]) -> np.ndarray:
+    """Probabilities (N, classes) with ``offsets`` added to their logarithms, normalised again (float32)."""
+    logits = np.log(np.maximum(np.asarray(probs, dtype=np.float64), 1e-12)) + np.asarray(offsets, dtype=np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def shifted_by_background(probs: np.ndarray, backgrounds: Sequence[str | None],
+                          offsets: Mapping[str, Sequence[float]]) -> np.ndarray:  # fmt: skip
+    """``probs`` with every row :func:`shifted` by the offsets of its photo's background kind (rows of another
+    kind, or None: an image already in the data set's format, unchanged)."""
+    out = np.array(probs, dtype=np.float32)
+    kinds = np.array(backgrounds, dtype=object)
+    for kind, values in offsets.items():
+        rows = kinds == kind
+        if rows.any():
+            out[rows] = shifted(out[rows], values)
+    return out
+
+
+def fit_calibration(photos: Sequence[Photo], probs: np.ndarray, backgrounds: Sequence[str | None]
+                    ) -> dict[str, np.ndarray]:  # fmt: skip
+    """:func:`fit_offsets` for each background kind among ``backgrounds`` (one per photo) whose photos name every
+    class on its own. Other kinds get none: where photos never show a class (no phone photo shows a bag) or only
+    among others (shoes: Sandal, Sneaker or Ankle boot), offsets would learn the labels' gaps, not the photos' lean
+    (a bag on a bed, or a sneaker, would become almost impossible), so their photos are left unshifted."""
+    fitted = {}
+    for kind in sorted({kind for kind in backgrounds if kind is not None}):
+        rows = [i for i, background in enumerate(backgrounds) if background == kind]
+        named = {next(iter(photos[i].accepted)) for i in rows if len(photos[i].accepted) == 1}
+        if len(named) == np.asarray(probs).shape[1]:
+            fitted[kind] = fit_offsets([photos[i] for i in rows], np.asarray(probs)[rows])
+    return fitted
+
+
+def fit_offsets(photos: Sequence[Photo], probs: np.ndarray, steps: int = 1000, rate: float = 0.5,
+                min_domain_photos: int = 50) -> np.ndarray:  # fmt: skip
+    """Per-class log-probability offsets (mean 0) that minimise the cross-entropy of the in-class photos'
+    accepted classes, every domain weighing the same and every class the same within its domain (the balanced
+    accuracy's weighting), by gradient descent (the loss is convex in the offsets). A domain with fewer than
+    ``min_domain_photos`` in-class photos is left out: too few to weigh as much as a whole domain."""
+    per_domain = Counter(photo.domain for photo in photos if photo.accepted)
+    keep = [bool(photo.accepted) and per_domain[photo.domain] >= min_domain_photos for photo in photos]
+    inside = [photo for photo, kept in zip(photos, keep, strict=True) if kept]
+    if not inside:
+        raise FashionZooError(f"fitting a photo calibration needs a domain with {min_domain_photos} in-class photos")
+    per_class = Counter((photo.domain, photo.category) for photo in inside)
+    classes_per_domain = Counter(domain for domain, _ in per_class)
+    weights = np.array([1.0 / (per_class[p.domain, p.category] * classes_per_domain[p.domain]) for p in inside])
+    weights /= weights.sum()
+    accepted = np.zeros((len(inside), probs.shape[1]), dtype=bool)
+    for row, photo in enumerate(inside):
+        accepted[row, list(photo.accepted)] = True
+    seen = np.asarray(probs)[keep]
+    offsets = np.zeros(probs.shape[1])
+    for _ in range(steps):
+        q = shifted(seen, offsets).astype(np.float64)
+        on_accepted = (q * accepted).sum(axis=1, keepdims=True)
+        offsets -= rate * (weights[:, None] * (q - q * accepted / np.maximum(on_accepted, 1e-12))).sum(axis=0)
+        offsets -= offsets.mean()
+    return offsets
+
+
+def youden_threshold(photos: Sequence[Photo], confidence: Sequence[float]) -> float:
+    """The threshold on the top probability, in steps of 0.05, that best separates the in-class phone photos from
+    the out-of-class ones (Youden's J: in-class kept minus out-of-class kept; the lowest of equals)."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    phone = np.array([photo.domain == "phone" for photo in photos])
+    inside = np.array([bool(photo.accepted) for photo in photos])
+    positives, negatives = conf[phone & inside], conf[phone & ~inside]
+    if not len(positives) or not len(negatives):
+        raise FashionZooError("choosing the uncertain threshold needs in-class and out-of-class phone photos")
+    grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+    youden = [(positives >= t).mean() - (negatives >= t).mean() for t in grid]
+    return float(grid[int(np.argmax(youden))])

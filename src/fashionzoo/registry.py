@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import functools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -142,6 +143,26 @@ class FileRecord:
 
 
 @dataclass(frozen=True)
+class PhotoCalibration:
+    """How ``predict`` reads these weights' probabilities on real photos, chosen on the development photos
+    (``benchmarks/calibrate_photos.py``; docs/photos.md).
+
+    ``offsets`` maps a photo's background kind (``plain`` or ``textured``, as :mod:`fashionzoo.segmentation`
+    tells them apart) to one number per class, added to the log-probabilities of the photo's prediction before they
+    are normalised again: a prior shift that undoes the classes a converted photo leans towards (a real T-shirt's
+    silhouette reads as a Shirt). ``uncertain_below`` is the threshold on the shifted top probability under which a
+    prediction is marked uncertain. Images already in the data set's 28x28 format are not shifted."""
+
+    offsets: dict[str, tuple[float, ...]]
+    uncertain_below: float
+
+    def __post_init__(self) -> None:
+        finite = all(math.isfinite(v) for values in self.offsets.values() for v in values)
+        if not 0.0 <= self.uncertain_below <= 1.0 or not finite:
+            raise ValueError(f"photo calibration {self} is not finite offsets and a threshold in [0, 1]")
+
+
+@dataclass(frozen=True)
 class WeightsRecord:
     """A released checkpoint: where it lives on the Hub, pinned, verified, what it was trained on and measured.
 
@@ -156,17 +177,23 @@ class WeightsRecord:
     build_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. hyper-parameters found by a search
     shipped: tuple[str, ...] = ()  # keys of ``files`` that ship inside the package
     data_files: dict[str, str] = field(default_factory=dict)
+    photos: PhotoCalibration | None = None  # chosen after the release, for these very files
 
     def to_json(self) -> dict[str, Any]:
         raw = dataclasses.asdict(self)
         raw["shipped"] = list(self.shipped)
+        if self.photos is None:
+            del raw["photos"]
         return raw
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> WeightsRecord:
         raw = dict(raw)
         files = {key: FileRecord(**value) for key, value in raw.pop("files").items()}
-        return cls(files=files, shipped=tuple(raw.pop("shipped", ())), **raw)
+        photos = raw.pop("photos", None)
+        calibration = PhotoCalibration({kind: tuple(values) for kind, values in photos["offsets"].items()},
+                                       photos["uncertain_below"]) if photos else None  # fmt: skip
+        return cls(files=files, shipped=tuple(raw.pop("shipped", ())), photos=calibration, **raw)
 
 
 @dataclass(frozen=True)
@@ -265,7 +292,9 @@ class ModelEntry:
             "classes": list(self.classes),
             "recipe": dataclasses.asdict(self.recipe),
             "metrics": self.weights.metrics if self.weights else None,
-        }
+            "photo_calibration": dataclasses.asdict(self.weights.photos) if self.weights and self.weights.photos
+            else None,
+        }  # fmt: skip
 
 
 def _layers(*specs: str) -> dict[str, Any]:

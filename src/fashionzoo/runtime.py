@@ -37,14 +37,24 @@ from fashionzoo import hub
 from fashionzoo._files import FashionZooError, atomic_path
 from fashionzoo.devices import choose
 from fashionzoo.globbing import expand_glob
-from fashionzoo.preprocessing import preprocess_file, to_model_input
-from fashionzoo.registry import DEFAULT_MODEL, DEFAULT_TAG, FASHION_CLASSES, TAGS, Preprocessing, get_entry
+from fashionzoo.preprocessing import convert_file, to_model_input
+from fashionzoo.real_photos import shifted_by_background
+from fashionzoo.registry import (
+    DEFAULT_MODEL,
+    DEFAULT_TAG,
+    FASHION_CLASSES,
+    TAGS,
+    PhotoCalibration,
+    Preprocessing,
+    get_entry,
+)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 """File endings picked up when a folder is expanded (case-insensitive)."""
 UNCERTAIN_BELOW = 0.5
-"""Predictions whose top probability is below this are marked ``uncertain`` (chosen for the default model on the
-development photos; docs/photos.md has how well it separates photos of none of the ten classes)."""
+"""Predictions whose top probability is below this are marked ``uncertain``, for weights without a
+:class:`~fashionzoo.registry.PhotoCalibration` of their own (which chooses its threshold on the development photos;
+docs/photos.md has how well it separates photos of none of the ten classes)."""
 _CPU, _CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 
 log = logging.getLogger(__name__)
@@ -284,17 +294,21 @@ def expand_inputs(inputs: Iterable[str | os.PathLike], recursive: bool = False) 
             yield text
 
 
-def _load(item: str | os.PathLike | Failure, pipeline: str) -> tuple[str, np.ndarray] | Failure:
-    """A file's 28x28 pixels after ``pipeline`` (see :func:`preprocess_file`), or the one-line reason it cannot be
-    used (a Failure passes through)."""
+Loaded = tuple[str, np.ndarray, str | None]
+"""A loaded file: its name, its 28x28 pixels and its background kind (None: not a photo; see :func:`convert_file`)."""
+
+
+def _load(item: str | os.PathLike | Failure, pipeline: str) -> Loaded | Failure:
+    """A file after ``pipeline`` (see :func:`convert_file`), or the one-line reason it cannot be used (a Failure
+    passes through)."""
     if isinstance(item, Failure):
         return item
     name = os.fspath(item)
     try:
-        pixels = preprocess_file(name, pipeline)
+        pixels, background = convert_file(name, pipeline)
         if pixels.min() == pixels.max():
             return Failure(name, f"{name}: a blank image (one flat colour once converted): nothing to classify")
-        return name, pixels
+        return name, pixels, background
     except FashionZooError as error:
         return Failure(name, str(error))
     except (OSError, ValueError, MemoryError) as error:
@@ -319,7 +333,7 @@ which runs a script without an ``if __name__ == "__main__"`` guard a second time
 preprocess (Pillow, numpy, OpenCV), never touching the parent's onnxruntime session."""
 
 
-def _load_chunk(items: list[str | os.PathLike | Failure], pipeline: str) -> list[tuple[str, np.ndarray] | Failure]:
+def _load_chunk(items: list[str | os.PathLike | Failure], pipeline: str) -> list[Loaded | Failure]:
     return [_load(item, pipeline) for item in items]
 
 
@@ -341,7 +355,7 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _load_all(items: Iterable[str | os.PathLike | Failure], workers: int, ahead: int, pipeline: str
-              ) -> Iterator[tuple[str, np.ndarray] | Failure]:  # fmt: skip
+              ) -> Iterator[Loaded | Failure]:  # fmt: skip
     """:func:`_load` over ``items`` in input order, on ``workers`` threads or processes (from
     :data:`_PROCESSES_FROM` files on), at most about ``ahead`` files in flight (so that the workers keep loading
     the next batch while the model runs on this one)."""
@@ -373,25 +387,30 @@ def classify_files(
     top_k: int = 1,
     batch_size: int = 256,
     workers: int | None = None,
-    uncertain_below: float = UNCERTAIN_BELOW,
+    uncertain_below: float | None = None,
     pipeline: str = "fashion-mnist",
+    calibration: PhotoCalibration | None = None,
 ) -> Iterator[Prediction | Failure]:
     """Classify image files with ``predict`` (uint8 (N, 28, 28) -> probabilities), ``batch_size`` files at a time,
     each file turned into a 28x28 image by ``pipeline`` (the weights' ``Preprocessing.pipeline``).
 
     Results come in input order; a file that cannot be read or converted yields a :class:`Failure`, and
     Failure items in ``items`` (from :func:`expand_inputs`) pass through. Files are decoded and preprocessed by
-    ``workers`` threads, or processes for many files (default: :func:`default_workers`). A prediction whose top
-    probability is below ``uncertain_below`` is marked ``uncertain``. Memory stays bounded by the batch.
+    ``workers`` threads, or processes for many files (default: :func:`default_workers`). The weights'
+    ``calibration`` shifts the probabilities of photos (not of images already in the data set's format). A
+    prediction whose top probability is below ``uncertain_below`` (default: the calibration's, else
+    :data:`UNCERTAIN_BELOW`) is marked ``uncertain``. Memory stays bounded by the batch.
     """
     if batch_size < 1:
         raise FashionZooError(f"batch size must be at least 1, not {batch_size}")
+    if uncertain_below is None:
+        uncertain_below = calibration.uncertain_below if calibration else UNCERTAIN_BELOW
     k = max(1, min(top_k, len(classes)))
-    pending: list[tuple[str, np.ndarray] | Failure] = []
+    pending: list[Loaded | Failure] = []
 
     def flush() -> Iterator[Prediction | Failure]:
-        images = [entry[1] for entry in pending if not isinstance(entry, Failure)]
-        probs = iter(predict(np.stack(images)) if images else ())
+        loaded = [entry for entry in pending if not isinstance(entry, Failure)]
+        probs = iter(_probabilities(predict, loaded, calibration))
         for entry in pending:
             if isinstance(entry, Failure):
                 yield entry
@@ -420,12 +439,25 @@ def classify_files(
     yield from flush()
 
 
+def _probabilities(predict: Callable[[np.ndarray], np.ndarray], loaded: list[Loaded],
+                   calibration: PhotoCalibration | None) -> np.ndarray:  # fmt: skip
+    """``predict``'s probabilities for the loaded files, the photos' shifted by ``calibration``."""
+    if not loaded:
+        return np.zeros((0, 0), dtype=np.float32)
+    probs = predict(np.stack([pixels for _, pixels, _ in loaded]))
+    if calibration is None:
+        return probs
+    return shifted_by_background(probs, [background for _, _, background in loaded], calibration.offsets)
+
+
 class Classifier:
     """A classifier backed by an exported ONNX file, fp32 or int8 (no TensorFlow).
 
     What it needs to use the file, class names and input spec (size, scale, the image pipeline), is read from the
     file's ``fashionzoo.*`` metadata: an ONNX file alone is enough. A file without that metadata is taken as a
-    Fashion-MNIST model, unless ``name`` names the registry model whose classes and spec to use."""
+    Fashion-MNIST model, unless ``name`` names the registry model whose classes and spec to use. The released
+    weights' :class:`~fashionzoo.registry.PhotoCalibration` comes with :meth:`from_pretrained` (or pass
+    ``photo_calibration``)."""
 
     def __init__(
         self,
@@ -440,9 +472,10 @@ class Classifier:
         memory_arena: bool = True,
         memory_pattern: bool = True,
         spinning: bool = True,
+        photo_calibration: PhotoCalibration | None = None,
     ) -> None:
         """Open ``onnx_path`` (sessions are shared across instances with the same settings); the session knobs are
-        those of :class:`SessionSettings`."""
+        those of :class:`SessionSettings`; ``photo_calibration`` is used by :meth:`classify`."""
         self.path = Path(onnx_path).expanduser()
         if not self.path.is_file():
             raise FashionZooError(f"{self.path}: no such ONNX file")
@@ -462,6 +495,11 @@ class Classifier:
         axis = self.session.get_inputs()[0].shape[0]  # the batch axis's name fixes it to 1 for the single-image path
         self._batch_axis = axis if isinstance(axis, str) and self.session.get_providers()[0] == _CPU else None
         self._single_image: _SingleImage | None = None
+        for kind, offsets in (photo_calibration.offsets if photo_calibration else {}).items():
+            if len(offsets) != len(self.classes):
+                raise FashionZooError(f"{self.path}: the photo calibration has {len(offsets)} offsets for {kind} "
+                                      f"backgrounds, for {len(self.classes)} classes")  # fmt: skip
+        self.photo_calibration = photo_calibration
 
     @classmethod
     def from_pretrained(
@@ -471,14 +509,17 @@ class Classifier:
         onnx_path: str | os.PathLike | None = None,
         int8: bool = False,
         device: str = "cpu",
+        calibrated: bool = True,
         **session: Any,
     ) -> Classifier:
         """The released ONNX model of ``name`` (``cnn``, ``cnn-small.mnist``; shipped, cached or fetched; SHA-256
-        verified), its int8 version with ``int8=True``, or ``onnx_path``; ``session`` holds the constructor's
-        session knobs."""
+        verified), its int8 version with ``int8=True``, or ``onnx_path``; with the released weights' photo
+        calibration unless ``calibrated=False`` or ``onnx_path`` names another file. ``session`` holds the
+        constructor's session knobs."""
         entry = get_entry(name)
         path = hub.resolve(entry, "onnx_int8" if int8 else "onnx", onnx_path)
-        return cls(path, name=entry.full_name, device=device, **session)
+        released = entry.weights.photos if entry.weights and onnx_path is None and calibrated else None
+        return cls(path, name=entry.full_name, device=device, photo_calibration=released, **session)
 
     def _read_classes(self, fallback: tuple[str, ...]) -> tuple[str, ...]:
         raw = self.metadata.get("fashionzoo.classes")
@@ -559,9 +600,10 @@ class Classifier:
         return self._single_image
 
     def classify(self, paths: Iterable[str | os.PathLike | Failure], top_k: int = 1, batch_size: int = 256,
-                 workers: int | None = None, uncertain_below: float = UNCERTAIN_BELOW
+                 workers: int | None = None, uncertain_below: float | None = None
                  ) -> Iterator[Prediction | Failure]:  # fmt: skip
-        """Classify image files in order, ``batch_size`` at a time; unreadable files yield a :class:`Failure`
-        (the other arguments are :func:`classify_files`')."""
+        """Classify image files in order, ``batch_size`` at a time, photos with :attr:`photo_calibration`;
+        unreadable files yield a :class:`Failure` (the other arguments are :func:`classify_files`')."""
         return classify_files(paths, lambda images: self.predict_probs(images, batch_size), self.classes, top_k,
-                              batch_size, workers, uncertain_below, self.preprocessing.pipeline)  # fmt: skip
+                              batch_size, workers, uncertain_below, self.preprocessing.pipeline,
+                              self.photo_calibration)  # fmt: skip
