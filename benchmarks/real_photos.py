@@ -21,7 +21,7 @@ from fashionzoo.registry import DEFAULT_MODEL
 from fashionzoo.runtime import Classifier, Failure, expand_inputs
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+THRESHOLDS = (0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9)
 
 
 def main() -> None:

@@ -19,11 +19,9 @@ from fashionzoo.real_photos import (
     Photo,
     auroc,
     balanced_accuracy,
-    fit_calibration,
     fit_offsets,
     load_manifest,
     shifted,
-    shifted_by_background,
     youden_threshold,
 )
 from fashionzoo.registry import DEFAULT_MODEL, FASHION_CLASSES, PhotoCalibration, WeightsRecord, get_entry
@@ -31,9 +29,9 @@ from fashionzoo.runtime import Classifier, expand_inputs
 
 REAL_PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
 """The shared development photos, beside the repository like the shared Fashion-MNIST copy (tests/conftest.py)."""
-FLOORS = {"studio": 0.76, "worn": 0.64, "phone": 0.54}
+FLOORS = {"studio": 0.76, "worn": 0.64, "phone": 0.57}
 """Balanced accuracy per domain. Measured with the shipped flagship, preprocessing and photo calibration: 0.779,
-0.666, 0.559 (docs/photos.md; 0.749, 0.618, 0.559 without the calibration); the floors sit a little under. Issue
+0.666, 0.593 (docs/photos.md; 0.749, 0.618, 0.559 without the calibration); the floors sit a little under. Issue
 15's floors for the hidden photos are higher for studio and phone (0.80, 0.60), and not reached."""
 
 
@@ -119,12 +117,9 @@ def test_fitted_offsets_undo_a_lean_towards_one_class() -> None:
     after = balanced_accuracy(photos, list(shifted(leaning, offsets).argmax(axis=1)))["studio"]["balanced_accuracy"]
     assert abs(offsets.mean()) < 1e-9 and offsets[6] < -2.5 and np.abs(np.delete(offsets, 6)).max() < 0.6
     assert before < 0.45 and after > before + 0.3
-    backgrounds = ["plain"] * len(labels)
-    assert np.array_equal(fit_calibration(photos, leaning, backgrounds)["plain"], offsets)
-    kinds = ["textured" if k != 8 and i % 2 else "plain" for i, k in enumerate(labels)]  # no textured bags
-    assert set(fit_calibration(photos, leaning, kinds)) == {"plain"}  # a kind that never shows a class: none
-    textured = np.array(kinds) == "textured"
-    assert np.array_equal(shifted_by_background(leaning, kinds, {"plain": offsets})[textured], leaning[textured])
+    grouped = [Photo(Path(f"g{i}.jpg"), "phone", "shoes", frozenset({5, 7, 9})) for i in range(40)]
+    towards_bag = np.tile(np.eye(10)[8] * 0.9 + 0.01, (40, 1))  # a domain labelled with groups takes no part
+    assert np.array_equal(fit_offsets(photos + grouped, np.concatenate([leaning, towards_bag])), offsets)
     assert np.allclose(shifted(honest, np.zeros(10)), honest, atol=1e-6)
     assert np.allclose(shifted(leaning, offsets).sum(axis=1), 1.0, atol=1e-6)
 
@@ -139,41 +134,35 @@ def test_the_uncertain_threshold_separates_in_class_from_out_of_class_phone_phot
         youden_threshold(inside, [0.9] * 4)
 
 
-def test_the_calibration_shifts_photos_by_their_background_and_sets_the_threshold(tmp_path: Path) -> None:
+def test_the_calibration_shifts_photos_only_and_sets_the_threshold(tmp_path: Path) -> None:
     garment = np.zeros((28, 28), np.uint8)
     garment[4:24, 6:22] = 220
     Image.fromarray(garment).save(tmp_path / "fashion-mnist.png")  # already in the data set's format
-    as_photo(garment, 6, (20, 20, 20, 20)).save(tmp_path / "plain.png")
-    rug = np.random.default_rng(0).integers(0, 256, (208, 208, 3), dtype=np.uint8)
-    rug[20:188, 20:188] = np.asarray(as_photo(garment, 6, (0, 0, 0, 0)))
-    Image.fromarray(rug).save(tmp_path / "textured.png")
-    assert [convert_file(tmp_path / name)[1] for name in ("fashion-mnist.png", "plain.png", "textured.png")] == \
-        [None, "plain", "textured"]  # fmt: skip
-    files = [str(tmp_path / name) for name in ("fashion-mnist.png", "plain.png", "textured.png")]
+    as_photo(garment, 6, (20, 20, 20, 20)).save(tmp_path / "photo.png")
+    files = [str(tmp_path / "fashion-mnist.png"), str(tmp_path / "photo.png")]
+    assert [convert_file(file)[1] for file in files] == [False, True]
     uncalibrated = Classifier.from_pretrained(DEFAULT_MODEL, calibrated=False)
     assert uncalibrated.photo_calibration is None
     assert Classifier.from_pretrained(DEFAULT_MODEL, onnx_path=uncalibrated.path).photo_calibration is None
-    towards_sandal = PhotoCalibration({"plain": tuple(30.0 if k == 5 else 0.0 for k in range(10))}, 0.99)
-    shifted_plain = Classifier(uncalibrated.path, photo_calibration=towards_sandal)
-    before, after = list(uncalibrated.classify(files)), list(shifted_plain.classify(files))
-    for index in (0, 2):  # not a photo; a photo of a kind the calibration has no offsets for
-        assert (after[index].label, after[index].probability) == (before[index].label, before[index].probability)
-        assert after[index].uncertain == (after[index].probability < 0.99)
+    towards_sandal = PhotoCalibration(tuple(30.0 if k == 5 else 0.0 for k in range(10)), 0.99)
+    calibrated = Classifier(uncalibrated.path, photo_calibration=towards_sandal)
+    before, after = list(uncalibrated.classify(files)), list(calibrated.classify(files))
+    assert (after[0].label, after[0].probability) == (before[0].label, before[0].probability)  # not a photo
+    assert after[0].uncertain == (after[0].probability < 0.99)
     assert after[1].label == "Sandal" and after[1].probability > 0.99 and not after[1].uncertain
     assert before[1].label != "Sandal"
-    with pytest.raises(FashionZooError, match="3 offsets for plain backgrounds, for 10 classes"):
-        Classifier(uncalibrated.path, photo_calibration=PhotoCalibration({"plain": (0.0, 0.0, 0.0)}, 0.5))
+    with pytest.raises(FashionZooError, match="3 offsets for 10 classes"):
+        Classifier(uncalibrated.path, photo_calibration=PhotoCalibration((0.0, 0.0, 0.0), 0.5))
 
 
 def test_the_released_calibration_travels_with_the_weights_record() -> None:
     released = get_entry(DEFAULT_MODEL).weights
-    assert released is not None and released.photos is not None and len(released.photos.offsets["plain"]) == 10
+    assert released is not None and released.photos is not None and len(released.photos.offsets) == 10
     assert Classifier.from_pretrained(DEFAULT_MODEL).photo_calibration == released.photos
     shown = json.loads(CliRunner().invoke(main, ["info", DEFAULT_MODEL, "--json"]).stdout)["photo_calibration"]
-    assert shown == {"offsets": {k: list(v) for k, v in released.photos.offsets.items()},
-                     "uncertain_below": released.photos.uncertain_below}  # fmt: skip
+    assert shown == {"offsets": list(released.photos.offsets), "uncertain_below": released.photos.uncertain_below}
     assert WeightsRecord.from_json(json.loads(json.dumps(released.to_json()))) == released
     without = WeightsRecord.from_json({**released.to_json(), "photos": None})
     assert without.photos is None and "photos" not in without.to_json()
     with pytest.raises(ValueError, match="not finite offsets"):
-        PhotoCalibration({"plain": (float("nan"),) * 10}, 0.5)
+        PhotoCalibration((float("nan"),) * 10, 0.5)

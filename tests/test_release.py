@@ -83,7 +83,7 @@ def test_release_into_a_package_tree_then_again_changes_nothing(retrained: dict[
     assert second == first
     assert _snapshot(tree.root) == before and _snapshot(run) == run_before  # not a byte changed
 
-    calibrated = dataclasses.replace(first, photos=PhotoCalibration({"plain": (0.5,) + (0.0,) * 9}, 0.4))
+    calibrated = dataclasses.replace(first, photos=PhotoCalibration((0.5,) + (0.0,) * 9, 0.4))
     write_manifest(tree, {"lenet5": calibrated})
     again = release([run], tree, data_dir=shared_data)["lenet5"]
     assert again == calibrated  # the calibration holds for the very model it was chosen for: kept

@@ -155,9 +155,10 @@ def info(name: str, as_json: bool) -> None:
         click.echo(f"weights: test accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f} on {m['n']:,} official test "
                    "images")
         if entry.weights.photos:
-            kinds = ", ".join(entry.weights.photos.offsets) or "no"
-            click.echo(f"photo calibration: offsets for {kinds} backgrounds, uncertain below "
-                       f"{entry.weights.photos.uncertain_below} (docs/photos.md)")  # fmt: skip
+            pairs = zip(entry.classes, entry.weights.photos.offsets, strict=True)
+            offsets = ", ".join(f"{name} {value:+.2f}" for name, value in pairs)
+            click.echo(f"photo calibration: {offsets}; uncertain below {entry.weights.photos.uncertain_below} "
+                       "(docs/photos.md)")  # fmt: skip
     else:
         click.echo("weights: none released")
     if "note" in summary:

@@ -21,7 +21,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from fashionzoo._files import FashionZooError, reason
 from fashionzoo.registry import DEFAULT_TAG, PIPELINES, TAGS, Preprocessing
-from fashionzoo.segmentation import PLAIN, background_kind, border_colour, fitted_size, garment_mask
+from fashionzoo.segmentation import border_colour, fitted_size, garment_mask
 
 SIZE = 28
 MAX_PIXELS = 40_000_000
@@ -214,23 +214,17 @@ def fashion_mnist_style(img: Image.Image) -> np.ndarray:
     centred on a black 28x28 canvas the way the data set's images are (an odd leftover pixel goes top/left),
     sharpened, and stretched so that its brightest pixel is 255 (:func:`_finish`).
     """
-    return _fashion_mnist_style(img)[0]
-
-
-def _fashion_mnist_style(img: Image.Image) -> tuple[np.ndarray, str | None]:
-    """:func:`fashion_mnist_style`, and the photo's :func:`~fashionzoo.segmentation.background_kind` (None for an
-    image passed through)."""
     if in_data_set_format(img):
-        return np.clip(np.rint(to_grayscale(img)), 0, 255).astype(np.uint8), None
+        return np.clip(np.rint(to_grayscale(img)), 0, 255).astype(np.uint8)
     base = _to_8bit(img)
     rgb = _reduced(np.asarray(base if base.mode == "RGB" else base.convert("RGB")))
     gray = cv2.cvtColor(rgb.astype(np.float32), cv2.COLOR_RGB2GRAY)
-    background, kind = border_colour(rgb), background_kind(rgb)
+    background = border_colour(rgb)
     dark = float(_luma(background)) < 128
-    mask = garment_mask(rgb, background, kind)
+    mask = garment_mask(rgb, background)
     canvas = np.zeros((SIZE, SIZE), dtype=np.uint8)
     if not mask.any():
-        return canvas, kind
+        return canvas
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     garment = (gray if dark else 255.0 - gray) * mask
     crop = np.ascontiguousarray(garment[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], dtype=np.float32)
@@ -238,7 +232,7 @@ def _fashion_mnist_style(img: Image.Image) -> tuple[np.ndarray, str | None]:
     small = np.asarray(Image.fromarray(crop).resize((new_width, new_height), _RESAMPLE))
     top, left = (SIZE - new_height + 1) // 2, (SIZE - new_width + 1) // 2
     canvas[top : top + new_height, left : left + new_width] = np.clip(np.rint(small), 0, 255).astype(np.uint8)
-    return _finish(canvas), kind
+    return _finish(canvas)
 
 
 def _reduced(rgb: np.ndarray) -> np.ndarray:
@@ -276,19 +270,20 @@ def border_level(gray: np.ndarray) -> float:
     return float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
 
 
-def convert_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, str | None]:
+def convert_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, bool]:
     """Load an image file (a large JPEG at reduced size) and convert it with the named pipeline (a weights'
     ``Preprocessing.pipeline``): :func:`fashion_mnist_style` for clothing, :func:`fashionzoo.digits.mnist_style` for
-    handwritten digits. Returns the 28x28 pixels and the photo's background kind (:mod:`fashionzoo.segmentation`;
-    digit photos count as plain), None for an image already :func:`in_data_set_format`."""
+    handwritten digits. Returns the 28x28 pixels and whether the file was a photo (False for an image already
+    :func:`in_data_set_format`, passed through)."""
     if pipeline == "mnist":
         from fashionzoo.digits import mnist_style
 
-        img = load_image(path, _DIGIT_DECODE_SIZE)
-        return mnist_style(img), None if in_data_set_format(img) else PLAIN
-    if pipeline != "fashion-mnist":
+        img, convert = load_image(path, _DIGIT_DECODE_SIZE), mnist_style
+    elif pipeline == "fashion-mnist":
+        img, convert = load_image(path, _WORK_SIZE), fashion_mnist_style
+    else:
         raise FashionZooError(f"unknown preprocessing pipeline {pipeline!r} (expected one of {', '.join(PIPELINES)})")
-    return _fashion_mnist_style(load_image(path, _WORK_SIZE))
+    return convert(img), not in_data_set_format(img)
 
 
 def preprocess_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> np.ndarray:

@@ -6,7 +6,7 @@ that count as right). The phone set's hats, shorts and skirts are none of the te
 the accuracy and used to measure how well a confidence threshold flags what the model cannot know.
 The score is the balanced accuracy (the mean of the per-class accuracies) per domain. The photo calibration of a
 set of weights (:class:`fashionzoo.registry.PhotoCalibration`: a prior shift and the uncertain threshold) is
-fitted here, and applied by :func:`shifted_by_background`. numpy only.
+fitted here, and applied by :func:`shifted`. numpy only.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,45 +106,19 @@ def shifted(probs: np.ndarray, offsets: Sequence[float]) -> np.ndarray:
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def shifted_by_background(probs: np.ndarray, backgrounds: Sequence[str | None],
-                          offsets: Mapping[str, Sequence[float]]) -> np.ndarray:  # fmt: skip
-    """``probs`` with every row :func:`shifted` by the offsets of its photo's background kind (rows of another
-    kind, or None: an image already in the data set's format, unchanged)."""
-    out = np.array(probs, dtype=np.float32)
-    kinds = np.array(backgrounds, dtype=object)
-    for kind, values in offsets.items():
-        rows = kinds == kind
-        if rows.any():
-            out[rows] = shifted(out[rows], values)
-    return out
-
-
-def fit_calibration(photos: Sequence[Photo], probs: np.ndarray, backgrounds: Sequence[str | None]
-                    ) -> dict[str, np.ndarray]:  # fmt: skip
-    """:func:`fit_offsets` for each background kind among ``backgrounds`` (one per photo) whose photos name every
-    class on its own. Other kinds get none: where photos never show a class (no phone photo shows a bag) or only
-    among others (shoes: Sandal, Sneaker or Ankle boot), offsets would learn the labels' gaps, not the photos' lean
-    (a bag on a bed, or a sneaker, would become almost impossible), so their photos are left unshifted."""
-    fitted = {}
-    for kind in sorted({kind for kind in backgrounds if kind is not None}):
-        rows = [i for i, background in enumerate(backgrounds) if background == kind]
-        named = {next(iter(photos[i].accepted)) for i in rows if len(photos[i].accepted) == 1}
-        if len(named) == np.asarray(probs).shape[1]:
-            fitted[kind] = fit_offsets([photos[i] for i in rows], np.asarray(probs)[rows])
-    return fitted
-
-
-def fit_offsets(photos: Sequence[Photo], probs: np.ndarray, steps: int = 1000, rate: float = 0.5,
-                min_domain_photos: int = 50) -> np.ndarray:  # fmt: skip
+def fit_offsets(photos: Sequence[Photo], probs: np.ndarray, steps: int = 1000, rate: float = 0.5) -> np.ndarray:
     """Per-class log-probability offsets (mean 0) that minimise the cross-entropy of the in-class photos'
     accepted classes, every domain weighing the same and every class the same within its domain (the balanced
-    accuracy's weighting), by gradient descent (the loss is convex in the offsets). A domain with fewer than
-    ``min_domain_photos`` in-class photos is left out: too few to weigh as much as a whole domain."""
-    per_domain = Counter(photo.domain for photo in photos if photo.accepted)
-    keep = [bool(photo.accepted) and per_domain[photo.domain] >= min_domain_photos for photo in photos]
+    accuracy's weighting), by gradient descent (the loss is convex in the offsets).
+
+    A domain whose labels include groups of classes (the phone set: shoes, long sleeves) is left out: its labels
+    cannot tell the classes of a group apart and never show a bag, so offsets fitted on it would learn those gaps
+    (Sneaker and Pullover -4, Bag far down) rather than how photos lean."""
+    grouped = {photo.domain for photo in photos if len(photo.accepted) > 1}
+    keep = [bool(photo.accepted) and photo.domain not in grouped for photo in photos]
     inside = [photo for photo, kept in zip(photos, keep, strict=True) if kept]
     if not inside:
-        raise FashionZooError(f"fitting a photo calibration needs a domain with {min_domain_photos} in-class photos")
+        raise FashionZooError("fitting a photo calibration needs photos labelled with single classes")
     per_class = Counter((photo.domain, photo.category) for photo in inside)
     classes_per_domain = Counter(domain for domain, _ in per_class)
     weights = np.array([1.0 / (per_class[p.domain, p.category] * classes_per_domain[p.domain]) for p in inside])
@@ -162,9 +136,10 @@ def fit_offsets(photos: Sequence[Photo], probs: np.ndarray, steps: int = 1000, r
     return offsets
 
 
-def youden_threshold(photos: Sequence[Photo], confidence: Sequence[float]) -> float:
+def youden_threshold(photos: Sequence[Photo], confidence: Sequence[float], tie: float = 0.01) -> float:
     """The threshold on the top probability, in steps of 0.05, that best separates the in-class phone photos from
-    the out-of-class ones (Youden's J: in-class kept minus out-of-class kept; the lowest of equals)."""
+    the out-of-class ones (Youden's J: in-class kept minus out-of-class kept). Of those within ``tie`` of the best
+    J (a few photos), the lowest, which flags the fewest photos of the ten classes."""
     conf = np.asarray(confidence, dtype=np.float64)
     phone = np.array([photo.domain == "phone" for photo in photos])
     inside = np.array([bool(photo.accepted) for photo in photos])
@@ -172,5 +147,5 @@ def youden_threshold(photos: Sequence[Photo], confidence: Sequence[float]) -> fl
     if not len(positives) or not len(negatives):
         raise FashionZooError("choosing the uncertain threshold needs in-class and out-of-class phone photos")
     grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
-    youden = [(positives >= t).mean() - (negatives >= t).mean() for t in grid]
-    return float(grid[int(np.argmax(youden))])
+    youden = np.array([(positives >= t).mean() - (negatives >= t).mean() for t in grid])
+    return float(grid[np.flatnonzero(youden >= youden.max() - tie)[0]])

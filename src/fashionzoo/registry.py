@@ -147,18 +147,16 @@ class PhotoCalibration:
     """How ``predict`` reads these weights' probabilities on real photos, chosen on the development photos
     (``benchmarks/calibrate_photos.py``; docs/photos.md).
 
-    ``offsets`` maps a photo's background kind (``plain`` or ``textured``, as :mod:`fashionzoo.segmentation`
-    tells them apart) to one number per class, added to the log-probabilities of the photo's prediction before they
-    are normalised again: a prior shift that undoes the classes a converted photo leans towards (a real T-shirt's
+    ``offsets``, one per class, are added to the log-probabilities of a photo's prediction before they are
+    normalised again: a prior shift that undoes the classes a converted photo leans towards (a real T-shirt's
     silhouette reads as a Shirt). ``uncertain_below`` is the threshold on the shifted top probability under which a
     prediction is marked uncertain. Images already in the data set's 28x28 format are not shifted."""
 
-    offsets: dict[str, tuple[float, ...]]
+    offsets: tuple[float, ...]
     uncertain_below: float
 
     def __post_init__(self) -> None:
-        finite = all(math.isfinite(v) for values in self.offsets.values() for v in values)
-        if not 0.0 <= self.uncertain_below <= 1.0 or not finite:
+        if not 0.0 <= self.uncertain_below <= 1.0 or not all(math.isfinite(v) for v in self.offsets):
             raise ValueError(f"photo calibration {self} is not finite offsets and a threshold in [0, 1]")
 
 
@@ -191,8 +189,7 @@ class WeightsRecord:
         raw = dict(raw)
         files = {key: FileRecord(**value) for key, value in raw.pop("files").items()}
         photos = raw.pop("photos", None)
-        calibration = PhotoCalibration({kind: tuple(values) for kind, values in photos["offsets"].items()},
-                                       photos["uncertain_below"]) if photos else None  # fmt: skip
+        calibration = PhotoCalibration(tuple(photos["offsets"]), photos["uncertain_below"]) if photos else None
         return cls(files=files, shipped=tuple(raw.pop("shipped", ())), photos=calibration, **raw)
 
 

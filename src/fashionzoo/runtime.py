@@ -38,7 +38,7 @@ from fashionzoo._files import FashionZooError, atomic_path
 from fashionzoo.devices import choose
 from fashionzoo.globbing import expand_glob
 from fashionzoo.preprocessing import convert_file, to_model_input
-from fashionzoo.real_photos import shifted_by_background
+from fashionzoo.real_photos import shifted
 from fashionzoo.registry import (
     DEFAULT_MODEL,
     DEFAULT_TAG,
@@ -294,8 +294,8 @@ def expand_inputs(inputs: Iterable[str | os.PathLike], recursive: bool = False) 
             yield text
 
 
-Loaded = tuple[str, np.ndarray, str | None]
-"""A loaded file: its name, its 28x28 pixels and its background kind (None: not a photo; see :func:`convert_file`)."""
+Loaded = tuple[str, np.ndarray, bool]
+"""A loaded file: its name, its 28x28 pixels and whether it was a photo (see :func:`convert_file`)."""
 
 
 def _load(item: str | os.PathLike | Failure, pipeline: str) -> Loaded | Failure:
@@ -305,10 +305,10 @@ def _load(item: str | os.PathLike | Failure, pipeline: str) -> Loaded | Failure:
         return item
     name = os.fspath(item)
     try:
-        pixels, background = convert_file(name, pipeline)
+        pixels, photo = convert_file(name, pipeline)
         if pixels.min() == pixels.max():
             return Failure(name, f"{name}: a blank image (one flat colour once converted): nothing to classify")
-        return name, pixels, background
+        return name, pixels, photo
     except FashionZooError as error:
         return Failure(name, str(error))
     except (OSError, ValueError, MemoryError) as error:
@@ -445,9 +445,12 @@ def _probabilities(predict: Callable[[np.ndarray], np.ndarray], loaded: list[Loa
     if not loaded:
         return np.zeros((0, 0), dtype=np.float32)
     probs = predict(np.stack([pixels for _, pixels, _ in loaded]))
-    if calibration is None:
+    photos = np.array([photo for _, _, photo in loaded])
+    if calibration is None or not photos.any():
         return probs
-    return shifted_by_background(probs, [background for _, _, background in loaded], calibration.offsets)
+    probs = np.array(probs, dtype=np.float32)
+    probs[photos] = shifted(probs[photos], calibration.offsets)
+    return probs
 
 
 class Classifier:
@@ -495,10 +498,9 @@ class Classifier:
         axis = self.session.get_inputs()[0].shape[0]  # the batch axis's name fixes it to 1 for the single-image path
         self._batch_axis = axis if isinstance(axis, str) and self.session.get_providers()[0] == _CPU else None
         self._single_image: _SingleImage | None = None
-        for kind, offsets in (photo_calibration.offsets if photo_calibration else {}).items():
-            if len(offsets) != len(self.classes):
-                raise FashionZooError(f"{self.path}: the photo calibration has {len(offsets)} offsets for {kind} "
-                                      f"backgrounds, for {len(self.classes)} classes")  # fmt: skip
+        if photo_calibration is not None and len(photo_calibration.offsets) != len(self.classes):
+            raise FashionZooError(f"{self.path}: the photo calibration has {len(photo_calibration.offsets)} offsets "
+                                  f"for {len(self.classes)} classes")  # fmt: skip
         self.photo_calibration = photo_calibration
 
     @classmethod

@@ -31,9 +31,6 @@ _CANNY_LOW, _CANNY_HIGH = 8, 24
 _FRAME = 2
 """Outline pixels this close to the edge of the photo are ignored (studio 0.734 with 1, measured together with a
 skin opening of 5, which alone gave 0.750)."""
-PLAIN, TEXTURED = "plain", "textured"
-"""A photo's background: plain (studio paper, a wall, a white backdrop: the garment is found by its edges) or
-textured (a bed, a floor, a rug: found by colour); :func:`background_kind`."""
 _TEXTURED_SPREAD = 8.0
 """Median Lab distance of the border pixels from their median colour above which the background counts as
 textured and the colour mask is used (phone photos 0.493 against 0.439 with edges everywhere)."""
@@ -199,16 +196,9 @@ def border_colour(rgb: np.ndarray) -> np.ndarray:
     return _median(_border(rgb).astype(np.float32))
 
 
-def background_kind(rgb: np.ndarray) -> str:
-    """:data:`TEXTURED` when the outermost ring of pixels varies in colour, else :data:`PLAIN`."""
-    return TEXTURED if _is_textured(rgb) else PLAIN
-
-
-def garment_mask(rgb: np.ndarray, background: np.ndarray, kind: str | None = None) -> np.ndarray:
+def garment_mask(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
     """A 0/1 uint8 mask of the garment in an RGB uint8 photo (H, W, 3), about 128 pixels on its longest edge,
-    whose background colour is ``background`` (:func:`border_colour`) and kind ``kind`` (default:
-    :func:`background_kind`)."""
-    textured = (kind or background_kind(rgb)) == TEXTURED
-    outline = _refine_by_colour(rgb, _colour_mask(rgb, background)) if textured else _edge_mask(rgb)
+    whose background colour is ``background`` (:func:`border_colour`)."""
+    outline = _refine_by_colour(rgb, _colour_mask(rgb, background)) if _is_textured(rgb) else _edge_mask(rgb)
     mask = _without_halo(rgb, largest_filled_component(outline), background)
     return _without_skin(rgb, mask) if mask.any() else mask
