@@ -42,8 +42,8 @@ _MODEL_SIZE, _MODEL_LEVELS, _MODEL_ROUNDS = 64, 8, 3
 """The colour models are fitted on the photo reduced to 64 pixels, with each RGB channel cut into 8 levels (512
 colours), and refitted 3 times from their own mask. Phone photos, started from 0.35 of the Otsu threshold: 1, 2 and
 4 rounds at a margin of 0 gave 0.462, 0.496 and 0.520; at a margin of 1.0, 3 rounds 0.543 and 4 rounds 0.539; 4
-levels 0.536 (16 levels, 2 rounds at margin 0: 0.466 against 0.496, too few pixels per colour); 128 pixels, 0.550
-for 0.3 ms more per photo."""
+levels 0.536 (16 levels, 2 rounds at margin 0: 0.466 against 0.496, too few pixels per colour); 128 pixels (with a
+blur sigma of 1.5 and a margin of 1.0), 0.550 for 0.3 ms more per photo."""
 _MODEL_SIGMA, _MODEL_MARGIN, _MODEL_MIN_PIXELS = 1.0, 0.75, 50
 """A pixel is garment when its log likelihood ratio, blurred with a Gaussian of sigma 1 pixel (neighbours vote, the
 job of GrabCut's smoothness term), exceeds 0.75. From 0.35 of the Otsu threshold, margins of 0.5 / 0.75 / 1.0 / 1.5
