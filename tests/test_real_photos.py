@@ -166,3 +166,22 @@ def test_the_released_calibration_travels_with_the_weights_record() -> None:
     assert without.photos is None and "photos" not in without.to_json()
     with pytest.raises(ValueError, match="not finite offsets"):
         PhotoCalibration((float("nan"),) * 10, 0.5)
+
+
+def test_both_backends_apply_the_released_calibration_to_photos(tmp_path: Path) -> None:
+    garment = np.zeros((28, 28), np.uint8)
+    garment[3:25, 5:23] = 200
+    garment[3:10, 2:26] = 200  # sleeves
+    as_photo(garment, 7, (15, 25, 10, 30)).save(tmp_path / "top.png")
+
+    def probabilities(*options: str) -> np.ndarray:
+        run = CliRunner().invoke(main, ["predict", str(tmp_path / "top.png"), "--json", "--top-k", "10", *options])
+        assert run.exit_code == 0, run.output
+        ranked = {item["label"]: item["probability"] for item in json.loads(run.stdout)["top_k"]}
+        return np.array([ranked[name] for name in FASHION_CLASSES])
+
+    raw, offsets = probabilities("--uncalibrated"), get_entry(DEFAULT_MODEL).weights.photos.offsets
+    for backend in ((), ("--backend", "keras")):
+        assert np.allclose(probabilities(*backend), shifted(raw[np.newaxis], offsets)[0], atol=1e-4)
+        assert np.allclose(probabilities(*backend, "--uncalibrated"), raw, atol=1e-4)
+    assert np.abs(shifted(raw[np.newaxis], offsets)[0] - raw).max() > 0.01  # the shift shows
