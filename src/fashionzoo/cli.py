@@ -436,7 +436,7 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
     With --engine ray: one SOURCE (a folder, a glob, a .txt or .parquet list of paths, or an object-store folder
     such as s3://bucket/photos/) classified on a Ray cluster into --out."""
     from fashionzoo.registry import DEFAULT_MODEL
-    from fashionzoo.runtime import Classifier, Failure, classify_files, expand_inputs
+    from fashionzoo.runtime import Classifier, Failure, classify_files, expand_inputs, released_calibration
 
     name = name or DEFAULT_MODEL
     show_progress = sys.stderr.isatty() if progress is None else progress
@@ -464,7 +464,7 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
         entry = get_entry(name)
         model = load(entry, weights)
 
-        calibration = entry.weights.photos if entry.weights and not weights and calibrated else None
+        calibration = released_calibration(entry, weights is not None, calibrated)
 
         def classify(items: Any, top_k: int, batch_size: int, workers: int | None, uncertain_below: float | None
                      ) -> Any:  # fmt: skip

@@ -44,6 +44,7 @@ from fashionzoo.registry import (
     DEFAULT_TAG,
     FASHION_CLASSES,
     TAGS,
+    ModelEntry,
     PhotoCalibration,
     Preprocessing,
     get_entry,
@@ -439,6 +440,13 @@ def classify_files(
     yield from flush()
 
 
+def released_calibration(entry: ModelEntry, other_weights: bool = False, calibrated: bool = True
+                         ) -> PhotoCalibration | None:  # fmt: skip
+    """The released weights' photo calibration, which holds for their own files only: None for ``other_weights``
+    (a local ONNX or Keras file) or when ``calibrated`` is off."""
+    return entry.weights.photos if entry.weights and calibrated and not other_weights else None
+
+
 def _probabilities(predict: Callable[[np.ndarray], np.ndarray], loaded: list[Loaded],
                    calibration: PhotoCalibration | None) -> np.ndarray:  # fmt: skip
     """``predict``'s probabilities for the loaded files, the photos' shifted by ``calibration``."""
@@ -520,8 +528,8 @@ class Classifier:
         constructor's session knobs."""
         entry = get_entry(name)
         path = hub.resolve(entry, "onnx_int8" if int8 else "onnx", onnx_path)
-        released = entry.weights.photos if entry.weights and onnx_path is None and calibrated else None
-        return cls(path, name=entry.full_name, device=device, photo_calibration=released, **session)
+        return cls(path, name=entry.full_name, device=device,
+                   photo_calibration=released_calibration(entry, onnx_path is not None, calibrated), **session)
 
     def _read_classes(self, fallback: tuple[str, ...]) -> tuple[str, ...]:
         raw = self.metadata.get("fashionzoo.classes")
