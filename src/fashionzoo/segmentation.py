@@ -132,7 +132,8 @@ def _refine_by_colour(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     ring = np.ones_like(garment)
     ring[1:-1, 1:-1] = False
     garment &= ~ring
-    if min(garment.sum(), garment.size - garment.sum()) < _MODEL_MIN_PIXELS:
+    inside_pixels = int(garment.sum())
+    if min(inside_pixels, garment.size - inside_pixels) < _MODEL_MIN_PIXELS:
         return mask
     levels = (cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) // (256 // _MODEL_LEVELS)).astype(np.intp)
     colours = (levels[..., 0] * _MODEL_LEVELS + levels[..., 1]) * _MODEL_LEVELS + levels[..., 2]
