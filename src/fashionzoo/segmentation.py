@@ -109,7 +109,8 @@ def _edge_mask(rgb: np.ndarray) -> np.ndarray:
 
 
 def _colour_mask(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Pixels whose RGB distance from the background colour passes half the Otsu threshold."""
+    """Pixels whose RGB distance from the background colour passes a quarter of the Otsu threshold
+    (:data:`_OTSU_SCALE`), and at least :data:`_MIN_DISTANCE`."""
     distance8 = np.clip(_distance(rgb, background), 0, 255).astype(np.uint8)
     otsu, _ = cv2.threshold(distance8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return (distance8 > max(otsu * _OTSU_SCALE, _MIN_DISTANCE)).astype(np.uint8)
