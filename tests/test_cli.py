@@ -7,6 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from fashionzoo import runs
 from fashionzoo.cli import main
 from fashionzoo.registry import REGISTRY, all_entries, get_entry
 
@@ -69,3 +70,43 @@ def test_download_needs_a_name() -> None:
 def test_push_refuses_a_folder_without_weights(tmp_path: Path) -> None:
     code, _, err = run("push", "lenet5", "--repo-id", "someone/lenet5", "--run", str(tmp_path))
     assert code == 1 and "metrics.json: no such file" in err and "train the model" in err
+
+
+def test_download_json_lists_each_file_and_where_it_is(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FASHIONZOO_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out, err = run("download", "lenet5", "--json")
+    assert code == 0, err
+    files = json.loads(out)["files"]
+    assert [(f["model"], f["kind"]) for f in files] == [("lenet5", "weights"), ("lenet5", "onnx")]
+    assert all(Path(f["path"]).is_file() for f in files)
+
+
+def test_push_refuses_a_run_of_another_model(tmp_path: Path, run_record) -> None:
+    runs.write_record(tmp_path, run_record("lenet5", "lenet5.weights.h5"))
+    code, _, err = run("push", "cnn", "--repo-id", "someone/cnn", "--run", str(tmp_path))
+    assert code == 1 and err.count("\n") == 1 and "a run of lenet5, not cnn" in err
+
+
+def test_a_folder_of_folders_points_at_recursive(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    (photos / "shirts").mkdir(parents=True)
+    (photos / "shirts" / "white.png").write_bytes((Path(__file__).parents[1] / "examples/images/shirt-photo.png")
+                                                  .read_bytes())  # fmt: skip
+    code, _, err = run("predict", str(photos), "--model", "lenet5")
+    assert code == 1 and err.count("\n") == 1 and "it has subfolders (--recursive looks in them)" in err
+    code, out, err = run("predict", str(photos), "--model", "lenet5", "--recursive")
+    assert code == 0 and out.startswith(f"{photos / 'shirts' / 'white.png'}: "), err
+
+
+def test_paths_that_cannot_name_a_file_are_one_line(tmp_path: Path) -> None:
+    image = Path(__file__).parents[1] / "examples/images/bag-photo.png"
+    (tmp_path / "a-file").write_bytes(b"")
+    (tmp_path / "loop").symlink_to("loop")
+    for out in (tmp_path / "a-file" / "rows.jsonl", tmp_path / "loop" / "rows.jsonl"):
+        code, _, err = run("predict", str(image), "--model", "lenet5", "--out", str(out))
+        assert code == 1 and err.count("\n") == 1 and f"{out}: cannot write there" in err, err
+    too_long = str(tmp_path / ("a" * 300 + ".png"))
+    code, out, err = run("predict", too_long, str(image), "--model", "lenet5")
+    assert code == 1 and err == f"fashionzoo: error: {too_long}: cannot read it (File name too long); check the path\n"
+    assert out.startswith(f"{image}: ")  # the other input is still classified

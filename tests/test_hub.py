@@ -479,7 +479,9 @@ RUN_FILES = {"mlp-64-32.weights.h5": b"weights", "mlp-64-32.onnx": b"onnx",
 """A released run folder: what push uploads."""
 
 
-def test_push_uploads_a_run_and_its_commit_serves_the_files(hub_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_push_uploads_a_run_and_its_commit_serves_the_files(hub_env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            as_json: bool) -> None:  # fmt: skip
     import re
 
     from click.testing import CliRunner
@@ -493,9 +495,14 @@ def test_push_uploads_a_run_and_its_commit_serves_the_files(hub_env: Path, monke
     with HubServer() as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         result = CliRunner().invoke(main, ["push", "mlp-64-32", "--repo-id", "someone/mlp", "--run", str(run),
-                                           "--token", "hf_test_token"])  # fmt: skip
+                                           "--token", "hf_test_token", *(["--json"] if as_json else [])])  # fmt: skip
         assert result.exit_code == 0, result.output
-        commit = re.search(r"at commit ([0-9a-f]{40})", result.stdout)[1]
+        if as_json:
+            summary = json.loads(result.stdout)
+            commit = summary["commit"]
+            assert summary == {"model": "mlp-64-32", "repo_id": "someone/mlp", "commit": commit, "run": str(run)}
+        else:
+            commit = re.search(r"at commit ([0-9a-f]{40})", result.stdout)[1]
         assert server.files[("someone/mlp", commit)] == RUN_FILES  # notes.txt is not uploaded
         assert [path for method, path in server.requests if method == "POST"] == [
             "/api/repos/create", "/api/validate-yaml", "/api/models/someone/mlp/preupload/main",

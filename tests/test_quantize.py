@@ -116,9 +116,11 @@ def test_calibration_reads_only_the_training_split(shared_data: Path, monkeypatc
 def test_cli_export_quantize(trained: Trained, shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "model.int8.onnx"
     result = CliRunner().invoke(main, ["export", trained.name, "--quantize", "int8", "--out", str(out),
-                                       "--data-dir", str(shared_data)])  # fmt: skip
+                                       "--data-dir", str(shared_data), "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(f"{out}: int8 static, QDQ")
+    summary = json.loads(result.stdout)
     meta = _metadata(out)
+    assert summary == {"path": str(out), "opset": summary["opset"], **meta}  # the file's own metadata, as JSON
+    assert meta["fashionzoo.quantization"].startswith("int8 static, QDQ")
     assert meta["fashionzoo.model"] == trained.name
     assert json.loads(meta["fashionzoo.classes"]) == list(FASHION_CLASSES)

@@ -71,6 +71,12 @@ def test_predict_recursive_save_inputs_and_uncertain(tmp_path: Path, monkeypatch
     assert np.array_equal(seen, preprocess_file(tmp_path / "in" / "top.png"))
     sure = CliRunner().invoke(main, ["predict", "in", "-r", "--json", "--uncertain-below", "0"])
     assert not any(json.loads(line)["uncertain"] for line in sure.stdout.splitlines())
+    written = CliRunner().invoke(main, ["predict", "in", "-r", "--out", "rows.jsonl", "--save-inputs", "seen-too",
+                                        "--uncertain-below", "1"])  # fmt: skip
+    assert written.exit_code == 0, written.output
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert [row["path"] for row in rows] == ["in/sub/deep.jpg", "in/top.png"] and all(row["uncertain"] for row in rows)
+    assert sorted(p.name for p in (tmp_path / "seen-too").rglob("*.png")) == ["deep.jpg.png", "top.png.png"]
 
 
 def test_threads_keep_input_order_and_results(tmp_path: Path) -> None:

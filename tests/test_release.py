@@ -79,8 +79,12 @@ def test_release_into_a_package_tree_then_again_changes_nothing(retrained: dict[
     assert "old table" not in readme and "| `lenet5` |" in readme and readme.endswith("more text\n")
 
     before, run_before = _snapshot(tree.root), _snapshot(run)
-    second = release([run], tree, data_dir=shared_data)["lenet5"]
-    assert second == first
+    second = CliRunner().invoke(main, ["release", str(run), "--tree", str(tree.root), "--data-dir", str(shared_data),
+                                       "--json"])  # fmt: skip
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout) == {"lenet5": {"metrics": first.metrics, "revision": None, "files": {
+        key: file.filename for key, file in first.files.items()}}}  # fmt: skip
+    assert read_manifest(tree) == {"lenet5": first}
     assert _snapshot(tree.root) == before and _snapshot(run) == run_before  # not a byte changed
 
     calibrated = dataclasses.replace(first, photos=PhotoCalibration((0.5,) + (0.0,) * 9, 0.4))

@@ -41,7 +41,7 @@ from PIL import Image
 from test_hub import COMMIT_A, CONTENT_A, CONTENT_B, FILENAME, REPO, cached_files, make_entry
 
 from fashionzoo import data, hub, preprocessing, registry, runs
-from fashionzoo._files import FashionZooError, atomic_open, atomic_path
+from fashionzoo._files import FashionZooError, atomic_open, atomic_path, check_can_write
 from fashionzoo.registry import FileRecord, WeightsRecord, get_entry, is_safe_filename
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1479,3 +1479,53 @@ def test_a_blank_image_is_not_classified(tmp_path: Path, image: str) -> None:
 
     assert_cli_error(result, f"{image}.png", "blank image", "nothing to classify")
     assert result.stdout == ""
+
+
+# -- third round: a review of the CLI (session 11) --------------------------------------------------------------------
+
+
+def test_tensorflow_start_up_notices_do_not_bury_the_error(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    missing = tmp_path / "missing.weights.h5"
+
+    result = subprocess.run([sys.executable, "-m", "fashionzoo", "eval", "lenet5", "--weights", str(missing)],
+                            capture_output=True, text=True, timeout=300,
+                            env={**env, "PYTHONPATH": CLI_ENV["PYTHONPATH"]})  # fmt: skip
+
+    assert result.stderr.splitlines() == [f"fashionzoo: error: {missing}: no such file (pass the path of a weights "
+                                          "file)"]  # fmt: skip
+
+
+def test_eval_plot_is_checked_before_the_evaluation(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_bytes(b"")
+    plot = tmp_path / "a-file" / "matrix.png"
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+
+    # the empty data folder would stop the evaluation itself: the --plot error must come first
+    result = run_cli("eval", "lenet5", "--plot", str(plot), "--data-dir", str(empty))
+
+    assert_cli_error(result, str(plot), "cannot write there", "Not a directory")
+
+
+def test_check_can_write_makes_the_folder_and_leaves_nothing_else(tmp_path: Path) -> None:
+    target = tmp_path / "new" / "deeper" / "model.onnx"
+    check_can_write(target)
+    assert target.parent.is_dir() and list(target.parent.iterdir()) == []
+    (tmp_path / "a-file").write_bytes(b"")
+    with pytest.raises(FashionZooError) as excinfo:
+        check_can_write(tmp_path / "a-file" / "model.onnx")
+    assert_one_line(excinfo.value, "a-file/model.onnx: cannot write there (Not a directory)")
+
+
+def test_a_failed_mnist_download_names_the_mnist_folder_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:  # fmt: skip
+    monkeypatch.setenv("FASHIONZOO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FASHIONZOO_DATA_MIRROR", closed_port_url())
+    monkeypatch.delenv("FASHIONZOO_MNIST_DIR", raising=False)
+    monkeypatch.setattr(data, "_system_copy", lambda spec, official: None)  # no Debian copy: the mirror is asked
+
+    with pytest.raises(FashionZooError) as excinfo:
+        data.load_split("test", "mnist")
+
+    assert_one_line(excinfo.value, "download failed", "--data-dir / FASHIONZOO_MNIST_DIR")

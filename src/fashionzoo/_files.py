@@ -69,17 +69,38 @@ class DiskError(FashionZooError):
 
 def check_writable_target(target: Path) -> None:
     """Refuse to replace anything but a regular file: a symlink (its target would be replaced, or the link
-    itself), a device, a fifo, a socket or a folder. A missing target is fine."""
+    itself), a device, a fifo, a socket or a folder. A missing target is fine; a path that cannot name a file (a
+    part of it is a file or a link loop, or it is too long) is refused in one line."""
     try:
         mode = os.lstat(target).st_mode
     except FileNotFoundError:
         return
+    except OSError as error:
+        raise FashionZooError(f"{target}: cannot write there ({os.strerror(error.errno)}); name a file in a folder "
+                              "you can write to") from None  # fmt: skip
     if stat.S_ISLNK(mode):
         raise FashionZooError(f"{target}: is a symbolic link; name a regular file or a new path (links are never "
                               "written through or replaced)")  # fmt: skip
     if not stat.S_ISREG(mode):
         raise FashionZooError(f"{target}: exists and is not a regular file (a device, fifo, socket or folder); name a "
                               "regular file or a new path")  # fmt: skip
+
+
+def check_can_write(target: Path) -> None:
+    """:func:`check_writable_target`, and that a file can be created in its folder (made if missing): for commands
+    that write their result after minutes of work."""
+    check_writable_target(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(prefix=_temporary_prefix(target), dir=target.parent):
+            pass
+    except OSError as error:
+        raise _cannot_create(target, error) from None
+
+
+def _cannot_create(target: Path, error: OSError) -> FashionZooError:
+    return FashionZooError(f"{target}: cannot create a file in {target.parent} ({error.strerror}); write somewhere "
+                           "else")  # fmt: skip
 
 
 def _temporary_prefix(target: Path) -> str:
@@ -128,8 +149,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(target), suffix=suffix, dir=target.parent)
     except OSError as error:
-        raise FashionZooError(f"{target}: cannot create a file in {target.parent} ({error.strerror}); write somewhere "
-                              "else") from None  # fmt: skip
+        raise _cannot_create(target, error) from None
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; the final file gets the usual permissions
     os.close(fd)
     tmp = Path(tmp_name)

@@ -10,15 +10,18 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fashionzoo import __version__
-from fashionzoo._files import DISK_ERRNOS, DiskError, FashionZooError, check_writable_target
+from fashionzoo._files import DISK_ERRNOS, DiskError, FashionZooError, check_can_write
 from fashionzoo.registry import DEFAULT_TAG, TAGS, ModelEntry, all_entries, get_entry, with_tag
+
+if TYPE_CHECKING:
+    from fashionzoo.runtime import Failure, Prediction
 
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -31,6 +34,36 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except FashionZooError as error:
             click.echo(f"fashionzoo: error: {_printable(str(error))}", err=True)
             sys.exit(1)
+
+    return wrapper
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with file descriptor 2 pointed at /dev/null while it loads: its C++ start-up notices
+    (oneDNN, absl's "before InitializeLog") are written there before any setting can stop them, and would bury the
+    command's one-line messages. Errors it raises still surface; later C++ notices are filtered by
+    ``TF_CPP_MIN_LOG_LEVEL`` (2 unless set)."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _uses_tensorflow(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A command that runs TensorFlow: imported first, quietly (:func:`_import_tensorflow_quietly`)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _import_tensorflow_quietly()
+        return func(*args, **kwargs)
 
     return wrapper
 
@@ -136,7 +169,8 @@ def info(name: str, as_json: bool) -> None:
                      "be fetched where the zoo is built. Train it with --backbone-weights PATH.")
     if notes:
         summary["note"] = " ".join(notes)
-    from fashionzoo.models import build  # TensorFlow: only when the architecture is shown
+    _import_tensorflow_quietly()  # only when the architecture is shown
+    from fashionzoo.models import build
 
     model = build(entry, **({"backbone_weights": None} if entry.needs_backbone_weights else {}))
     layers = [{"name": lyr.name, "type": type(lyr).__name__, "params": lyr.count_params()} for lyr in model.layers]
@@ -188,6 +222,7 @@ def info(name: str, as_json: bool) -> None:
 @address_option
 @json_option
 @_user_errors
+@_uses_tensorflow
 def train(name: str, out: str | None, backbone_weights: str, dataset: str | None, seeds: list[int] | None,
           engine: str, address: str | None, as_json: bool, **options: Any) -> None:  # fmt: skip
     """Train a model (cnn-small, or cnn-small.mnist for its MNIST weights) with its recorded recipe and write
@@ -267,12 +302,15 @@ def _sweep(name: str, out: Path, seeds: list[int], engine: str, address: str | N
 @json_option
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the confusion matrix as a PNG.")
 @_user_errors
+@_uses_tensorflow
 def eval_command(name: str, weights: str | None, dataset: str | None, data_dir: str | None, as_json: bool,
                  plot: str | None) -> None:  # fmt: skip
     """Evaluate a trained model on the official test file of its data set."""
     from fashionzoo.evaluation import evaluate
 
     entry = with_tag(name, dataset)
+    if plot:
+        check_can_write(Path(plot))  # before the evaluation, not after
     result = evaluate(entry, weights, data_dir)
     broken = not math.isfinite(result["loss"])  # reported after the figures, with exit status 1
     if plot:
@@ -301,19 +339,24 @@ def eval_command(name: str, weights: str | None, dataset: str | None, data_dir: 
 @main.command()
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_models", is_flag=True, help="Every model with released weights.")
+@json_option
 @_user_errors
-def download(names: tuple[str, ...], all_models: bool) -> None:
-    """Pre-fetch released files (weights and ONNX) into the cache, verified by SHA-256."""
+def download(names: tuple[str, ...], all_models: bool, as_json: bool) -> None:
+    """Make released files (weights and ONNX) available offline, verified by SHA-256: the copies shipped in the
+    package, else fetched from the Hub into the cache; prints where each one is."""
     from fashionzoo import hub
 
     if not names and not all_models:
         raise FashionZooError("name a model, or pass --all")
     entries = [e for e in all_entries() if e.weights] if all_models else [get_entry(n) for n in names]
     unreleased = [entry for entry in entries if not entry.weights or not entry.weights.files]
-    for entry in entries:
-        for key in ("weights", "onnx"):
-            if entry.weights and key in entry.weights.files:
-                click.echo(f"{entry.full_name} {key}: {hub.resolve(entry, key)}")
+    found = [{"model": entry.full_name, "kind": key, "path": str(hub.resolve(entry, key))}
+             for entry in entries for key in ("weights", "onnx") if entry.weights and key in entry.weights.files]
+    if as_json:
+        _echo_json({"files": found})
+    else:
+        for file in found:
+            click.echo(f"{file['model']} {file['kind']}: {file['path']}")
     if unreleased:
         reasons = "; ".join(f"{e.full_name} ({e.why_unreleased})" for e in unreleased)
         raise FashionZooError(f"no released files to download for: {reasons}; train them with 'fashionzoo train'")
@@ -325,14 +368,19 @@ def download(names: tuple[str, ...], all_models: bool) -> None:
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), help="Run folder (default: runs/NAME).")
 @click.option("--revision", help="Branch to commit to (default: the repo's main branch).")
 @click.option("--token", envvar="HF_TOKEN", help="Hub token (default: $HF_TOKEN or the saved login).")
+@json_option
 @_user_errors
-def push(name: str, repo_id: str, run_dir: str | None, revision: str | None, token: str | None) -> None:
+def push(name: str, repo_id: str, run_dir: str | None, revision: str | None, token: str | None, as_json: bool
+         ) -> None:  # fmt: skip
     """Upload a trained run (weights, ONNX, card, metrics) to the Hub; prints the commit hash to pin."""
     from fashionzoo import hub, runs
 
     entry = get_entry(name)
     run = Path(run_dir or Path("runs") / entry.full_name)
     record = runs.read_record(run)
+    if record.full_name != entry.full_name:
+        raise FashionZooError(f"{run}: a run of {record.full_name}, not {entry.full_name}; pass --run with a run of "
+                              f"{entry.full_name}, or push {record.full_name}")  # fmt: skip
     if record.is_random_backbone(entry):
         raise FashionZooError(f"{run}: trained with a random backbone (a pipeline check); train with ImageNet "
                               "backbone weights (--backbone-weights) before publishing")  # fmt: skip
@@ -340,6 +388,9 @@ def push(name: str, repo_id: str, run_dir: str | None, revision: str | None, tok
         raise FashionZooError(f"{run}: not released yet (no {record.full_name}.onnx); run 'fashionzoo release "
                               f"{run}' first, so that the commit holds every released file")  # fmt: skip
     commit = hub.push(run, repo_id, revision=revision, token=token)
+    if as_json:
+        _echo_json({"model": entry.full_name, "repo_id": repo_id, "commit": commit, "run": str(run)})
+        return
     click.echo(f"{entry.full_name}: uploaded to {repo_id} at commit {commit}; pin it with "
                f"'fashionzoo release {run} --published {record.full_name}={commit}'")  # fmt: skip
 
@@ -351,8 +402,11 @@ def push(name: str, repo_id: str, run_dir: str | None, revision: str | None, tok
 @click.option("--tree", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The fashionzoo source checkout to release into (default: the one installed in editable mode).")
 @data_dir_option
+@json_option
 @_user_errors
-def release(run_dirs: tuple[Path, ...], published: tuple[str, ...], tree: Path | None, data_dir: str | None) -> None:
+@_uses_tensorflow
+def release(run_dirs: tuple[Path, ...], published: tuple[str, ...], tree: Path | None, data_dir: str | None,
+            as_json: bool) -> None:  # fmt: skip
     """Maintainers: release finished runs into the package (ONNX with parity, int8, weights.json, model table)."""
     from fashionzoo.release import ReleaseTree
     from fashionzoo.release import release as release_runs
@@ -361,39 +415,53 @@ def release(run_dirs: tuple[Path, ...], published: tuple[str, ...], tree: Path |
     if len(pins) != len(published):
         raise FashionZooError("--published takes NAME=COMMIT, e.g. cnn=0123abcd...")
     target = ReleaseTree(tree) if tree else ReleaseTree.source_checkout()
-    for name, record in release_runs(list(run_dirs), target, published=pins, data_dir=data_dir).items():
+    released = release_runs(list(run_dirs), target, published=pins, data_dir=data_dir)
+    if as_json:
+        _echo_json({name: {"metrics": record.metrics, "revision": record.revision,
+                           "files": {key: file.filename for key, file in record.files.items()}}
+                    for name, record in released.items()})  # fmt: skip
+        return
+    for name, record in released.items():
         m = record.metrics
         click.echo(f"{name}: released, test accuracy {m['accuracy']:.4f} on {m['n']:,} images, ONNX batch-1 "
                    f"{m['onnx_batch1_p50_ms']:.3f} ms; revision {record.revision or 'not published'}")
+
+
 @main.command()
 @click.argument("name")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="ONNX file to write (default: NAME.onnx, or NAME.int8.onnx with --quantize).")  # fmt: skip
-@click.option("--opset", type=click.IntRange(min=9), default=17, show_default=True, help="ONNX opset version.")
+@click.option("--opset", type=click.IntRange(min=9), default=17, show_default=True,
+              help="ONNX opset version: 9 up to the newest the installed tf2onnx converts.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="A local .weights.h5 file (default: released).")
 @click.option("--quantize", type=click.Choice(["int8"]),
               help="Write a static int8 model instead, from the released fp32 ONNX file or a fresh export; "
               "calibrated on training images, refused if it loses over 0.5 points of test accuracy.")  # fmt: skip
 @data_dir_option
+@json_option
 @_user_errors
+@_uses_tensorflow
 def export(name: str, out: str | None, opset: int, weights: str | None, quantize: str | None,
-           data_dir: str | None) -> None:  # fmt: skip
+           data_dir: str | None, as_json: bool) -> None:  # fmt: skip
     """Export a trained model to ONNX, checked against Keras on the test images before it is written."""
     from fashionzoo.export import describe, export_int8, export_onnx
 
     if out:
-        check_writable_target(Path(out))  # before minutes of conversion, not after
+        check_can_write(Path(out))  # before minutes of conversion, not after
     if quantize:
         path = export_int8(name, out, weights=weights, opset=opset, data_dir=data_dir)
-        facts = describe(path)
+    else:
+        path = export_onnx(name, out, weights=weights, opset=opset, data_dir=data_dir)
+    facts = describe(path)
+    if as_json:
+        _echo_json({"path": str(path), **facts})
+    elif quantize:
         click.echo(f"{path}: {facts['fashionzoo.quantization']}; test accuracy "
                    f"{float(facts['fashionzoo.test_accuracy']):.4f} (fp32 "
                    f"{float(facts['fashionzoo.fp32_test_accuracy']):.4f})")  # fmt: skip
-        return
-    path = export_onnx(name, out, weights=weights, opset=opset, data_dir=data_dir)
-    facts = describe(path)
-    click.echo(f"{path}: opset {facts['opset']}, max abs difference from Keras "
-               f"{float(facts['fashionzoo.parity_max_abs_diff']):.2e} on the test images")  # fmt: skip
+    else:
+        click.echo(f"{path}: opset {facts['opset']}, max abs difference from Keras "
+                   f"{float(facts['fashionzoo.parity_max_abs_diff']):.2e} on the test images")  # fmt: skip
 
 
 @main.command()
@@ -459,7 +527,8 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
     else:
         if onnx_path:
             raise FashionZooError("--onnx is for --backend onnx; pass Keras weights with --weights")
-        from fashionzoo.models import load, predict_probs  # TensorFlow: only for the Keras backend
+        _import_tensorflow_quietly()  # only for the Keras backend
+        from fashionzoo.models import load, predict_probs
 
         entry = get_entry(name)
         model = load(entry, weights)
@@ -474,6 +543,8 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
 
     results = classify(expand_inputs(inputs, recursive), top_k=top_k, batch_size=batch_size, workers=workers,
                        uncertain_below=uncertain_below)  # fmt: skip
+    if save_inputs:
+        results = _saving_inputs(results, save_inputs)
     if out:
         from fashionzoo import predictions
 
@@ -488,18 +559,26 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
             failed = True
             click.echo(f"fashionzoo: error: {_printable(result.error)}", err=True)
             continue
-        if save_inputs:
-            result.save_model_input(save_inputs)
         if as_json:
             _echo_json(result.as_dict())
         else:
             others = "".join(f", {_printable(label)} {p:.2f}" for label, p in result.top_k[1:])
             flag = " [uncertain]" if result.uncertain else ""
             click.echo(_printable(f"{result.file}: {result.label}") + f" ({result.probability:.2f}){others}{flag}")
-    if show_progress:
+    if show_progress and (count % batch_size or not count):  # not already said by the loop
         click.echo(f"fashionzoo: {count} files done", err=True)
     if failed:
         sys.exit(1)
+
+
+def _saving_inputs(results: Iterable[Prediction | Failure], folder: str) -> Iterator[Prediction | Failure]:
+    """``results`` unchanged, each prediction's 28x28 model input written under ``folder`` as it passes."""
+    from fashionzoo.runtime import Prediction
+
+    for result in results:
+        if isinstance(result, Prediction):
+            result.save_model_input(folder)
+        yield result
 
 
 def _summary(summary: dict[str, Any], as_json: bool) -> None:
@@ -508,7 +587,8 @@ def _summary(summary: dict[str, Any], as_json: bool) -> None:
         _echo_json(summary)
         return
     where = f" (Ray: {summary['workers']} inference actors, {summary['nodes']} nodes)" if "workers" in summary else ""
-    click.echo(f"fashionzoo: {summary['images']:,} images, {summary['failures']:,} failed, {summary['seconds']:.1f} s, "
+    images = f"{summary['images']:,} image{'' if summary['images'] == 1 else 's'}"
+    click.echo(f"fashionzoo: {images}, {summary['failures']:,} failed, {summary['seconds']:.1f} s, "
                f"{summary['images_per_s'] or 0:,.0f} images/s{where}; written to {summary['out']}")  # fmt: skip
 
 
@@ -572,6 +652,7 @@ def _bench_table(report: dict[str, Any]) -> None:
 @json_option
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write machine info, models and results as JSON.")
 @_user_errors
+@_uses_tensorflow
 def bench(names: tuple[str, ...], batch_sizes: tuple[int, ...], device: str, threads: int | None, repeats: int | None,
           seconds: float, weights: str | None, data_dir: str | None, as_json: bool, out: str | None
           ) -> None:  # fmt: skip

@@ -226,9 +226,11 @@ def download_deadline(size: int | None, timeout: float) -> float:
     return min(timeout + size / MIN_DOWNLOAD_RATE, MAX_DOWNLOAD_SECONDS) if size else MAX_DOWNLOAD_SECONDS
 
 
-def download(url: str, target: Path, md5: str, attempts: int = 3, timeout: float = 30.0) -> Path:
+def download(url: str, target: Path, md5: str, attempts: int = 3, timeout: float = 30.0,
+             env_var: str = "FASHIONZOO_DATA_DIR") -> Path:
     """Download ``url`` to ``target`` atomically, verifying its MD5; bounded retries on network errors, each attempt
-    bounded in time (:func:`download_deadline`). Temporary files left by killed downloads are removed first."""
+    bounded in time (:func:`download_deadline`). Temporary files left by killed downloads are removed first. A
+    failure names ``env_var``, the data set's own folder variable, as the way around the network."""
     remove_stale_temporaries(target.parent)
     last_error = ""
     for attempt in range(attempts):
@@ -265,7 +267,7 @@ def download(url: str, target: Path, md5: str, attempts: int = 3, timeout: float
         if attempt + 1 < attempts:
             time.sleep(min(2**attempt * 0.5, 4))
     raise FashionZooError(f"{url}: download failed ({last_error}); check the network, or pass --data-dir / "
-                          "FASHIONZOO_DATA_DIR pointing at a folder with the IDX files")
+                          f"{env_var} pointing at a folder with the IDX files")
 
 
 def _stamps_path(path: Path) -> Path:
@@ -332,7 +334,8 @@ def _locate(spec: DatasetSpec, role: str, data_dir: str | os.PathLike | None) ->
     errors = []
     for mirror in mirrors(spec):
         try:
-            return download(mirror.rstrip("/") + "/" + official.name, folder / official.name, official.md5)
+            return download(mirror.rstrip("/") + "/" + official.name, folder / official.name, official.md5,
+                            env_var=spec.env_var)
         except FashionZooError as error:
             errors.append(str(error))
     raise FashionZooError(errors[-1])

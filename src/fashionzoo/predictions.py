@@ -1,4 +1,5 @@
-"""Prediction files: one row per input (path, label, class_id, probability, top_k, error), as Parquet or JSON Lines.
+"""Prediction files: one row per input (path, label, class_id, probability, uncertain, top_k, error), as Parquet or
+JSON Lines.
 
 ``predict --out`` writes them the same way on one machine and on a Ray cluster, so the two can be compared row for
 row. pyarrow (the ``ray`` extra) is imported only to build Arrow tables or write Parquet.
@@ -23,7 +24,6 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     import pyarrow as pa
 
-COLUMNS = ("path", "label", "class_id", "probability", "top_k", "error")
 FORMATS = (".parquet", ".jsonl")
 ROW_GROUP_ROWS = 65_536
 """Rows gathered before a Parquet row group is written: readers skip through big groups faster than small ones."""
@@ -34,10 +34,10 @@ PROGRESS_SECONDS = 5.0
 def row(result: Prediction | Failure) -> dict[str, Any]:
     """The output row of one result; a failure has only ``path`` and ``error``."""
     if isinstance(result, Failure):
-        return {"path": result.file, "label": None, "class_id": None, "probability": None, "top_k": None,
-                "error": result.error}  # fmt: skip
+        return {"path": result.file, "label": None, "class_id": None, "probability": None, "uncertain": None,
+                "top_k": None, "error": result.error}  # fmt: skip
     return {"path": result.file, "label": result.label, "class_id": result.class_id,
-            "probability": result.probability,
+            "probability": result.probability, "uncertain": result.uncertain,
             "top_k": [{"label": label, "probability": p} for label, p in result.top_k], "error": None}  # fmt: skip
 
 
@@ -55,7 +55,8 @@ def schema() -> pa.Schema:
     pa = pyarrow()
     top = pa.list_(pa.struct([("label", pa.string()), ("probability", pa.float64())]))
     return pa.schema([("path", pa.string()), ("label", pa.string()), ("class_id", pa.int64()),
-                      ("probability", pa.float64()), ("top_k", top), ("error", pa.string())])  # fmt: skip
+                      ("probability", pa.float64()), ("uncertain", pa.bool_()), ("top_k", top),
+                      ("error", pa.string())])  # fmt: skip
 
 
 def table(results: Iterable[Prediction | Failure]) -> pa.Table:

@@ -254,8 +254,15 @@ def _image_files(folder: Path, recursive: bool = False) -> list[str] | Failure:
         return Failure(str(folder), f"{error.filename or folder}: cannot list the folder ({error.strerror or error})")
     if not names:
         where = "this folder or its subfolders" if recursive else "this folder"
-        return Failure(str(folder), f"{folder}: no image files in {where} ({', '.join(IMAGE_EXTENSIONS)})")
+        hint = "" if recursive or not _has_subfolders(folder) else "; it has subfolders (--recursive looks in them)"
+        return Failure(str(folder), f"{folder}: no image files in {where} ({', '.join(IMAGE_EXTENSIONS)}){hint}")
     return names
+
+
+def _has_subfolders(folder: Path) -> bool:
+    """Whether ``folder`` holds a real subfolder (one that a recursive walk would enter)."""
+    with os.scandir(folder) as entries:
+        return any(entry.is_dir(follow_symlinks=False) for entry in entries)
 
 
 def _walk(folder: Path, recursive: bool) -> list[str]:
@@ -278,9 +285,14 @@ def expand_inputs(inputs: Iterable[str | os.PathLike], recursive: bool = False) 
     for item in inputs:
         text = os.fspath(item)
         path = Path(text)
+        try:
+            is_folder = path.is_dir()
+        except OSError as error:  # a name too long for the system, say: that input fails, the others go on
+            yield Failure(text, f"{text}: cannot read it ({os.strerror(error.errno)}); check the path")
+            continue
         if not text:
             yield Failure(text, "'': an empty path (an unset variable?); name image files, folders or patterns")
-        elif path.is_dir():
+        elif is_folder:
             found = _image_files(path, recursive)
             yield from ([found] if isinstance(found, Failure) else found)
         elif not path.exists() and glob.has_magic(text):
