@@ -699,7 +699,7 @@ def test_distribution_package_copy_is_a_verified_source(isolated, monkeypatch, t
         tampered.write(gzip.decompress((SHARED_DATA_DIR / TEST_NAMES[1]).read_bytes())[:8] + bytes(10_000))
     downloads = []
 
-    def offline(url: str, target: Path, md5: str) -> Path:
+    def offline(url: str, target: Path, md5: str, **options: object) -> Path:
         downloads.append(url)
         raise FashionZooError(f"{url}: offline")
 
