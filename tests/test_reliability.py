@@ -1364,7 +1364,10 @@ def test_recursive_pattern_over_link_loops_walks_each_folder_once(loop_dir: Path
     result = run_cli("predict", str(loop_dir / "**" / "*.png"), "--model", "lenet5", "--json", timeout=120)
 
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert sorted(Path(row["file"]).relative_to(loop_dir).as_posix() for row in rows) == ["a.png", "b.png", "sub/c.png"]
+    classified = sorted(Path(row["file"]).relative_to(loop_dir).as_posix() for row in rows if "error" not in row)
+    assert classified == ["a.png", "b.png", "sub/c.png"]
+    failed = sorted(Path(row["file"]).relative_to(loop_dir).as_posix() for row in rows if "error" in row)
+    assert failed == ["self.png", "sub/up1", "sub/up2"]  # --json has a line for every input
     errors = [line for line in result.stderr.splitlines() if line.startswith("fashionzoo: error:")]
     assert sorted(errors) == sorted([
         f"fashionzoo: error: {loop_dir / 'self.png'}: a broken or looping symbolic link (check the path)",
@@ -1379,7 +1382,8 @@ def test_recursive_pattern_over_link_loops_walks_each_folder_once(loop_dir: Path
 def test_a_self_looping_link_does_not_hide_the_good_images_of_its_folder(loop_dir: Path) -> None:
     result = run_cli("predict", str(loop_dir), "--model", "lenet5", "--json", timeout=120)
 
-    assert sorted(Path(json.loads(line)["file"]).name for line in result.stdout.splitlines()) == ["a.png", "b.png"]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(Path(row["file"]).name for row in rows if "error" not in row) == ["a.png", "b.png"]
     assert_cli_error(result, "self.png", "looping symbolic link")
 
 
@@ -1416,8 +1420,9 @@ def test_predict_json_with_a_model_giving_nan_and_infinity_is_strict_json(tmp_pa
 
     result = run_cli("predict", str(image), "--onnx", str(model), "--model", "lenet5", "--json")
 
-    assert [strict_json(line) for line in result.stdout.splitlines()] == []
-    assert_cli_error(result, "shirt.png", "non-finite probabilities")
+    message = assert_cli_error(result, "shirt.png", "non-finite probabilities")
+    assert [strict_json(line) for line in result.stdout.splitlines()] == [
+        {"file": str(image), "error": message.removeprefix("fashionzoo: error: ")}]  # no probability, no NaN
 
 
 # -- download of models without released files --------------------------------------------------------------------
@@ -1459,14 +1464,16 @@ def test_newlines_and_escapes_in_names_and_class_names_are_escaped(tmp_path: Pat
 def test_a_non_utf8_file_name_round_trips_through_json(tmp_path: Path) -> None:
     raw = os.fsencode(tmp_path) + b"/caf\xe9.png"
     garment_pngs(tmp_path, os.fsdecode(b"caf\xe9.png"))
+    gone = os.fsencode(tmp_path) + b"/gone\xe9.png"
 
-    result = subprocess.run([sys.executable, "-m", "fashionzoo", "predict", raw, "--model", "lenet5", "--json"],
+    result = subprocess.run([sys.executable, "-m", "fashionzoo", "predict", raw, gone, "--model", "lenet5", "--json"],
                             capture_output=True, timeout=300, env={**os.environ, **CLI_ENV})  # fmt: skip
 
-    assert result.returncode == 0, result.stderr[-2000:]
-    row = strict_json(result.stdout.decode("utf-8"))  # valid UTF-8, no lone surrogate
-    assert row["file"].endswith("caf\ufffd.png")
+    assert result.returncode == 1, result.stderr[-2000:]  # the missing file
+    row, failed = (strict_json(line) for line in result.stdout.decode("utf-8").splitlines())  # valid UTF-8
+    assert row["file"].endswith("caf\ufffd.png") and failed["file"].endswith("gone\ufffd.png") and failed["error"]
     assert base64.b64decode(row["file_base64"]) == raw  # the exact bytes, to find the file again
+    assert base64.b64decode(failed["file_base64"]) == gone
 
 
 @pytest.mark.parametrize("image", ["white", "black", "1x1"])

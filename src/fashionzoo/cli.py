@@ -558,6 +558,8 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
         if isinstance(result, Failure):
             failed = True
             click.echo(f"fashionzoo: error: {_printable(result.error)}", err=True)
+            if as_json:  # a line for every input, in order: a consumer matches them up by ``file``
+                _echo_json(result.as_dict())
             continue
         if as_json:
             _echo_json(result.as_dict())

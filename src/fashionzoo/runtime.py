@@ -201,16 +201,10 @@ class Prediction:
     """The uint8 (28, 28) image the model saw."""
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (the ``predict --json`` line). A file name that is not UTF-8 comes as ``file`` with
-        U+FFFD for the undecodable bytes, plus ``file_base64``: the name's exact bytes, to find the file again."""
-        row = {"file": self.file, "label": self.label, "class_id": self.class_id, "probability": self.probability,
-               "uncertain": self.uncertain,
-               "top_k": [{"label": label, "probability": p} for label, p in self.top_k]}  # fmt: skip
-        name = os.fsencode(self.file)
-        readable = name.decode("utf-8", "replace")
-        if readable != self.file:  # the name's undecodable bytes arrived as lone surrogates (surrogateescape)
-            row.update(file=readable, file_base64=base64.b64encode(name).decode("ascii"))
-        return row
+        """A JSON-ready dict (the ``predict --json`` line), the file named as :func:`_file_fields` does."""
+        return {**_file_fields(self.file), "label": self.label, "class_id": self.class_id,
+                "probability": self.probability, "uncertain": self.uncertain,
+                "top_k": [{"label": label, "probability": p} for label, p in self.top_k]}  # fmt: skip
 
     def save_model_input(self, folder: str | os.PathLike) -> Path:
         """Write the image the model saw as a PNG under ``folder``, named after the input: its path (relative, or
@@ -236,6 +230,21 @@ class Failure:
 
     file: str
     error: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the ``predict --json`` line of a file that failed): ``file`` and ``error``."""
+        return {**_file_fields(self.file), "error": self.error}
+
+
+def _file_fields(file: str) -> dict[str, str]:
+    """``file`` for a JSON line. A name that is not UTF-8 comes with U+FFFD for the undecodable bytes, plus
+    ``file_base64``: the name's exact bytes, to find the file again."""
+    name = os.fsencode(file)
+    readable = name.decode("utf-8", "replace")
+    if readable == file:
+        return {"file": file}
+    # the name's undecodable bytes arrived as lone surrogates (surrogateescape)
+    return {"file": readable, "file_base64": base64.b64encode(name).decode("ascii")}
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
