@@ -95,6 +95,8 @@ def test_cuda_request_falls_back_to_cpu(exported: tuple[Path, Path, object], cap
     assert caplog.records == []
     clf = Classifier(exported[0], device="cuda", inter_op_threads=1)
     assert clf.session.get_providers() == ["CPUExecutionProvider"]
+    assert clf.run(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 10)  # the single-image path: a second session
+    assert len(caplog.records) == 1  # said once, not once per session
     with pytest.raises(FashionZooError, match="unknown device 'tpu'"):
         providers_for("tpu")
 

@@ -522,7 +522,6 @@ class Classifier:
         self._check_signature()
         self._input_name = self.session.get_inputs()[0].name
         self._output_name = self.session.get_outputs()[0].name
-        self._device = device
         self._run_options = ort.RunOptions()  # reused by every call: measured about 1 µs a call faster than none
         axis = self.session.get_inputs()[0].shape[0]  # the batch axis's name fixes it to 1 for the single-image path
         self._batch_axis = axis if isinstance(axis, str) and self.session.get_providers()[0] == _CPU else None
@@ -624,9 +623,11 @@ class Classifier:
         return probs
 
     def _open_single_image(self, axis: str) -> _SingleImage:
-        """The single-image path, created on first use (a second session: tens of milliseconds). It keeps the
-        thread settings: one thread saved about 1 µs on the smallest models but cost the flagship 26%."""
-        self._single_image = _SingleImage(_session(self.path, self._device, self.settings, batch=(axis, 1)),
+        """The single-image path, created on first use (a second session: tens of milliseconds), on the CPU: it
+        exists only when the first session runs there (a ``cuda`` request that fell back already said so once).
+        It keeps the thread settings: one thread saved about 1 µs on the smallest models but cost the flagship
+        26%."""
+        self._single_image = _SingleImage(_session(self.path, "cpu", self.settings, batch=(axis, 1)),
                                           len(self.classes))  # fmt: skip
         return self._single_image
 
