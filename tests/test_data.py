@@ -360,6 +360,7 @@ def test_local_folder_notice_reaches_the_cli_stderr(make_idx_folder):
     assert result.exit_code == 0, result.output
     notice = [line for line in result.stderr.splitlines() if "not enforced" in line]
     assert len(notice) == 1 and notice[0].startswith(f"fashionzoo: reading fashion-mnist from local folder {folder}")
+    assert result.stderr.splitlines()[-1] == "fashionzoo: lenet5: predicting the 10 test images"  # the progress
 
 
 def test_cache_folder_prints_no_notice(make_idx_folder, isolated, caplog, monkeypatch):

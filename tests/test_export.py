@@ -114,6 +114,8 @@ def test_cli_export_honours_opset_and_default_path(exported: Exported, tmp_path:
     assert result.exit_code == 0, result.output
     written = tmp_path / "lenet5.onnx"
     assert result.stdout.startswith("lenet5.onnx: opset 13, max abs difference from Keras ")
+    assert result.stderr.splitlines() == ["fashionzoo: lenet5: converting to ONNX with tf2onnx (opset 13)",
+                                          "fashionzoo: lenet5: checking ONNX Runtime against Keras on the test images"]
     model = onnx.load(str(written))
     assert next(o.version for o in model.opset_import if o.domain == "") == 13
     assert float(_metadata(written)["fashionzoo.parity_max_abs_diff"]) <= 1e-5

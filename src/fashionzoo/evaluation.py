@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -10,6 +11,8 @@ import numpy as np
 from fashionzoo._files import FashionZooError
 from fashionzoo.data import data_folder, load_split
 from fashionzoo.registry import ModelEntry, resolve
+
+log = logging.getLogger(__name__)
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -55,5 +58,7 @@ def evaluate(
     if not len(test):
         images = data_folder(entry.tag, data_dir)[0] / next(iter(test.files))
         raise FashionZooError(f"{images}: holds 0 test images; nothing to evaluate (point --data-dir at a test split)")
-    probs = predict_probs(load(entry, weights), test.images, preprocessing=entry.preprocessing)
+    keras_model = load(entry, weights)
+    log.info("%s: predicting the %s test images", entry.full_name, f"{len(test):,}")  # the CLI's progress
+    probs = predict_probs(keras_model, test.images, preprocessing=entry.preprocessing)
     return {"model": entry.full_name, "dataset": entry.tag, **metrics_from_probs(probs, test.labels, entry.classes)}

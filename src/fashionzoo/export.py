@@ -11,6 +11,7 @@ training images and refused if it loses more than :data:`QUANT_MAX_DROP` test ac
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from fashionzoo._files import FashionZooError, atomic_path, reason, sha256_file
 from fashionzoo.data import SPLIT_SEED, load_split, train_val_split
 from fashionzoo.preprocessing import to_model_input
 from fashionzoo.registry import ModelEntry, resolve
+
+log = logging.getLogger(__name__)
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
@@ -143,12 +146,14 @@ def export_onnx(
     if model is None:
         model = models.load(entry, weights)
     facts = _weights_facts(entry, weights) if facts_known else {}
+    log.info("%s: converting to ONNX with tf2onnx (opset %d)", entry.full_name, opset)  # the CLI's progress
     proto = _to_onnx(model, entry, opset)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as error:
         why = reason(error, first_line=True)
         raise FashionZooError(f"model {entry.full_name!r}: the converted ONNX graph is invalid ({why})") from None
+    log.info("%s: checking ONNX Runtime against Keras on the test images", entry.full_name)
     max_diff = check_parity(model, entry, lambda x: _onnx_probs(proto, x), "ONNX", PARITY_TOLERANCE, data_dir)
     metadata = {
         "fashionzoo.model": entry.full_name,
