@@ -296,7 +296,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike], recursive: bool = False) 
         path = Path(text)
         try:
             is_folder = path.is_dir()
-        except OSError as error:  # a name too long for the system, say: that input fails, the others go on
+        except OSError as error:  # e.g. a name too long for the system: that input fails, the others go on
             yield Failure(text, f"{text}: cannot read it ({os.strerror(error.errno)}); check the path")
             continue
         if not text:
