@@ -42,7 +42,8 @@ def _import_tensorflow_quietly() -> None:
     """Import TensorFlow with file descriptor 2 pointed at /dev/null while it loads: its C++ start-up notices
     (oneDNN, absl's "before InitializeLog") are written there before any setting can stop them, and would bury the
     command's one-line messages. Errors it raises still surface; later C++ notices are filtered by
-    ``TF_CPP_MIN_LOG_LEVEL`` (2 unless set)."""
+    ``TF_CPP_MIN_LOG_LEVEL`` (2 unless set). Commands call it just before their first TensorFlow import, after their
+    cheap checks, so that a wrong name or path is still refused at once."""
     if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -55,17 +56,6 @@ def _import_tensorflow_quietly() -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-def _uses_tensorflow(func: Callable[..., Any]) -> Callable[..., Any]:
-    """A command that runs TensorFlow: imported first, quietly (:func:`_import_tensorflow_quietly`)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _import_tensorflow_quietly()
-        return func(*args, **kwargs)
-
-    return wrapper
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -222,14 +212,14 @@ def info(name: str, as_json: bool) -> None:
 @address_option
 @json_option
 @_user_errors
-@_uses_tensorflow
 def train(name: str, out: str | None, backbone_weights: str, dataset: str | None, seeds: list[int] | None,
           engine: str, address: str | None, as_json: bool, **options: Any) -> None:  # fmt: skip
     """Train a model (cnn-small, or cnn-small.mnist for its MNIST weights) with its recorded recipe and write
     weights, curves, metrics and a model card."""
+    entry = with_tag(name, dataset)
+    _import_tensorflow_quietly()
     from fashionzoo.training import train as run_training
 
-    entry = with_tag(name, dataset)
     if seeds is not None:
         _sweep(entry.full_name, Path(out or Path("runs") / entry.full_name), seeds, engine, address, as_json,
                {"build_overrides": _backbone_overrides(entry, backbone_weights), **options})  # fmt: skip
@@ -302,7 +292,6 @@ def _sweep(name: str, out: Path, seeds: list[int], engine: str, address: str | N
 @json_option
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the confusion matrix as a PNG.")
 @_user_errors
-@_uses_tensorflow
 def eval_command(name: str, weights: str | None, dataset: str | None, data_dir: str | None, as_json: bool,
                  plot: str | None) -> None:  # fmt: skip
     """Evaluate a trained model on the official test file of its data set."""
@@ -311,6 +300,7 @@ def eval_command(name: str, weights: str | None, dataset: str | None, data_dir: 
     entry = with_tag(name, dataset)
     if plot:
         check_can_write(Path(plot))  # before the evaluation, not after
+    _import_tensorflow_quietly()
     result = evaluate(entry, weights, data_dir)
     broken = not math.isfinite(result["loss"])  # reported after the figures, with exit status 1
     if plot:
@@ -404,7 +394,6 @@ def push(name: str, repo_id: str, run_dir: str | None, revision: str | None, tok
 @data_dir_option
 @json_option
 @_user_errors
-@_uses_tensorflow
 def release(run_dirs: tuple[Path, ...], published: tuple[str, ...], tree: Path | None, data_dir: str | None,
             as_json: bool) -> None:  # fmt: skip
     """Maintainers: release finished runs into the package (ONNX with parity, int8, weights.json, model table)."""
@@ -415,6 +404,7 @@ def release(run_dirs: tuple[Path, ...], published: tuple[str, ...], tree: Path |
     if len(pins) != len(published):
         raise FashionZooError("--published takes NAME=COMMIT, e.g. cnn=0123abcd...")
     target = ReleaseTree(tree) if tree else ReleaseTree.source_checkout()
+    _import_tensorflow_quietly()
     released = release_runs(list(run_dirs), target, published=pins, data_dir=data_dir)
     if as_json:
         _echo_json({name: {"metrics": record.metrics, "revision": record.revision,
@@ -440,14 +430,14 @@ def release(run_dirs: tuple[Path, ...], published: tuple[str, ...], tree: Path |
 @data_dir_option
 @json_option
 @_user_errors
-@_uses_tensorflow
 def export(name: str, out: str | None, opset: int, weights: str | None, quantize: str | None,
            data_dir: str | None, as_json: bool) -> None:  # fmt: skip
     """Export a trained model to ONNX, checked against Keras on the test images before it is written."""
-    from fashionzoo.export import describe, export_int8, export_onnx
-
     if out:
         check_can_write(Path(out))  # before minutes of conversion, not after
+    _import_tensorflow_quietly()
+    from fashionzoo.export import describe, export_int8, export_onnx
+
     if quantize:
         path = export_int8(name, out, weights=weights, opset=opset, data_dir=data_dir)
     else:
@@ -654,19 +644,20 @@ def _bench_table(report: dict[str, Any]) -> None:
 @json_option
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write machine info, models and results as JSON.")
 @_user_errors
-@_uses_tensorflow
 def bench(names: tuple[str, ...], batch_sizes: tuple[int, ...], device: str, threads: int | None, repeats: int | None,
           seconds: float, weights: str | None, data_dir: str | None, as_json: bool, out: str | None
           ) -> None:  # fmt: skip
     """Time Keras, ONNX Runtime (plain and the zoo's path, fp32 and int8), LiteRT and OpenVINO side by side, per
     batch size, in interleaved rounds (LiteRT and OpenVINO: pip install "fashionzoo[bench]")."""
     from fashionzoo._files import atomic_open
-    from fashionzoo.benchmark import run
     from fashionzoo.registry import DEFAULT_MODEL
 
     names = names or (DEFAULT_MODEL,)
     if weights and len(names) != 1:
         raise FashionZooError("--weights needs exactly one model NAME")
+    _import_tensorflow_quietly()
+    from fashionzoo.benchmark import run
+
     with contextlib.ExitStack() as stack:
         handle = stack.enter_context(atomic_open(out)) if out else None  # a file it cannot write fails here, first
         report = run(names, batch_sizes, device, threads, repeats=repeats, max_seconds=seconds,
