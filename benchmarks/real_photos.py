@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionzoo.real_photos import DOMAINS, Photo, auroc, balanced_accuracy, load_manifest
+from fashionzoo.real_photos import DOMAINS, Photo, auroc, balanced_accuracy, load_manifest, phone_confidence
 from fashionzoo.registry import DEFAULT_MODEL
 from fashionzoo.runtime import Classifier, Failure, expand_inputs
 
@@ -47,11 +47,11 @@ def uncertainty(photos: list[Photo], predicted: list[int], confidence: list[floa
     against wrong predictions on all in-class photos; per threshold, the share of each group marked uncertain.
     """
     conf = np.asarray(confidence)
-    phone = np.array([p.domain == "phone" for p in photos])
     inside = np.array([bool(p.accepted) for p in photos])
     right = np.array([c in p.accepted for p, c in zip(photos, predicted, strict=True)])
-    report = {"auroc_in_vs_out_of_class": auroc(conf[phone & inside], conf[phone & ~inside]) if (phone & ~inside).any()
-              else None, "auroc_right_vs_wrong": auroc(conf[inside & right], conf[inside & ~right])}  # fmt: skip
+    in_class, out_of_class = phone_confidence(photos, confidence)
+    report = {"auroc_in_vs_out_of_class": auroc(in_class, out_of_class) if len(out_of_class) else None,
+              "auroc_right_vs_wrong": auroc(conf[inside & right], conf[inside & ~right])}  # fmt: skip
     groups = {"out_of_class": ~inside, "in_class": inside, "right": inside & right, "wrong": inside & ~right}
     report["thresholds"] = [
         {"below": t, **{f"{name}_flagged": float((conf[group] < t).mean()) if group.any() else None

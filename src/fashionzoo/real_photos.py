@@ -136,14 +136,20 @@ def fit_offsets(photos: Sequence[Photo], probs: np.ndarray, steps: int = 1000, r
     return offsets
 
 
+def phone_confidence(photos: Sequence[Photo], confidence: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The top probabilities of the phone photos of the ten classes, and of the phone set's hats, shorts and
+    skirts: what the uncertain flag has to tell apart."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    phone = np.array([photo.domain == "phone" for photo in photos])
+    inside = np.array([bool(photo.accepted) for photo in photos])
+    return conf[phone & inside], conf[phone & ~inside]
+
+
 def youden_threshold(photos: Sequence[Photo], confidence: Sequence[float], tie: float = 0.01) -> float:
     """The threshold on the top probability, in steps of 0.05, that best separates the in-class phone photos from
     the out-of-class ones (Youden's J: in-class kept minus out-of-class kept). Of those within ``tie`` of the best
     J (a few photos), the lowest, which flags the fewest photos of the ten classes."""
-    conf = np.asarray(confidence, dtype=np.float64)
-    phone = np.array([photo.domain == "phone" for photo in photos])
-    inside = np.array([bool(photo.accepted) for photo in photos])
-    positives, negatives = conf[phone & inside], conf[phone & ~inside]
+    positives, negatives = phone_confidence(photos, confidence)
     if not len(positives) or not len(negatives):
         raise FashionZooError("choosing the uncertain threshold needs in-class and out-of-class phone photos")
     grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
