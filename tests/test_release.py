@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,6 +117,9 @@ def test_release_refuses_limited_unofficial_and_random_backbone_runs(retrained: 
         assert str(folder) in message and "\n" not in message
         assert {"limit": "--limit 500", "unofficial": "not the official", "random backbone": "random"}[why] in message
         assert read_manifest(tree) == {} and not tree.checkpoints.exists()  # refused before anything was written
+    with pytest.raises(FashionZooError, match="random backbone"):  # a good run first: nothing is released either
+        release([retrained["lenet5"], folder], tree)
+    assert read_manifest(tree) == {} and not tree.checkpoints.exists()
 
 
 def test_a_record_from_before_a_recipe_field_existed_reads_with_its_default(tmp_path: Path) -> None:
@@ -132,3 +137,15 @@ def test_cli_release_refuses_a_folder_without_a_run_record(tmp_path: Path, tree:
     result = CliRunner().invoke(main, ["release", str(empty), "--tree", str(tree.root)])
     assert result.exit_code == 1 and "metrics.json: no such file" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_release_refuses_a_tree_without_a_manifest_before_importing_tensorflow(tmp_path: Path) -> None:
+    args = ["release", "--tree", str(tmp_path), str(tmp_path)]
+    code = ("import sys; from fashionzoo.cli import main\n"
+            f"try: main({args!r}, standalone_mode=False)\n"
+            "except SystemExit as stop: assert stop.code == 1, stop.code\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))\n"
+            "assert not bad, bad")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "weights.json: unreadable weights manifest" in done.stderr and len(done.stderr.strip().splitlines()) == 1

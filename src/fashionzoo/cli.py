@@ -397,13 +397,14 @@ def push(name: str, repo_id: str, run_dir: str | None, revision: str | None, tok
 def release(run_dirs: tuple[Path, ...], published: tuple[str, ...], tree: Path | None, data_dir: str | None,
             as_json: bool) -> None:  # fmt: skip
     """Maintainers: release finished runs into the package (ONNX with parity, int8, weights.json, model table)."""
-    from fashionzoo.release import ReleaseTree
+    from fashionzoo.release import ReleaseTree, check_release
     from fashionzoo.release import release as release_runs
 
     pins = dict(item.split("=", 1) for item in published if "=" in item)
     if len(pins) != len(published):
         raise FashionZooError("--published takes NAME=COMMIT, e.g. cnn=0123abcd...")
     target = ReleaseTree(tree) if tree else ReleaseTree.source_checkout()
+    check_release(list(run_dirs), target)  # a wrong --tree or run in a fraction of a second, not after TensorFlow
     _import_tensorflow_quietly()
     released = release_runs(list(run_dirs), target, published=pins, data_dir=data_dir)
     if as_json:

@@ -107,6 +107,15 @@ def _check_releasable(run_dir: Path, record: runs.RunRecord, entry: ModelEntry) 
                               "the official files before releasing")  # fmt: skip
 
 
+def check_release(run_dirs: list[Path], tree: ReleaseTree) -> None:
+    """Refuse, in one line and before any export, a tree without a readable manifest or a run that cannot be
+    released (unfinished, misnamed, trained on other data or with a random backbone)."""
+    read_manifest(tree)
+    for run_dir in run_dirs:
+        record = runs.read_record(run_dir)
+        _check_releasable(Path(run_dir), record, get_entry(record.full_name))
+
+
 def release_run(
     run_dir: str | Path, tree: ReleaseTree, *, published: str | None = None, data_dir: str | Path | None = None
 ) -> WeightsRecord:
@@ -170,6 +179,7 @@ def release(
 ) -> dict[str, WeightsRecord]:  # fmt: skip
     """Release runs into ``tree``, then write ``weights.json`` and the model table; returns the new records."""
     published = published or {}
+    check_release(run_dirs, tree)
     manifest = read_manifest(tree)
     done = {}
     for run_dir in run_dirs:
