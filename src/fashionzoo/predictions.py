@@ -36,9 +36,7 @@ def row(result: Prediction | Failure) -> dict[str, Any]:
     if isinstance(result, Failure):
         return {"path": result.file, "label": None, "class_id": None, "probability": None, "uncertain": None,
                 "top_k": None, "error": result.error}  # fmt: skip
-    return {"path": result.file, "label": result.label, "class_id": result.class_id,
-            "probability": result.probability, "uncertain": result.uncertain,
-            "top_k": [{"label": label, "probability": p} for label, p in result.top_k], "error": None}  # fmt: skip
+    return {"path": result.file, **result.result_fields(), "error": None}
 
 
 def pyarrow() -> Any:

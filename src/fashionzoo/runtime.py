@@ -200,11 +200,15 @@ class Prediction:
     model_input: np.ndarray | None = field(default=None, repr=False, compare=False)
     """The uint8 (28, 28) image the model saw."""
 
+    def result_fields(self) -> dict[str, Any]:
+        """The classification as JSON-ready fields (label, class_id, probability, uncertain, top_k), without the
+        file: the ``predict --json`` line and the prediction files' rows name it each in their own way."""
+        return {"label": self.label, "class_id": self.class_id, "probability": self.probability,
+                "uncertain": self.uncertain, "top_k": [{"label": label, "probability": p} for label, p in self.top_k]}
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``predict --json`` line), the file named as :func:`_file_fields` does."""
-        return {**_file_fields(self.file), "label": self.label, "class_id": self.class_id,
-                "probability": self.probability, "uncertain": self.uncertain,
-                "top_k": [{"label": label, "probability": p} for label, p in self.top_k]}  # fmt: skip
+        return {**_file_fields(self.file), **self.result_fields()}
 
     def save_model_input(self, folder: str | os.PathLike) -> Path:
         """Write the image the model saw as a PNG under ``folder``, named after the input: its path (relative, or
