@@ -26,12 +26,11 @@ from fashionzoo.real_photos import (
     balanced_accuracy,
     fit_offsets,
     load_manifest,
-    shifted,
     youden_threshold,
 )
 from fashionzoo.registry import DEFAULT_MODEL, PhotoCalibration, get_entry
 from fashionzoo.release import ReleaseTree, read_manifest, write_manifest
-from fashionzoo.runtime import Classifier
+from fashionzoo.runtime import Classifier, shifted
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
 

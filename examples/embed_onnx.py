@@ -2,7 +2,8 @@
 
 Usage: python embed_onnx.py MODEL.onnx IMAGE [IMAGE ...]
 Images must look like Fashion-MNIST (28x28, bright garment on a dark background); for ordinary product
-photos, use `fashionzoo predict` or `fashionzoo.preprocessing.preprocess_file` first.
+photos, use `fashionzoo predict` or `fashionzoo.Classifier.from_pretrained(...).classify(files)`: they also convert
+the photo and apply the released weights' photo calibration, which this file does not know (docs/photos.md).
 """
 
 from __future__ import annotations

@@ -14,18 +14,17 @@ from PIL import Image
 from fashionzoo._files import FashionZooError
 from fashionzoo.cli import main
 from fashionzoo.photos import as_photo
-from fashionzoo.preprocessing import convert_file, preprocess_file
+from fashionzoo.preprocessing import convert_file, convert_image, load_image, preprocess_file
 from fashionzoo.real_photos import (
     Photo,
     auroc,
     balanced_accuracy,
     fit_offsets,
     load_manifest,
-    shifted,
     youden_threshold,
 )
 from fashionzoo.registry import DEFAULT_MODEL, FASHION_CLASSES, PhotoCalibration, WeightsRecord, get_entry
-from fashionzoo.runtime import Classifier, expand_inputs
+from fashionzoo.runtime import Classifier, expand_inputs, shifted
 
 REAL_PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
 """The shared development photos, beside the repository like the shared Fashion-MNIST copy (tests/conftest.py)."""
@@ -191,3 +190,7 @@ def test_both_backends_apply_the_released_calibration_to_photos(tmp_path: Path) 
         assert np.allclose(probabilities(*backend), shifted(raw[np.newaxis], offsets)[0], atol=1e-4)
         assert np.allclose(probabilities(*backend, "--uncalibrated"), raw, atol=1e-4)
     assert np.abs(shifted(raw[np.newaxis], offsets)[0] - raw).max() > 0.01  # the shift shows
+    pixels, photo = convert_image(load_image(tmp_path / "top.png"))  # an image in memory, read as predict reads it
+    classifier = Classifier.from_pretrained(DEFAULT_MODEL)
+    assert photo and np.allclose(classifier.predict_probs(pixels), raw, atol=1e-4)
+    assert np.allclose(classifier.predict_probs(pixels, photos=photo), probabilities(), atol=1e-4)

@@ -76,6 +76,35 @@ def test_classifier_matches_keras(exported: tuple[Path, Path, object]) -> None:
         clf.predict_probs(images.astype(np.float32) / 255)
 
 
+def test_python_api_takes_what_users_pass_and_refuses_the_rest_in_one_line(
+    exported: tuple[Path, Path, object], images_dir: Path
+) -> None:
+    """A review of the Python API: each of these was a wrong answer or a traceback."""
+    from fashionzoo import models  # Keras
+
+    path, _, model = exported
+    clf = fashionzoo.Classifier(path, name=fashionzoo.get_entry("lenet5"))  # an entry as well as a name
+    assert fashionzoo.Classifier is Classifier and clf.name == "lenet5"
+    file = images_dir / "img0.png"
+    one = [p.label for p in clf.classify(str(file))]  # one file, not one Failure per character of its name
+    assert len(one) == 1 and one == [p.label for p in clf.classify(file)] == [p.label for p in clf.classify(
+        [os.fsencode(file)])]  # fmt: skip
+    assert [p.error for p in clf.classify([3])] == ["3: not a file name"]
+    images = fake_split(4, seed=6)[0]
+    expected = np.asarray(model(to_model_input(images), training=False))  # Keras: the same checks
+    for probs in (clf.predict_probs(images[..., np.newaxis]), models.predict_probs(model, images)):
+        np.testing.assert_allclose(probs, expected, atol=1e-5, rtol=0)  # the models' own (N, 28, 28, 1) layout
+    assert models.predict_probs(model, images[:0]).shape == (0, 10)
+    with pytest.raises(FashionZooError, match="expected uint8 images"):  # Keras scaled floats a second time
+        models.predict_probs(model, images / 255.0)
+    with pytest.raises(FashionZooError, match=r"got \(3, 30, 30\); convert other images with .*convert_image"):
+        clf.predict_probs(np.zeros((3, 30, 30), np.uint8))
+    with pytest.raises(FashionZooError, match=r"run takes a float32 batch \(N, 28, 28, 1\) .* not float64"):
+        clf.run(to_model_input(images).astype(np.float64))  # was blamed on the model file
+    with pytest.raises(FashionZooError, match="a model name is a string such as"):
+        fashionzoo.get_entry(None)
+
+
 def test_sessions_are_shared(exported: tuple[Path, Path, object]) -> None:
     path = exported[0]
     first = Classifier.from_pretrained("lenet5", onnx_path=path)
@@ -173,8 +202,11 @@ def test_many_files_load_in_worker_processes_in_order(tmp_path: Path) -> None:
 
 
 def test_runtime_import_pulls_no_tensorflow() -> None:
-    code = ("import sys, fashionzoo, fashionzoo.runtime, fashionzoo.cli; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx')); "
+    code = ("import sys, fashionzoo, fashionzoo.runtime, fashionzoo.cli\n"
+            "try: fashionzoo.load('nope')\n"  # a wrong name is refused before TensorFlow is imported
+            "except fashionzoo.FashionZooError: pass\n"
+            "assert fashionzoo.Classifier is fashionzoo.runtime.Classifier\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))\n"
             "assert not bad, bad")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 

@@ -7,6 +7,8 @@
 ['cnn', 'zoo-resnet', 'mlp']
 >>> model = fashionzoo.load("cnn")  # trained Keras model, verified weights
 >>> digits = fashionzoo.load("cnn-small.mnist")  # the same architecture's MNIST weights (a tag)
+>>> classifier = fashionzoo.Classifier.from_pretrained()  # the default model's ONNX file: no TensorFlow
+>>> [p.label for p in classifier.classify(["shirt.jpg"])]  # photos read as `fashionzoo predict` reads them
 """
 
 from __future__ import annotations
@@ -16,26 +18,39 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fashionzoo._files import FashionZooError
-from fashionzoo.registry import DEFAULT_MODEL, FASHION_CLASSES, ModelEntry, get_entry, list_models
+from fashionzoo.registry import DEFAULT_MODEL, FASHION_CLASSES, ModelEntry, get_entry, list_models, resolve
 
 if TYPE_CHECKING:
     import keras
+
+    from fashionzoo.runtime import Classifier
 
 try:
     __version__ = metadata.version("fashionzoo")  # one source: pyproject.toml
 except metadata.PackageNotFoundError:  # a source tree on sys.path without an install
     __version__ = "0+unknown"
 __all__ = [
-    "DEFAULT_MODEL", "FASHION_CLASSES", "FashionZooError", "ModelEntry",
+    "DEFAULT_MODEL", "FASHION_CLASSES", "Classifier", "FashionZooError", "ModelEntry",
     "build", "get_entry", "list_models", "load",
 ]  # fmt: skip
 
 
+def __getattr__(name: str) -> Any:
+    """``Classifier`` (:class:`fashionzoo.runtime.Classifier`, ONNX Runtime, no TensorFlow), imported on first
+    use so that ``import fashionzoo`` stays light."""
+    if name == "Classifier":
+        from fashionzoo.runtime import Classifier
+
+        return Classifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def build(name: str | ModelEntry, **overrides: Any) -> keras.Model:
     """An untrained Keras model by registry name or alias (``overrides`` change builder arguments)."""
+    entry = resolve(name)  # a wrong name is refused before TensorFlow is imported
     from fashionzoo.models import build as _build
 
-    return _build(name, **overrides)
+    return _build(entry, **overrides)
 
 
 def load(
@@ -46,6 +61,7 @@ def load(
 
     Models with test-time flipping (the flagship) average each image with its mirror image inside the model;
     ``test_time_flip=False`` returns the bare network."""
+    entry = resolve(name)  # a wrong name is refused before TensorFlow is imported
     from fashionzoo.models import load as _load
 
-    return _load(name, weights, test_time_flip=test_time_flip)
+    return _load(entry, weights, test_time_flip=test_time_flip)

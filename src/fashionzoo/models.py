@@ -180,4 +180,7 @@ def load(model: str | ModelEntry, weights: str | Path | None = None, *, test_tim
 def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 1024,
                   preprocessing: Preprocessing = TAGS[DEFAULT_TAG].preprocessing) -> np.ndarray:  # fmt: skip
     """Class probabilities for uint8 (N, 28, 28) images, batched."""
-    return model.predict(to_model_input(images, preprocessing), batch_size=batch_size, verbose=0)
+    x = to_model_input(images, preprocessing)
+    if len(x) == 0:  # Keras's predict fails on an empty batch
+        return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
+    return model.predict(x, batch_size=batch_size, verbose=0)

@@ -271,19 +271,27 @@ def border_level(gray: np.ndarray) -> float:
 
 
 def convert_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, bool]:
-    """Load an image file (a large JPEG at reduced size) and convert it with the named pipeline (a weights'
-    ``Preprocessing.pipeline``): :func:`fashion_mnist_style` for clothing, :func:`fashionzoo.digits.mnist_style` for
-    handwritten digits. Returns the 28x28 pixels and whether the file was a photo (False for an image already
-    :func:`in_data_set_format`, passed through)."""
+    """Load an image file (a large JPEG at reduced size) and convert it with :func:`convert_image`."""
+    _check_pipeline(pipeline)
+    return convert_image(load_image(path, _DIGIT_DECODE_SIZE if pipeline == "mnist" else _WORK_SIZE), pipeline)
+
+
+def convert_image(img: Image.Image, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, bool]:
+    """Convert an image with the named pipeline (a weights' ``Preprocessing.pipeline``): :func:`fashion_mnist_style`
+    for clothing, :func:`fashionzoo.digits.mnist_style` for handwritten digits. Returns the 28x28 pixels and whether
+    the image was a photo (False for an image already :func:`in_data_set_format`, passed through): what
+    ``Classifier.predict_probs(pixels, photos=...)`` takes to read a photo as ``predict`` does."""
+    _check_pipeline(pipeline)
     if pipeline == "mnist":
         from fashionzoo.digits import mnist_style
 
-        img, convert = load_image(path, _DIGIT_DECODE_SIZE), mnist_style
-    elif pipeline == "fashion-mnist":
-        img, convert = load_image(path, _WORK_SIZE), fashion_mnist_style
-    else:
+        return mnist_style(img), not in_data_set_format(img)
+    return fashion_mnist_style(img), not in_data_set_format(img)
+
+
+def _check_pipeline(pipeline: str) -> None:
+    if pipeline not in PIPELINES:
         raise FashionZooError(f"unknown preprocessing pipeline {pipeline!r} (expected one of {', '.join(PIPELINES)})")
-    return convert(img), not in_data_set_format(img)
 
 
 def preprocess_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> np.ndarray:
@@ -292,11 +300,17 @@ def preprocess_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") ->
 
 
 def to_model_input(images: np.ndarray, spec: Preprocessing = TAGS[DEFAULT_TAG].preprocessing) -> np.ndarray:
-    """Scale uint8 images, (N, H, W) or a single (H, W), to the float32 (N, H, W, 1) input ``spec`` describes
-    (``pixel * spec.scale``)."""
+    """Scale uint8 images, (N, H, W), (N, H, W, 1) or a single (H, W), to the float32 (N, H, W, 1) input ``spec``
+    describes (``pixel * spec.scale``). Anything else is refused in one line: floats (already scaled or not, they
+    would be scaled again) and images of another size (photos go through :func:`convert_image` first)."""
     array = np.asarray(images)
     if array.ndim == 2:
         array = array[np.newaxis]
+    elif array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
     if array.ndim != 3 or array.shape[1:] != (spec.height, spec.width) or spec.channels != 1:
-        raise FashionZooError(f"expected images of shape (N, {spec.height}, {spec.width}), got {array.shape}")
+        raise FashionZooError(f"expected images of shape (N, {spec.height}, {spec.width}), got {array.shape}; "
+                              "convert other images with fashionzoo.preprocessing.convert_image first")  # fmt: skip
+    if array.dtype != np.uint8:
+        raise FashionZooError(f"expected uint8 images (grey levels 0-255), got {array.dtype}")
     return (array.astype(np.float32) / np.float32(1.0 / spec.scale))[..., np.newaxis]  # as training divided

@@ -6,7 +6,7 @@ that count as right). The phone set's hats, shorts and skirts are none of the te
 the accuracy and used to measure how well a confidence threshold flags what the model cannot know.
 The score is the balanced accuracy (the mean of the per-class accuracies) per domain. The photo calibration of a
 set of weights (:class:`fashionzoo.registry.PhotoCalibration`: a prior shift and the uncertain threshold) is
-fitted here, and applied by :func:`shifted`. numpy only.
+fitted here; :func:`fashionzoo.runtime.shifted` applies it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fashionzoo._files import FashionZooError
+from fashionzoo.runtime import shifted
 
 DOMAINS = ("studio", "worn", "phone")
 PHONE_CLASSES: dict[str, frozenset[int]] = {
@@ -97,13 +98,6 @@ def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
     below = np.searchsorted(neg_sorted, pos, side="left")
     ties = np.searchsorted(neg_sorted, pos, side="right") - below
     return float((below + 0.5 * ties).sum() / (len(pos) * len(neg)))
-
-
-def shifted(probs: np.ndarray, offsets: Sequence[float]) -> np.ndarray:
-    """Probabilities (N, classes) with ``offsets`` added to their logarithms, normalised again (float32)."""
-    logits = np.log(np.maximum(np.asarray(probs, dtype=np.float64), 1e-12)) + np.asarray(offsets, dtype=np.float64)
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def fit_offsets(photos: Sequence[Photo], probs: np.ndarray, steps: int = 1000, rate: float = 0.5) -> np.ndarray:

@@ -509,6 +509,9 @@ def __getattr__(name: str) -> Any:
 def get_entry(name: str) -> ModelEntry:
     """The registry entry for a model name or alias, optionally with a weights tag (``cnn-small.mnist``,
     ``cnn-b.mnist``), case-insensitive; unknown names suggest close matches."""
+    if not isinstance(name, str):
+        raise FashionZooError(f"a model name is a string such as {DEFAULT_MODEL!r}, not {type(name).__name__} "
+                              f"{name!r}")  # fmt: skip
     key = name.strip().lower()
     aliases, variants = _aliases(), _variants()
     model, _, tag = key.partition(".")

@@ -23,7 +23,7 @@ import re
 import signal
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +38,6 @@ from fashionzoo._files import FashionZooError, atomic_path
 from fashionzoo.devices import choose
 from fashionzoo.globbing import expand_glob
 from fashionzoo.preprocessing import convert_file, to_model_input
-from fashionzoo.real_photos import shifted
 from fashionzoo.registry import (
     DEFAULT_MODEL,
     DEFAULT_TAG,
@@ -47,7 +46,7 @@ from fashionzoo.registry import (
     ModelEntry,
     PhotoCalibration,
     Preprocessing,
-    get_entry,
+    resolve,
 )
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -329,7 +328,10 @@ def _load(item: str | os.PathLike | Failure, pipeline: str) -> Loaded | Failure:
     passes through)."""
     if isinstance(item, Failure):
         return item
-    name = os.fspath(item)
+    try:
+        name = os.fsdecode(item)
+    except TypeError:
+        return Failure(repr(item), f"{item!r}: not a file name")
     try:
         pixels, photo = convert_file(name, pipeline)
         if pixels.min() == pixels.max():
@@ -407,7 +409,7 @@ def _load_all(items: Iterable[str | os.PathLike | Failure], workers: int, ahead:
 
 
 def classify_files(
-    items: Iterable[str | os.PathLike | Failure],
+    items: Iterable[str | os.PathLike | Failure] | str | os.PathLike,
     predict: Callable[[np.ndarray], np.ndarray],
     classes: tuple[str, ...],
     top_k: int = 1,
@@ -429,6 +431,8 @@ def classify_files(
     """
     if batch_size < 1:
         raise FashionZooError(f"batch size must be at least 1, not {batch_size}")
+    if isinstance(items, (str, bytes, os.PathLike)):  # one file, not the characters of its name
+        items = [items]
     if uncertain_below is None:
         uncertain_below = calibration.uncertain_below if calibration else UNCERTAIN_BELOW
     k = max(1, min(top_k, len(classes)))
@@ -478,12 +482,26 @@ def _probabilities(predict: Callable[[np.ndarray], np.ndarray], loaded: list[Loa
     if not loaded:
         return np.zeros((0, 0), dtype=np.float32)
     probs = predict(np.stack([pixels for _, pixels, _ in loaded]))
-    photos = np.array([photo for _, _, photo in loaded])
+    return calibrated(probs, np.array([photo for _, _, photo in loaded]), calibration)
+
+
+def calibrated(probs: np.ndarray, photos: bool | np.ndarray, calibration: PhotoCalibration | None) -> np.ndarray:
+    """``probs`` (N, classes) with the rows of photos (``photos``: True for all, or one flag per row) shifted by
+    ``calibration``; the data set's own images, and everything when ``calibration`` is None, are left as they are."""
+    photos = np.broadcast_to(np.asarray(photos, dtype=bool), (len(probs),))
     if calibration is None or not photos.any():
         return probs
     probs = np.array(probs, dtype=np.float32)
     probs[photos] = shifted(probs[photos], calibration.offsets)
     return probs
+
+
+def shifted(probs: np.ndarray, offsets: Sequence[float]) -> np.ndarray:
+    """Probabilities (N, classes) with ``offsets`` added to their logarithms, normalised again (float32)."""
+    logits = np.log(np.maximum(np.asarray(probs, dtype=np.float64), 1e-12)) + np.asarray(offsets, dtype=np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
 
 
 class Classifier:
@@ -499,7 +517,7 @@ class Classifier:
         self,
         onnx_path: str | os.PathLike,
         *,
-        name: str | None = None,
+        name: str | ModelEntry | None = None,
         device: str = "cpu",
         intra_op_threads: int | None = None,
         inter_op_threads: int | None = None,
@@ -515,7 +533,7 @@ class Classifier:
         self.path = Path(onnx_path).expanduser()
         if not self.path.is_file():
             raise FashionZooError(f"{self.path}: no such ONNX file")
-        fallback = get_entry(name) if name else None
+        fallback = resolve(name) if name else None
         self.settings = SessionSettings(graph_optimization_level, intra_op_threads, inter_op_threads, execution_mode,
                                         memory_arena, memory_pattern, spinning)  # fmt: skip
         self.session = _session(self.path, device, self.settings)
@@ -538,7 +556,7 @@ class Classifier:
     @classmethod
     def from_pretrained(
         cls,
-        name: str = DEFAULT_MODEL,
+        name: str | ModelEntry = DEFAULT_MODEL,
         *,
         onnx_path: str | os.PathLike | None = None,
         int8: bool = False,
@@ -550,7 +568,7 @@ class Classifier:
         verified), its int8 version with ``int8=True``, or ``onnx_path``; with the released weights' photo
         calibration unless ``calibrated=False`` or ``onnx_path`` names another file. ``session`` holds the
         constructor's session knobs."""
-        entry = get_entry(name)
+        entry = resolve(name)
         path = hub.resolve(entry, "onnx_int8" if int8 else "onnx", onnx_path)
         return cls(path, name=entry.full_name, device=device,
                    photo_calibration=released_calibration(entry, onnx_path is not None, calibrated), **session)
@@ -597,17 +615,25 @@ class Classifier:
             raise FashionZooError(f"{self.path}: not a fashionzoo image model (output {found}; expected one output "
                                   f"[N, {len(self.classes)}] of class probabilities)")  # fmt: skip
 
-    def predict_probs(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities, float32 (N, classes), for uint8 images (N, H, W) or one (H, W), batched."""
-        array = np.asarray(images)
-        if array.dtype != np.uint8:
-            raise FashionZooError(f"expected uint8 images (0-255 grayscale), got {array.dtype}")
+    def predict_probs(self, images: np.ndarray, batch_size: int = 256, *, photos: bool | np.ndarray = False
+                      ) -> np.ndarray:  # fmt: skip
+        """Class probabilities, float32 (N, classes), for uint8 images (N, H, W) or one (H, W), batched.
+
+        The model's own reading, unless ``photos`` marks images converted from photos (True for all, or one flag
+        per image, as :func:`fashionzoo.preprocessing.convert_image` returns it): their probabilities are shifted by
+        :attr:`photo_calibration`, as :meth:`classify` and ``predict`` shift them.
+
+        >>> pixels, photo = convert_image(Image.open(io.BytesIO(upload)), clf.preprocessing.pipeline)
+        >>> clf.predict_probs(pixels, photos=photo)  # as predict reads a photo; a file opened with
+        >>> # preprocessing.load_image(path, 128) gives exactly predict's figures (it decodes JPEGs at reduced size)
+        """
         if batch_size < 1:
             raise FashionZooError(f"batch size must be at least 1, not {batch_size}")
-        x = to_model_input(array, self.preprocessing)
+        x = to_model_input(images, self.preprocessing)
         if len(x) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        return np.concatenate([self.run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        probs = np.concatenate([self.run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        return calibrated(probs, photos, self.photo_calibration)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities, float32 (N, classes), of a float32 model-input batch (N, H, W, C), as
@@ -620,6 +646,12 @@ class Classifier:
             else:
                 probs = self.session.run([self._output_name], {self._input_name: x}, self._run_options)[0]
         except Exception as error:  # onnxruntime raises its own pybind exception types (Fail, RuntimeException...)
+            spec = self.preprocessing
+            expected = (spec.height, spec.width, spec.channels)
+            if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 4 or x.shape[1:] != expected:
+                found = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+                raise FashionZooError(f"run takes a float32 batch (N, {', '.join(map(str, expected))}) as "
+                                      f"to_model_input makes it, not {found}") from None  # fmt: skip
             raise FashionZooError(f"{self.path}: the model failed while running ({_ort_reason(error)})") from None
         if probs.shape != (len(x), len(self.classes)):
             raise FashionZooError(f"{self.path}: the model returned shape {probs.shape} for {len(x)} images, not "
@@ -635,11 +667,12 @@ class Classifier:
                                           len(self.classes))  # fmt: skip
         return self._single_image
 
-    def classify(self, paths: Iterable[str | os.PathLike | Failure], top_k: int = 1, batch_size: int = 256,
-                 workers: int | None = None, uncertain_below: float | None = None
+    def classify(self, paths: Iterable[str | os.PathLike | Failure] | str | os.PathLike, top_k: int = 1,
+                 batch_size: int = 256, workers: int | None = None, uncertain_below: float | None = None
                  ) -> Iterator[Prediction | Failure]:  # fmt: skip
-        """Classify image files in order, ``batch_size`` at a time, photos with :attr:`photo_calibration`;
-        unreadable files yield a :class:`Failure` (the other arguments are :func:`classify_files`')."""
+        """Classify image files (or one file) in order, ``batch_size`` at a time, photos with
+        :attr:`photo_calibration`; unreadable files yield a :class:`Failure` (the other arguments are
+        :func:`classify_files`')."""
         return classify_files(paths, lambda images: self.predict_probs(images, batch_size), self.classes, top_k,
                               batch_size, workers, uncertain_below, self.preprocessing.pipeline,
                               self.photo_calibration)  # fmt: skip
