@@ -51,6 +51,18 @@ def test_lenet_alias_and_close_matches() -> None:
         get_entry("lenett")
 
 
+def test_weights_tags_by_name_and_their_errors() -> None:
+    assert get_entry("CNN-B.MNIST").full_name == "cnn-small.mnist" and get_entry("cnn.fashion-mnist").full_name == "cnn"
+    with pytest.raises(fashionzoo.FashionZooError, match="model 'cnn' has no 'mnist' weights; it has: cnn$"):
+        get_entry("cnn.mnist")
+    with pytest.raises(fashionzoo.FashionZooError, match=r"no 'imagenet' weights \(tags: fashion-mnist, mnist\)"):
+        get_entry("cnn.imagenet")
+    with pytest.raises(fashionzoo.FashionZooError, match="unknown model 'cnn.'"):
+        get_entry("cnn.")
+    released = fashionzoo.list_models(pretrained=True)
+    assert "cnn" in released and "vgg16-tl" not in released and set(released) < set(fashionzoo.list_models())
+
+
 def test_missing_backbone_weights_file_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(fashionzoo.FashionZooError, match="backbone weights file not found"):
         fashionzoo.build("vgg16-tl", backbone_weights=str(tmp_path / "nope.h5"))

@@ -103,6 +103,8 @@ def test_python_api_takes_what_users_pass_and_refuses_the_rest_in_one_line(
         clf.run(to_model_input(images).astype(np.float64))  # was blamed on the model file
     with pytest.raises(FashionZooError, match="a model name is a string such as"):
         fashionzoo.get_entry(None)
+    with pytest.raises(FashionZooError, match="int8=True picks the released int8 file"):  # int8 was ignored
+        Classifier.from_pretrained("lenet5", onnx_path=path, int8=True)
 
 
 def test_sessions_are_shared(exported: tuple[Path, Path, object]) -> None:

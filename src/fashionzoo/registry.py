@@ -514,13 +514,14 @@ def get_entry(name: str) -> ModelEntry:
                               f"{name!r}")  # fmt: skip
     key = name.strip().lower()
     aliases, variants = _aliases(), _variants()
-    model, _, tag = key.partition(".")
-    if model in aliases and (tag or DEFAULT_TAG) in TAGS:
+    model, dot, tag = key.partition(".")
+    if model in aliases and not (dot and not tag):
         base = aliases[model]
         entry = variants.get(f"{base}.{tag}" if tag and tag != DEFAULT_TAG else base)
         if entry is None:
-            tags = ", ".join(f"{base}.{t}" for t in variants[base].tags)
-            raise FashionZooError(f"model {base!r} has no {tag!r} weights; it has: {tags}")
+            tags = ", ".join(base if t == DEFAULT_TAG else f"{base}.{t}" for t in variants[base].tags)
+            what = "weights" if tag in TAGS else f"weights (tags: {', '.join(TAGS)})"
+            raise FashionZooError(f"model {base!r} has no {tag!r} {what}; it has: {tags}")
         return entry
     close = difflib.get_close_matches(key, list(dict.fromkeys([*aliases, *variants])), n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -543,6 +544,7 @@ def all_entries() -> list[ModelEntry]:
     return list(_variants().values())
 
 
-def list_models() -> list[str]:
-    """Names of every model in the zoo, in registry order (tagged weights: :func:`all_entries`)."""
-    return list(_registry())
+def list_models(pretrained: bool = False) -> list[str]:
+    """Names of every model in the zoo, in registry order; with ``pretrained``, only those with released
+    Fashion-MNIST weights, which :func:`fashionzoo.load` loads (tagged weights: :func:`all_entries`)."""
+    return [name for name, entry in _registry().items() if entry.weights or not pretrained]

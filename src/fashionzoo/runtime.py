@@ -569,6 +569,8 @@ class Classifier:
         calibration unless ``calibrated=False`` or ``onnx_path`` names another file. ``session`` holds the
         constructor's session knobs."""
         entry = resolve(name)
+        if int8 and onnx_path is not None:
+            raise FashionZooError(f"{onnx_path}: int8=True picks the released int8 file; pass one or the other")
         path = hub.resolve(entry, "onnx_int8" if int8 else "onnx", onnx_path)
         return cls(path, name=entry.full_name, device=device,
                    photo_calibration=released_calibration(entry, onnx_path is not None, calibrated), **session)
