@@ -23,6 +23,7 @@ from fashionzoo.release import TABLE_END, TABLE_START, ReleaseTree, read_manifes
 REPRODUCED = ("lenet5", "mlp-small-tuned")
 """Retrained by the suite with their full recipes (about a minute each on 2 cores)."""
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "models"
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "fashionzoo"
 TOLERANCE = 0.003
 """How far a retrained run's test accuracy may land from the released one (0.3 points)."""
 
@@ -59,7 +60,7 @@ def test_retraining_reproduces_the_released_accuracy(name: str, retrained: dict[
     record, released = runs.read_record(retrained[name]), get_entry(name).weights
     assert released is not None, f"{name} must be released"
     released_run = runs.read_record(DOCS / name)  # the released run's own record, shipped in docs/models/
-    assert record.recipe == released_run.recipe and record.overrides == released_run.overrides == {}
+    assert record.full_recipe == released_run.full_recipe and record.overrides == released_run.overrides == {}
     assert record.uses_official_data() and record.data_files == released.data_files
     assert record.test["n"] == released.metrics["n"] == 10_000
     assert abs(record.test["accuracy"] - released.metrics["accuracy"]) <= TOLERANCE
@@ -120,6 +121,36 @@ def test_release_refuses_limited_unofficial_and_random_backbone_runs(retrained: 
     with pytest.raises(FashionZooError, match="random backbone"):  # a good run first: nothing is released either
         release([retrained["lenet5"], folder], tree)
     assert read_manifest(tree) == {} and not tree.checkpoints.exists()
+    damages = {  # what an interrupted or foreign run leaves behind
+        "an unfinished run (its backup/ folder is still there)": lambda run: (run / "backup").mkdir(),
+        "curves.png missing": lambda run: (run / "curves.png").unlink(),
+        "lenet5.weights.h5 is not the file its record measured": lambda run: (run / "lenet5.weights.h5").write_bytes(
+            b"weights of a later, interrupted run"),
+    }  # fmt: skip
+    for why, damage in damages.items():
+        folder = tmp_path / why.split()[0]
+        shutil.copytree(retrained["lenet5"], folder)
+        damage(folder)
+        with pytest.raises(FashionZooError, match=why.replace("(", r"\(").replace(")", r"\)")):
+            release([folder], tree)
+    assert read_manifest(tree) == {} and not tree.checkpoints.exists()
+
+
+def test_releasing_a_shipped_run_again_changes_no_byte(tmp_path: Path, tree: ReleaseTree) -> None:
+    """A released run folder (its shipped files and records) released again: the same record, card and files, so
+    a published revision stays pinned. The card once came out with its recipe's keys in another order."""
+    name = "mlp-small"
+    shipped = get_entry(name).weights
+    run = tmp_path / name
+    shutil.copytree(DOCS / name, run)
+    for file in shipped.files.values():
+        if file.filename.endswith((".h5", ".onnx")):
+            shutil.copyfile(PACKAGE / "checkpoints" / file.filename, run / file.filename)
+    pinned = dataclasses.replace(shipped, revision="b" * 40)
+    write_manifest(tree, {name: pinned})
+    before = _snapshot(run)
+    assert release([run], tree)[name] == pinned and read_manifest(tree) == {name: pinned}
+    assert _snapshot(run) == before and _snapshot(tree.docs / name) == _snapshot(DOCS / name)
 
 
 def test_a_record_from_before_a_recipe_field_existed_reads_with_its_default(tmp_path: Path) -> None:
@@ -128,7 +159,8 @@ def test_a_record_from_before_a_recipe_field_existed_reads_with_its_default(tmp_
     raw = json.loads((DOCS / "zoo-resnet" / runs.METRICS).read_text())
     assert raw["recipe"].pop("precision") == "mixed_bfloat16"
     (tmp_path / runs.METRICS).write_text(json.dumps(raw))
-    assert runs.read_record(tmp_path).recipe == {**raw["recipe"], "precision": "float32"}
+    assert runs.read_record(tmp_path).full_recipe == {**raw["recipe"], "precision": "float32"}
+    assert runs.read_record(tmp_path).recipe == raw["recipe"]  # kept as written: the card made from it too
 
 
 def test_cli_release_refuses_a_folder_without_a_run_record(tmp_path: Path, tree: ReleaseTree) -> None:

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from fashionzoo import runs
 from fashionzoo.cli import main
+from fashionzoo.data import load_split
 from fashionzoo.registry import get_entry
 from fashionzoo.runs import RunRecord
 
@@ -120,14 +121,21 @@ def test_resume_inside_the_fine_tuning_phase(tmp_path: Path) -> None:
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 4
 
 
-def test_resume_refuses_changed_options(tmp_path: Path) -> None:
+def test_resume_refuses_another_model_other_options_or_other_data(tmp_path: Path, shared_data: Path) -> None:
+    """Each key of the interrupted run's state is compared: the message names exactly the one that differs."""
     out = tmp_path / "changed"
     (out / "backup").mkdir(parents=True)
-    (out / "state.json").write_text(json.dumps({"epochs_done": 1, "wall_time_s": 1.0, "limit": 6000,
-                                                "dataset": "fashion-mnist", "build_kwargs": {},
-                                                "recipe": {"lr": 0.001}}))  # fmt: skip
-    result = CliRunner().invoke(main, ["train", "lenet", "--out", str(out), "--resume", "--lr", "0.5"])
-    assert result.exit_code == 1 and "must use the options of the interrupted run" in result.stderr
+    files = {**load_split("train", "fashion-mnist", shared_data).files,
+             **load_split("test", "fashion-mnist", shared_data).files}  # fmt: skip
+    same = {"epochs_done": 0, "wall_time_s": 1.0, "model": "lenet5", "limit": 640, "dataset": "fashion-mnist",
+            "build_kwargs": {}, "recipe": runs.recipe_for_resume(get_entry("lenet").recipe.replace(epochs=1)),
+            "data_files": files}  # fmt: skip
+    args = ["train", "lenet", "--out", str(out), "--resume", "--epochs", "1", "--limit", "640"]
+    for changed, state, extra in (("recipe", same, ["--lr", "0.5"]), ("model", {**same, "model": "cnn"}, []),
+                                  ("data_files", {**same, "data_files": {**files, "x": "0" * 64}}, [])):  # fmt: skip
+        (out / "state.json").write_text(json.dumps(state))
+        result = CliRunner().invoke(main, [*args, *extra])
+        assert result.exit_code == 1 and f"({changed} differ from state.json)" in result.stderr, result.output
 
 
 def test_resume_accepts_a_state_from_before_a_recipe_field(tmp_path: Path) -> None:
@@ -141,7 +149,7 @@ def test_resume_accepts_a_state_from_before_a_recipe_field(tmp_path: Path) -> No
                                                 "dataset": "fashion-mnist", "build_kwargs": {}, "recipe": recipe}))
     changed = CliRunner().invoke(main, ["train", "lenet", "--out", str(out), "--resume", "--epochs", "1", "--limit",
                                         "640", "--lr", "0.5"])  # fmt: skip
-    assert changed.exit_code == 1 and "must use the options of the interrupted run" in changed.stderr
+    assert changed.exit_code == 1 and "must continue the interrupted run" in changed.stderr
     result = CliRunner().invoke(main, ["train", "lenet", "--out", str(out), "--resume", "--epochs", "1", "--limit",
                                        "640"])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -288,3 +296,10 @@ def test_mixed_precision_run_saves_and_measures_the_float32_model(tmp_path: Path
         weights.visititems(lambda _, item: dtypes.add(item.dtype) if isinstance(item, h5py.Dataset) else None)
     assert dtypes == {np.dtype("float32")}
     assert evaluate(entry, tmp_path / record.weights_file)["accuracy"] == record.test["accuracy"]
+
+
+def test_train_refuses_an_out_folder_it_cannot_make_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("in the way")
+    result = CliRunner().invoke(main, ["train", "lenet", "--epochs", "1", "--out", str(tmp_path / "a-file" / "run")])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1, result.output
+    assert "a-file/run: cannot create a file in" in result.stderr or "cannot write there" in result.stderr

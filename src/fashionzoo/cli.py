@@ -246,7 +246,8 @@ def train(name: str, out: str | None, backbone_weights: str, dataset: str | None
                     "wall_time_s": record.wall_time_s, "search": record.search})  # fmt: skip
         return
     click.echo(f"{entry.full_name}: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on {test['n']} "
-               f"images; {record.epochs} epochs in {record.wall_time_s:.0f} s; written to {out_dir}")  # fmt: skip
+               f"images; {record.epochs} epoch{'s' if record.epochs != 1 else ''} in {record.wall_time_s:.0f} s; "
+               f"written to {out_dir}")  # fmt: skip
 
 
 def _backbone_overrides(entry: ModelEntry, backbone_weights: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fashionzoo import runs
-from fashionzoo._files import FashionZooError, atomic_open, sha256_file
+from fashionzoo._files import FashionZooError, atomic_open, atomic_path, sha256_file
 from fashionzoo.data import DATASETS
 from fashionzoo.registry import (
     FileRecord,
@@ -96,6 +96,16 @@ def _file_record(path: Path) -> FileRecord:
 
 
 def _check_releasable(run_dir: Path, record: runs.RunRecord, entry: ModelEntry) -> None:
+    if (run_dir / runs.BACKUP).exists():
+        raise FashionZooError(f"{run_dir}: an unfinished run (its {runs.BACKUP}/ folder is still there); finish it "
+                              f"with 'fashionzoo train {entry.full_name} --out {run_dir} --resume'")  # fmt: skip
+    missing = [name for name in (record.weights_file, *DOCS_RUN_FILES) if name != runs.CARD
+               and not (run_dir / name).is_file()]  # fmt: skip
+    if missing:
+        raise FashionZooError(f"{run_dir}: {', '.join(missing)} missing; train the model again into this folder")
+    if record.weights_sha256 and sha256_file(run_dir / record.weights_file) != record.weights_sha256:
+        raise FashionZooError(f"{run_dir}: {record.weights_file} is not the file its record measured (another run "
+                              "wrote it?); train the model again into this folder")  # fmt: skip
     if record.weights_file != f"{entry.full_name}.weights.h5":  # released files are named by the weights' full name
         raise FashionZooError(f"{run_dir}: its weights file {record.weights_file} is not named after "
                               f"{entry.full_name}; train it again with 'fashionzoo train {entry.full_name}'")
@@ -107,9 +117,16 @@ def _check_releasable(run_dir: Path, record: runs.RunRecord, entry: ModelEntry) 
                               "the official files before releasing")  # fmt: skip
 
 
+def _copy(source: Path, target: Path) -> None:
+    """Copy a file whole or not at all (a full disk leaves the previous release's file in place)."""
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+
+
 def check_release(run_dirs: list[Path], tree: ReleaseTree) -> None:
     """Refuse, in one line and before any export, a tree without a readable manifest or a run that cannot be
-    released (unfinished, misnamed, trained on other data or with a random backbone)."""
+    released (unfinished, with files missing, weights its record did not measure, misnamed, trained on other data
+    or with a random backbone)."""
     read_manifest(tree)
     for run_dir in run_dirs:
         record = runs.read_record(run_dir)
@@ -150,14 +167,11 @@ def release_run(
         files["onnx_int8"] = int8_path
     except FashionZooError as error:
         log.warning("%s: no int8 file released: %s", entry.full_name, error)
-    tree.checkpoints.mkdir(parents=True, exist_ok=True)
     for key in SHIPPED:
         if key in files:
-            shutil.copyfile(files[key], tree.checkpoints / files[key].name)
-    docs = tree.docs / entry.full_name
-    docs.mkdir(parents=True, exist_ok=True)
+            _copy(files[key], tree.checkpoints / files[key].name)
     for filename in DOCS_RUN_FILES:
-        shutil.copyfile(run / filename, docs / filename)
+        _copy(run / filename, tree.docs / entry.full_name / filename)
     records = {key: _file_record(path) for key, path in files.items()}
     revision = published or (previous.revision if previous and previous.files == records else None)
     same_model = previous is not None and previous.files.get("onnx") == records["onnx"]

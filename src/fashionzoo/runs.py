@@ -36,8 +36,8 @@ PUBLISHED = ("*.weights.h5", "*.onnx", CARD, METRICS, HISTORY, "*.png")
 
 RECIPE_DEFAULTS: dict[str, Any] = json.loads(json.dumps(
     {f.name: f.default for f in dataclasses.fields(Recipe) if f.default is not dataclasses.MISSING}))  # fmt: skip
-"""Every recipe field with a default, as JSON stores it. A record written before a field existed is read with the
-field at its default, which is what that run did (``precision``: float32)."""
+"""Every recipe field with a default, as JSON stores it. A record written before a field existed holds the field at
+its default, which is what that run did (``precision``: float32): :attr:`RunRecord.full_recipe`."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,9 @@ class RunRecord:
 
     ``test`` and ``val`` are :func:`fashionzoo.evaluation.metrics_from_probs` results (``val`` keeps accuracy,
     loss and n, and for test-time-flipping models the figure without the flip); ``data_files`` maps each data file
-    read to its SHA-256; ``onnx_latency`` is added by the release."""
+    read to its SHA-256; ``weights_sha256`` is that of the weights file measured (records before it have none);
+    ``onnx_latency`` is added by the release. ``recipe`` is kept as written (:attr:`full_recipe` fills in fields a
+    record predates), so that a record and the model card made from it read back byte for byte."""
 
     model: str
     params: int
@@ -70,12 +72,19 @@ class RunRecord:
     machine: dict[str, Any]
     limit: int | None = None
     onnx_latency: dict[str, Any] | None = None
+    weights_sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as written
 
     @property
     def full_name(self) -> str:
         """The released name of these weights: ``model``, or ``model.dataset`` off the default data set."""
         return self.model if self.dataset == DEFAULT_TAG else f"{self.model}.{self.dataset}"
+
+    @property
+    def full_recipe(self) -> dict[str, Any]:
+        """The recipe with every field: one a record predates at its default, which is what that run did
+        (``precision``: float32)."""
+        return RECIPE_DEFAULTS | self.recipe
 
     def uses_official_data(self) -> bool:
         """Whether the run read the official files of its data set (every file, by SHA-256) on its whole
@@ -92,8 +101,9 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         raw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        if raw["onnx_latency"] is None:
-            del raw["onnx_latency"]
+        for optional in ("onnx_latency", "weights_sha256"):
+            if raw[optional] is None:
+                del raw[optional]
         return {**raw, **self.extra}
 
     @classmethod
@@ -105,8 +115,9 @@ class RunRecord:
         if missing:
             raise FashionZooError(f"{source}: not a fashionzoo run record (missing {', '.join(missing)}); train the "
                                   "model again into this folder")  # fmt: skip
-        if isinstance(raw["recipe"], dict):
-            raw = {**raw, "recipe": RECIPE_DEFAULTS | raw["recipe"]}
+        if not isinstance(raw["recipe"], dict):
+            raise FashionZooError(f"{source}: not a fashionzoo run record (its recipe is not a JSON object); train "
+                                  "the model again into this folder")  # fmt: skip
         return cls(**{k: v for k, v in raw.items() if k in known},
                    extra={k: v for k, v in raw.items() if k not in known})  # fmt: skip
 

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from fashionzoo import __version__, runs
-from fashionzoo._files import FashionZooError, atomic_open, atomic_path, reason
+from fashionzoo._files import FashionZooError, atomic_open, atomic_path, check_can_write, reason, sha256_file
 from fashionzoo.data import SPLIT_SEED, Split, load_split, train_val_split
 from fashionzoo.devices import choose
 from fashionzoo.evaluation import metrics_from_probs
@@ -143,6 +143,7 @@ def _fit_epochs(
         _dataset(train, entry, recipe.batch_size, seed, recipe.augment),
         validation_data=_dataset(val, entry, 1024, None),
         initial_epoch=first_epoch, epochs=last_epoch, callbacks=callbacks, verbose=verbose,
+        shuffle=False,  # the dataset shuffles itself; Keras warned on every run that it ignores its own shuffle
     )  # fmt: skip
 
 
@@ -400,11 +401,11 @@ def train(
     backup, state_path, history_path = out / runs.BACKUP, out / runs.STATE, out / runs.HISTORY
     if resume and not backup.is_dir():
         raise FashionZooError(f"{out}: nothing to resume (no backup/ folder); run without --resume to start afresh")
-    if not resume:
+    check_can_write(out / runs.METRICS)  # the folder, made if missing: a one-line error before any work
+    if not resume:  # a fresh run: nothing of an earlier one may pass for this one's (its record above all)
         shutil.rmtree(backup, ignore_errors=True)
-        for stale in (state_path, history_path):
+        for stale in (state_path, history_path, out / runs.METRICS):
             stale.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
     strategy, device_used = distribution_strategy(device)
 
     full_train = load_split("train", entry.tag, data_dir)
@@ -420,14 +421,18 @@ def train(
         recipe, chosen_kwargs = _split_overrides(recipe, search["best"])
         build_kwargs.update(chosen_kwargs)
 
-    run = json.loads(json.dumps({"recipe": runs.recipe_for_resume(recipe), "build_kwargs": build_kwargs,
-                                 "limit": limit, "dataset": entry.tag}))  # as state.json stores it: lists, not tuples
+    data_files = {**full_train.files, **test.files}
+    run = json.loads(json.dumps({"model": entry.full_name, "recipe": runs.recipe_for_resume(recipe),
+                                 "build_kwargs": build_kwargs, "limit": limit, "dataset": entry.tag,
+                                 "data_files": data_files}))  # as state.json stores it: lists, not tuples
     previous = json.loads(state_path.read_text()) if resume and state_path.is_file() else {}
     if isinstance(previous.get("recipe"), dict):  # written by an older version: fields it predates at their defaults
         previous["recipe"] = runs.recipe_for_resume(previous["recipe"])
-    if previous and any(previous.get(key) != value for key, value in run.items()):
-        raise FashionZooError(f"{out}: --resume must use the options of the interrupted run (its recipe, "
-                              f"--limit and --dataset are in {state_path.name}); drop the changed options")  # fmt: skip
+    changed = [key for key, value in run.items() if key in previous and previous[key] != value]  # older: fewer keys
+    if changed:
+        raise FashionZooError(f"{out}: --resume must continue the interrupted run with its model, options and data "
+                              f"files ({', '.join(changed)} differ from {state_path.name}); drop the changed options "
+                              "or pass the same --data-dir")  # fmt: skip
     run_state = _RunState(state_path, previous.get("wall_time_s", 0.0), run)
     verbose = verbose if verbose == 0 or sys.stderr.isatty() else 2
 
@@ -435,7 +440,8 @@ def train(
         # the backup is kept until the run is complete, so a crash in a later phase still resumes
         backup_callback = _AtomicBackup(str(backup_dir), delete_checkpoint=False)
         csv_logger = keras.callbacks.CSVLogger(str(history_path), append=append)
-        return [_StopOnNonFinite(backup_dir), backup_callback, csv_logger, run_state]
+        return [_StopOnNonFinite(backup_dir), csv_logger, run_state, backup_callback]  # the backup last: a resume
+        # reruns an epoch whose row was logged (the history keeps one row per epoch), never skips one
 
     model, _ = _fit(entry, recipe, train_split, val_split, strategy, build_kwargs, callbacks(backup, resume), verbose)
     if recipe.fine_tune_epochs:
@@ -450,8 +456,9 @@ def train(
         model.save_weights(tmp)
     strip_optimizer_state(weights_path)
     record = _record(entry, model, recipe, overrides, search=search, build_kwargs=build_kwargs,
-                     data_files={**full_train.files, **test.files}, train=train_split, val=val_split, test=test,
-                     wall_time=wall_time, limit=limit, device=device_used, weights_file=weights_path.name)  # fmt: skip
+                     data_files=data_files, train=train_split, val=val_split, test=test, wall_time=wall_time,
+                     limit=limit, device=device_used, weights_file=weights_path.name
+                     ).replace(weights_sha256=sha256_file(weights_path))  # fmt: skip
     runs.write_record(out, record)
     write_run_figures(out, entry, record)
     shutil.rmtree(backup, ignore_errors=True)
