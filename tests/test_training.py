@@ -82,21 +82,28 @@ def _kill_then_resume(command: list[str], out: Path, after_epochs: int, epochs: 
     the epochs done before the kill and the resumed output."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        state = out / "state.json"
-        if state.is_file() and json.loads(state.read_text())["epochs_done"] >= after_epochs:
-            break
+    while time.monotonic() < deadline and _backed_up_epochs(out / backup) < after_epochs:
         assert process.poll() is None, "training ended before it could be interrupted"
         time.sleep(0.1)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done_before = json.loads((out / "state.json").read_text())["epochs_done"]
-    assert (out / backup).is_dir() and not (out / "metrics.json").exists()
+    done_before = _backed_up_epochs(out / backup)  # the epoch is in the backup's one file: no pair to disagree
+    assert not (out / "metrics.json").exists()
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     history = [line.split(",")[0] for line in (out / "history.csv").read_text().splitlines()[1:]]
     assert history == [str(epoch) for epoch in range(epochs)] and not (out / "backup").exists()
+    assert json.loads((out / "metrics.json").read_text())["resumed_at"][-1] == done_before
     return done_before, resumed.stdout + resumed.stderr
+
+
+def _backed_up_epochs(folder: Path) -> int:
+    """The epochs done in the backup in ``folder`` (0 while there is none)."""
+    try:
+        with h5py.File(folder / "latest.weights.h5", "r") as file:
+            return int(file.attrs["fashionzoo_epochs_done"])
+    except (OSError, KeyError):
+        return 0
 
 
 def test_resume_after_sigkill_continues_from_last_epoch(tmp_path: Path) -> None:

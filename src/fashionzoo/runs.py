@@ -47,6 +47,8 @@ class RunRecord:
     ``test`` and ``val`` are :func:`fashionzoo.evaluation.metrics_from_probs` results (``val`` keeps accuracy,
     loss and n, and for test-time-flipping models the figure without the flip); ``data_files`` maps each data file
     read to its SHA-256; ``weights_sha256`` is that of the weights file measured (records before it have none);
+    ``resumed_at`` the epochs an interrupted run continued from (``--resume``: the same recipe and data, but the
+    data order and random draws start again, so it is not bit for bit the uninterrupted run);
     ``onnx_latency`` is added by the release. ``recipe`` is kept as written (:attr:`full_recipe` fills in fields a
     record predates), so that a record and the model card made from it read back byte for byte."""
 
@@ -73,6 +75,7 @@ class RunRecord:
     limit: int | None = None
     onnx_latency: dict[str, Any] | None = None
     weights_sha256: str | None = None
+    resumed_at: list[int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as written
 
     @property
@@ -101,7 +104,7 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         raw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        for optional in ("onnx_latency", "weights_sha256"):
+        for optional in ("onnx_latency", "weights_sha256", "resumed_at"):
             if raw[optional] is None:
                 del raw[optional]
         return {**raw, **self.extra}

@@ -271,20 +271,33 @@ class _StopOnNonFinite(keras.callbacks.Callback):
 
 
 class _AtomicBackup(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore with each backup written beside the last one and renamed over it.
+    """Keras' BackupAndRestore with each backup written whole, in one file, and renamed over the last one.
 
-    Keras writes ``latest.weights.h5`` in place: a full disk left it truncated under its final name and the run
-    could not resume. Here the weights and the epoch record are written to temporary files first (the record's
-    bytes before the weights), then renamed, weights first: the previous backup stays whole until the new one
-    is. A backup that cannot be read is a one-line error."""
+    Keras writes ``latest.weights.h5`` in place (a full disk left it truncated and the run could not resume) and
+    the completed epoch in a second file: a run killed between the two resumed one epoch too early or too late,
+    training an epoch twice or skipping one. Here the epoch is an attribute of the weights file, written to a
+    temporary file and renamed: the previous backup stays whole until the new one is. A backup that cannot be read
+    is a one-line error. ``on_resume`` is told the epoch a resumed run continues from."""
+
+    EPOCHS_DONE = "fashionzoo_epochs_done"
+
+    def __init__(self, backup_dir: str, on_resume: Callable[[int], None]) -> None:
+        super().__init__(backup_dir, delete_checkpoint=False)  # kept until the run is complete: a crash in a later
+        self.on_resume = on_resume  # phase still resumes
 
     def _save_model(self) -> None:  # Keras' hook for writing one backup
-        state = json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
-        with atomic_open(self._training_metadata_path) as record, \
-                atomic_path(self._weights_path, suffix=".weights.h5") as weights:  # fmt: skip
-            record.write(state)
-            record.flush()
+        with atomic_path(self._weights_path, suffix=".weights.h5") as weights:
             self.model.save_weights(weights)
+            with h5py.File(weights, "a") as file:
+                file.attrs[self.EPOCHS_DONE] = self._current_epoch
+
+    def _load_model(self) -> None:  # Keras' hook for reading the backup, if any, when training begins
+        super()._load_model()  # the weights, and the epoch of a backup written before the attribute existed
+        if os.path.exists(self._weights_path):
+            with h5py.File(self._weights_path, "r") as file:
+                if self.EPOCHS_DONE in file.attrs:
+                    self.model._initial_epoch = int(file.attrs[self.EPOCHS_DONE])
+            self.on_resume(self.model._initial_epoch)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         try:
@@ -295,18 +308,25 @@ class _AtomicBackup(keras.callbacks.BackupAndRestore):
 
 
 class _RunState(keras.callbacks.Callback):
-    """Keeps ``state.json`` (completed epochs, accumulated wall time) in step with the backup."""
+    """Keeps ``state.json`` (completed epochs, accumulated wall time, the epochs resumed from) in step with the
+    backup."""
 
-    def __init__(self, path: Path, elapsed: float, run: dict[str, Any]) -> None:
+    def __init__(self, path: Path, previous: dict[str, Any], run: dict[str, Any]) -> None:
         super().__init__()
-        self.path, self.elapsed, self.run, self.started = path, elapsed, run, time.monotonic()
+        self.path, self.run, self.started = path, run, time.monotonic()
+        self.elapsed: float = previous.get("wall_time_s", 0.0)
+        self.resumed_at: list[int] = list(previous.get("resumed_at", []))
 
     def total(self) -> float:
         return self.elapsed + time.monotonic() - self.started
 
+    def resumed(self, epoch: int) -> None:
+        self.resumed_at.append(epoch)
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         with atomic_open(self.path) as handle:
-            json.dump({"epochs_done": epoch + 1, "wall_time_s": self.total(), **self.run}, handle)
+            json.dump({"epochs_done": epoch + 1, "wall_time_s": self.total(), "resumed_at": self.resumed_at,
+                       **self.run}, handle)  # fmt: skip
 
 
 def strip_optimizer_state(path: Path) -> None:
@@ -433,12 +453,11 @@ def train(
         raise FashionZooError(f"{out}: --resume must continue the interrupted run with its model, options and data "
                               f"files ({', '.join(changed)} differ from {state_path.name}); drop the changed options "
                               "or pass the same --data-dir")  # fmt: skip
-    run_state = _RunState(state_path, previous.get("wall_time_s", 0.0), run)
+    run_state = _RunState(state_path, previous, run)
     verbose = verbose if verbose == 0 or sys.stderr.isatty() else 2
 
     def callbacks(backup_dir: Path, append: bool) -> list[keras.callbacks.Callback]:
-        # the backup is kept until the run is complete, so a crash in a later phase still resumes
-        backup_callback = _AtomicBackup(str(backup_dir), delete_checkpoint=False)
+        backup_callback = _AtomicBackup(str(backup_dir), run_state.resumed)
         csv_logger = keras.callbacks.CSVLogger(str(history_path), append=append)
         return [_StopOnNonFinite(backup_dir), csv_logger, run_state, backup_callback]  # the backup last: a resume
         # reruns an epoch whose row was logged (the history keeps one row per epoch), never skips one
@@ -458,7 +477,7 @@ def train(
     record = _record(entry, model, recipe, overrides, search=search, build_kwargs=build_kwargs,
                      data_files=data_files, train=train_split, val=val_split, test=test, wall_time=wall_time,
                      limit=limit, device=device_used, weights_file=weights_path.name
-                     ).replace(weights_sha256=sha256_file(weights_path))  # fmt: skip
+                     ).replace(weights_sha256=sha256_file(weights_path), resumed_at=run_state.resumed_at or None)
     runs.write_record(out, record)
     write_run_figures(out, entry, record)
     shutil.rmtree(backup, ignore_errors=True)
