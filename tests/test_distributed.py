@@ -186,3 +186,79 @@ def test_seed_sweep_reports_the_spread(ray_cluster: LocalCluster, tmp_path: Path
         assert summary[key]["min"] == min(values) and summary[key]["max"] == max(values)
         assert summary[key]["mean"] == pytest.approx(np.mean(values))
         assert summary[key]["std"] == pytest.approx(np.std(values, ddof=1))
+
+
+def test_ray_takes_a_relative_list_and_the_options_of_the_local_predict(ray_cluster: LocalCluster, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list named relative to the driver's folder (Ray's readers run elsewhere), --uncertain-below and --recursive
+    as the single-machine predict takes them; --save-inputs and a missing list refused in one line."""
+    _images(tmp_path / "photos", 6, seed=3)
+    (tmp_path / "photos" / "sub").mkdir()
+    Image.fromarray(np.full((28, 28), 90, np.uint8)).save(tmp_path / "photos" / "sub" / "deeper.png")
+    (tmp_path / "list.txt").write_text("photos/img-00000.png\nphotos/img-00001.png\n")
+    monkeypatch.chdir(tmp_path)
+    options = ["--top-k", "3", "--uncertain-below", "0.99"]
+    local = _local("photos", tmp_path / "local.parquet", "--recursive", *options).to_pylist()
+    assert sum(row["uncertain"] is True for row in local) >= 3 and local[-1]["path"] == "photos/sub/deeper.png"
+    process = _fashionzoo(ray_cluster, "predict", "list.txt", "--out", "listed.jsonl", *options,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)  # fmt: skip
+    assert process.wait(timeout=400) == 0, process.stderr.read()[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "listed.jsonl").read_text().splitlines()]
+    by_path = {row["path"]: row for row in local}
+    assert rows == [by_path["photos/img-00000.png"], by_path["photos/img-00001.png"]]  # uncertain flags included
+    _run(ray_cluster, "predict", "photos", "--out", str(tmp_path / "all.parquet"), "--recursive", *options)
+    assert pq.read_table(tmp_path / "all.parquet").to_pylist() == local
+    for args, message in ((["missing.txt", "--out", "x.jsonl"], "missing.txt: no such list of paths"),
+                          (["photos", "--out", "x.jsonl", "--save-inputs", "seen"], "--save-inputs is for")):
+        process = _fashionzoo(ray_cluster, "predict", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              cwd=tmp_path)  # fmt: skip
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 1 and message in err.strip().splitlines()[-1], err[-2000:]
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_a_failing_trial_fails_the_job_once_not_after_retries(ray_cluster: LocalCluster, tmp_path: Path) -> None:
+    process = _fashionzoo(ray_cluster, "train", "mlp-small", "--seeds", "0", "--epochs", "1", "--data-dir",
+                          str(tmp_path / "none"), "--out", str(tmp_path / "sweep"), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)  # fmt: skip
+    _, err = process.communicate(timeout=400)
+    last = err.strip().splitlines()[-1]
+    assert process.returncode == 1 and last.startswith("fashionzoo: error: trial 1 of ") and "none" in last, err
+    assert "Trial task failed" not in err  # reported by the trial, not raised and retried by Tune
+
+
+def test_an_object_store_output_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    from fashionzoo import predictions
+    from fashionzoo.runtime import Failure
+
+    def rows(fail_after: int | None) -> Iterator:
+        for i in range(3):
+            if i == fail_after:
+                raise RuntimeError("the job failed")
+            yield predictions.table([Failure(f"img-{i}.png", "x")] * ROWS)
+
+    ROWS = predictions.ROW_GROUP_ROWS  # a row group is written before the failure: a valid Parquet file by then
+    for name in ("out.parquet", "out.jsonl"):
+        target = (tmp_path / name).as_uri()
+        with pytest.raises(RuntimeError, match="the job failed"):
+            predictions.write(rows(fail_after=2), target, progress=False)
+        assert list(tmp_path.iterdir()) == []  # no file cut short under the name, no temporary object
+        assert predictions.write(rows(fail_after=None), target, progress=False)["images"] == 3 * ROWS
+        assert [p.name for p in tmp_path.iterdir()] == [name]
+        (tmp_path / name).unlink()
+    with pytest.raises(fashionzoo.FashionZooError, match="foo://b/x.parquet: not a place pyarrow can write to"):
+        predictions.check_target("foo://b/x.parquet")
+    assert predictions.row(Failure("caf\udce9.png", "caf\udce9.png: no such file"))["path"] == "caf\\xe9.png"
+
+
+def test_an_address_that_accepts_no_connection_fails_at_once() -> None:
+    from fashionzoo.distributed import _check_reachable, _remote_reason
+
+    started = time.monotonic()
+    with pytest.raises(fashionzoo.FashionZooError, match="cannot connect to the Ray cluster at 127.0.0.1:1 "):
+        _check_reachable("127.0.0.1:1")  # Ray itself retried for about 14 minutes
+    assert time.monotonic() - started < 10
+    ray_text = ("ray::MapBatches(Predictor)() (pid=1)\n  File \"x.py\", line 1\nKeyError: 'Field \"path\" does not "
+                "exist'\n\nray.exceptions.RayTaskError: retried\nTo change retry attempts, backoff, or which errors "
+                "are retried, configure ... if")  # fmt: skip
+    assert _remote_reason(RuntimeError(ray_text)) == "KeyError: 'Field \"path\" does not exist'"

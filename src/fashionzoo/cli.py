@@ -503,11 +503,15 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
     if engine == "ray":
         if len(inputs) != 1 or not out or backend != "onnx":
             raise FashionZooError("--engine ray classifies one SOURCE into --out with the onnx backend")
+        if save_inputs:
+            raise FashionZooError("--save-inputs is for the single-machine predict (the actors' files stay on their "
+                                  "nodes); drop it or --engine ray")  # fmt: skip
         from fashionzoo.distributed import predict as predict_on_ray
 
         _summary(predict_on_ray(inputs[0], out, address=address, name=name, onnx_path=onnx_path, device=device,
                                 top_k=top_k, batch_size=batch_size, workers=workers, progress=show_progress,
-                                calibrated=calibrated), as_json)  # fmt: skip
+                                calibrated=calibrated, uncertain_below=uncertain_below, recursive=recursive),
+                 as_json)  # fmt: skip
         return
     if address:
         raise FashionZooError("--address is for --engine ray")

@@ -20,16 +20,19 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from fashionzoo._files import FashionZooError, reason
+from fashionzoo._files import REASON_LIMIT, FashionZooError, reason
 from fashionzoo.registry import get_entry
 
 if TYPE_CHECKING:
@@ -71,7 +74,8 @@ def connected(address: str | None) -> Iterator[Any]:
     with contextlib.redirect_stdout(sys.stderr):
         connecting = not ray.is_initialized()
         if connecting:
-            env = {key: value for key, value in os.environ.items() if key.startswith("FASHIONZOO_")}
+            _check_reachable(address or os.environ.get("RAY_ADDRESS"))
+            env = {key: _absolute(key, value) for key, value in os.environ.items() if key.startswith("FASHIONZOO_")}
             try:
                 ray.init(address=address, logging_level=logging.WARNING, runtime_env={"env_vars": env},
                          log_to_driver=False, include_dashboard=False if address is None else None)  # fmt: skip
@@ -84,6 +88,42 @@ def connected(address: str | None) -> Iterator[Any]:
         finally:
             if connecting:
                 ray.shutdown()  # here, so that late notices go to stderr too
+
+
+REACH_SECONDS = 5.0
+"""How long a cluster's ``host:port`` has to accept a connection: Ray itself retries for about 14 minutes."""
+
+
+def _check_reachable(address: str | None) -> None:
+    """A one-line error at once when a ``host:port`` address accepts no connection (``auto``, ``ray://`` and a new
+    local instance are left to Ray, which fails fast on them)."""
+    if not address or address == "auto" or _is_uri(address) or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_SECONDS):
+            pass
+    except (OSError, ValueError) as error:
+        raise FashionZooError(f"cannot connect to the Ray cluster at {address} ({reason(error, first_line=True)}); "
+                              "check --address (ray start --head prints it)") from None  # fmt: skip
+
+
+def _absolute(key: str, value: str) -> str:
+    """A ``FASHIONZOO_*`` folder variable made absolute for the job's workers, whose working folder is not the
+    driver's (other variables as they are)."""
+    folder = key.endswith("_DIR") or key == "FASHIONZOO_HOME"
+    return os.path.abspath(value) if folder and value and not _is_uri(value) else value
+
+
+def _remote_reason(error: BaseException) -> str:
+    """The exception line of a remote traceback (Ray ends its error texts with its own retry advice), else
+    :func:`reason`'s last line."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    raised = [line for line in lines if _EXCEPTION_LINE.match(line) and not line.startswith("ray.")]
+    return raised[-1][:REASON_LIMIT] if raised else reason(error, last_line=True)
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)(\(.*\))?: ")
 
 
 def _is_uri(path: str) -> bool:
@@ -109,28 +149,48 @@ def _uri_folder(uri: str) -> list[dict[str, str | None]]:
     return [{"path": prefix + name, "error": None} for name in names]
 
 
-def input_paths(source: str, rows_per_block: int) -> ray.data.Dataset:
+def input_paths(source: str, rows_per_block: int, recursive: bool = False) -> ray.data.Dataset:
     """A dataset of ``path`` (and ``error``, set where an input cannot be expanded) rows, in blocks of
     ``rows_per_block`` (a block is what one actor call gets, and what Ray re-runs after a failure): a ``.txt`` list
     (one path a line) or ``.parquet`` list (a ``path`` column) read by Ray; a folder or glob expanded here as the
-    single-machine ``predict`` does; a ``scheme://`` folder listed through pyarrow."""
+    single-machine ``predict`` does (subfolders too with ``recursive``); a ``scheme://`` folder listed through
+    pyarrow. A local list is checked here and named by its absolute path (Ray's readers run elsewhere)."""
     import pyarrow as pa
     import ray.data
 
     from fashionzoo.runtime import Failure, expand_inputs
 
     lowered = source.lower()
+    if lowered.endswith((".parquet", ".txt")) and not _is_uri(source):
+        source = os.path.abspath(source)
+        if not os.path.isfile(source):
+            raise FashionZooError(f"{source}: no such list of paths (a .txt with one path a line, or a .parquet "
+                                  "with a 'path' column)")  # fmt: skip
     if lowered.endswith(".parquet"):
+        _check_path_column(source)
         paths = ray.data.read_parquet(source, columns=["path"]).map_batches(_path_rows, batch_format="pyarrow")
     elif lowered.endswith(".txt"):
         paths = ray.data.read_text(source).map_batches(_path_rows, batch_format="pyarrow")
     else:
         rows = _uri_folder(source) if _is_uri(source) else [
             {"path": i.file, "error": i.error} if isinstance(i, Failure) else {"path": i, "error": None}
-            for i in expand_inputs([source])]  # fmt: skip
+            for i in expand_inputs([source], recursive)]  # fmt: skip
         paths = ray.data.from_arrow(pa.Table.from_pylist(rows, schema=pa.schema([("path", pa.string()),
                                                                                  ("error", pa.string())])))
     return paths.repartition(target_num_rows_per_block=rows_per_block)
+
+
+def _check_path_column(source: str) -> None:
+    """A one-line error when a Parquet list cannot be read here or has no ``path`` column."""
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(source).names
+    except (OSError, ValueError) as error:
+        raise FashionZooError(f"{source}: not a readable Parquet list of paths ({reason(error, first_line=True)})"
+                              ) from None  # fmt: skip
+    if "path" not in names:
+        raise FashionZooError(f"{source}: no 'path' column (it has: {', '.join(names) or 'none'})")
 
 
 def _path_rows(batch: pa.Table) -> pa.Table:
@@ -147,7 +207,7 @@ class Predictor:
     """A Ray Data actor: one ONNX Runtime session, reused for every batch it is given."""
 
     def __init__(self, onnx: list[Any], name: str, calibration: PhotoCalibration | None, device: str, top_k: int,
-                 batch_size: int, cwd: str) -> None:  # fmt: skip
+                 batch_size: int, cwd: str, uncertain_below: float | None = None) -> None:  # fmt: skip
         """``onnx``: ``[ref]``, the object-store reference of the model file's bytes (in a list, so that Ray passes
         the reference itself, small enough to stay with the actor's arguments for a restart); ``calibration``: the
         driver's classifier's photo calibration."""
@@ -161,7 +221,7 @@ class Predictor:
             # one thread (for the model and for loading): the actor holds one CPU of the node, its neighbours the others
             self.classifier = Classifier(path, name=name, device=device, intra_op_threads=1,
                                          photo_calibration=calibration)  # fmt: skip
-        self.top_k, self.batch_size = top_k, batch_size
+        self.top_k, self.batch_size, self.uncertain_below = top_k, batch_size, uncertain_below
         if os.path.isdir(cwd):  # relative paths mean what they meant on the driver (a shared file system)
             os.chdir(cwd)
 
@@ -170,39 +230,55 @@ class Predictor:
         from fashionzoo.runtime import Failure
 
         paths, errors = batch.column("path").to_pylist(), batch.column("error").to_pylist()
-        with _local_copies(paths) as copies:
+        with _local_copies(paths) as (copies, not_fetched):
+            errors = [e or not_fetched.get(p) for p, e in zip(paths, errors, strict=True)]
             items = [Failure(p, e) if e else copies.get(p, p) for p, e in zip(paths, errors, strict=True)]
-            results = list(self.classifier.classify(items, top_k=self.top_k, batch_size=self.batch_size, workers=1))
+            results = list(self.classifier.classify(items, top_k=self.top_k, batch_size=self.batch_size, workers=1,
+                                                    uncertain_below=self.uncertain_below))  # fmt: skip
         if copies:
             results = [_named_as(result, copies) for result in results]
         return predictions.table(results)
 
 
 @contextlib.contextmanager
-def _local_copies(paths: list[str]) -> Iterator[dict[str, str]]:
+def _local_copies(paths: list[str]) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
     """Local copies of the ``scheme://`` paths among ``paths`` (uri -> copy), fetched :data:`FETCH_THREADS` at a
-    time and deleted on exit. An object that cannot be fetched gets no file, so the classifier reports it missing
-    (under its uri: :func:`_named_as`)."""
+    time and deleted on exit, and the one-line reasons of those that could not be fetched (uri -> error)."""
     uris = [p for p in paths if _is_uri(p)]
     if not uris:
-        yield {}
+        yield {}, {}
         return
     with tempfile.TemporaryDirectory(prefix="fashionzoo-fetch-") as folder:
         copies = {uri: os.path.join(folder, f"{i}-{uri.rsplit('/', 1)[-1]}") for i, uri in enumerate(uris)}
         with ThreadPoolExecutor(FETCH_THREADS) as pool:
-            list(pool.map(_fetch, copies.items()))
-        yield copies
+            errors = dict(zip(uris, pool.map(_fetch, copies.items()), strict=True))
+        failed = {uri: error for uri, error in errors.items() if error}
+        yield {uri: copy for uri, copy in copies.items() if uri not in failed}, failed
 
 
-def _fetch(uri_and_copy: tuple[str, str]) -> None:
+FETCH_ATTEMPTS = 3
+"""Tries per object-store file: a throttled or timed-out request (S3's 503 SlowDown) is tried again after 1 and 2
+seconds; a missing file is not."""
+
+
+def _fetch(uri_and_copy: tuple[str, str]) -> str | None:
+    """Copy one object-store file; None, or the one-line reason it could not be fetched."""
     uri, copy = uri_and_copy
     parts = urlsplit(uri)
-    try:
-        filesystem, root = _filesystem(f"{parts.scheme}://{parts.netloc}/")
-        with filesystem.open_input_stream(root.rstrip("/") + parts.path) as source, open(copy, "wb") as target:
-            shutil.copyfileobj(source, target)
-    except (OSError, ValueError):
-        Path(copy).unlink(missing_ok=True)
+    for attempt in range(FETCH_ATTEMPTS):
+        try:
+            filesystem, root = _filesystem(f"{parts.scheme}://{parts.netloc}/")
+            with filesystem.open_input_stream(root.rstrip("/") + parts.path) as source, open(copy, "wb") as target:
+                shutil.copyfileobj(source, target)
+            return None
+        except FileNotFoundError:
+            return f"{uri}: no such file (check the path)"
+        except (OSError, ValueError) as error:
+            Path(copy).unlink(missing_ok=True)
+            if isinstance(error, ValueError) or attempt == FETCH_ATTEMPTS - 1:
+                return f"{uri}: could not fetch it ({reason(error, first_line=True)})"
+            time.sleep(1 + attempt)
+    return None  # not reached: the last attempt returns
 
 
 @functools.lru_cache(maxsize=16)
@@ -243,10 +319,11 @@ def _pool(ray: Any, device: str, workers: int | None) -> tuple[Any, int, dict[st
 def predict(
     source: str, out: str, *, address: str | None = None, name: str | None = None, onnx_path: str | None = None,
     device: str = "auto", top_k: int = 1, batch_size: int = 256, workers: int | None = None, progress: bool = True,
-    calibrated: bool = True,
+    calibrated: bool = True, uncertain_below: float | None = None, recursive: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Classify every image of ``source`` on the cluster into ``out`` (``.parquet`` or ``.jsonl``, one row per
-    input, in input order); returns the summary (images, failures, seconds, images/s, workers, nodes)."""
+    input, in input order, the rows of the single-machine ``predict --out`` with the same options); returns the
+    summary (images, failures, seconds, images/s, workers, nodes)."""
     from fashionzoo import predictions
     from fashionzoo.registry import DEFAULT_MODEL
     from fashionzoo.runtime import Classifier
@@ -259,16 +336,17 @@ def predict(
         context.enable_progress_bars = False  # the driver's own progress lines instead
         pool, size, resources = _pool(ray, device, workers)
         model = ray.put(clf.path.read_bytes())  # held here for the whole job: restarted actors fetch it again
-        ds = input_paths(source, batch_size).map_batches(
+        ds = input_paths(source, batch_size, recursive).map_batches(
             Predictor, fn_constructor_kwargs={"onnx": [model], "name": clf.name,
                                               "calibration": clf.photo_calibration, "device": device,
-                                              "top_k": top_k, "batch_size": batch_size, "cwd": os.getcwd()},
+                                              "top_k": top_k, "batch_size": batch_size, "cwd": os.getcwd(),
+                                              "uncertain_below": uncertain_below},
             batch_size=batch_size, batch_format="pyarrow", compute=pool, **resources,
         )  # fmt: skip
         try:
             summary = predictions.write(ds.iter_batches(batch_size=None, batch_format="pyarrow"), out, progress)
         except ray.exceptions.RayError as error:
-            raise FashionZooError(f"the Ray job failed: {reason(error, last_line=True)}") from None
+            raise FashionZooError(f"the Ray job failed: {_remote_reason(error)}") from None
         return {**summary, "workers": size, "nodes": sum(1 for node in ray.nodes() if node["Alive"])}
 
 
@@ -292,17 +370,24 @@ def run_trials(
         )  # fmt: skip
         results: dict[int, Any] = {}
         for result in tuner.fit():
-            if result.error:
-                raise FashionZooError(f"trial {result.config['index'] + 1} of {name} failed: "
-                                      f"{reason(result.error, last_line=True)}")  # fmt: skip
+            failure = result.metrics.get("error") if result.metrics else None
+            if result.error or failure:
+                why = failure or _remote_reason(result.error)
+                raise FashionZooError(f"trial {result.config['index'] + 1} of {name} failed: {why}")
             results[result.config["index"]] = json.loads(result.metrics["result"])
     return [results[i] for i in range(len(jobs))]
 
 
 def _trial(config: dict[str, Any], function: Callable[[Any], Any], jobs: list[Any]) -> None:
+    """One job, its result reported. An error it raises is reported too, not raised: Tune would retry it
+    (:data:`TRIAL_RETRIES` is for workers that die, and a bad data folder or a diverging loss fails every time)."""
     from ray import tune
 
-    tune.report({"result": json.dumps(function(jobs[config["index"]]))})
+    try:
+        tune.report({"result": json.dumps(function(jobs[config["index"]]))})
+    except Exception as error:  # any error of the job itself: one line for the driver
+        tune.report({"error": str(error) if isinstance(error, FashionZooError) else
+                     f"{type(error).__name__}: {reason(error, first_line=True)}"})  # fmt: skip
 
 
 def _search_trial(trial: Trial, *, name: str, recipe: Recipe, data: Split, device: str) -> float:

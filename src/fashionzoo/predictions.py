@@ -12,11 +12,12 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from fashionzoo._files import FashionZooError, atomic_path
+from fashionzoo._files import FashionZooError, atomic_path, reason
 from fashionzoo.runtime import Failure, Prediction
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,15 @@ PROGRESS_SECONDS = 5.0
 def row(result: Prediction | Failure) -> dict[str, Any]:
     """The output row of one result; a failure has only ``path`` and ``error``."""
     if isinstance(result, Failure):
-        return {"path": result.file, "label": None, "class_id": None, "probability": None, "uncertain": None,
-                "top_k": None, "error": result.error}  # fmt: skip
-    return {"path": result.file, **result.result_fields(), "error": None}
+        return {"path": _text(result.file), "label": None, "class_id": None, "probability": None, "uncertain": None,
+                "top_k": None, "error": _text(result.error)}  # fmt: skip
+    return {"path": _text(result.file), **result.result_fields(), "error": None}
+
+
+def _text(name: str) -> str:
+    """``name`` as UTF-8 text: a file name's bytes that are not UTF-8 (held as surrogates) as ``\\xNN`` escapes,
+    which Arrow and JSON can store."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def pyarrow() -> Any:
@@ -63,25 +70,48 @@ def table(results: Iterable[Prediction | Failure]) -> pa.Table:
 
 
 def check_target(target: str) -> str:
-    """``target`` if its ending names a known format, else a one-line error."""
+    """``target`` if its ending names a known format and its file system is one pyarrow knows (an object store's
+    permissions show only when writing), else a one-line error."""
     if not target.lower().endswith(FORMATS):
         raise FashionZooError(f"{target}: name the output file .parquet or .jsonl")
+    if "://" in target:
+        _object_store(target)
     return target
 
 
 @contextlib.contextmanager
 def _sink(target: str) -> Iterator[IO[bytes]]:
-    """A binary stream to ``target``: a local file replaced atomically when the block succeeds, or an object in
-    a pyarrow file system (``s3://``, ``gs://``...), which appears when the stream is closed."""
+    """A binary stream to ``target`` that appears under its name only when the block succeeds: a local file, or an
+    object in a pyarrow file system (``s3://``, ``gs://``, ``file://``...). Either is written under a temporary
+    name beside the target and moved onto it at the end; a block that raises deletes it (closing an object's stream
+    would otherwise publish whatever was written, a Parquet file cut short but valid)."""
     if "://" not in target:
         with atomic_path(Path(target), suffix=Path(target).suffix) as tmp, open(tmp, "wb") as handle:
             yield handle
         return
+    filesystem, path = _object_store(target)
+    temporary = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with filesystem.open_output_stream(temporary) as stream:
+            yield stream
+        filesystem.move(temporary, path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            filesystem.delete_file(temporary)
+        if isinstance(error, OSError):
+            raise FashionZooError(f"{target}: cannot write it ({reason(error, first_line=True)})") from None
+        raise
+
+
+def _object_store(target: str) -> tuple[Any, str]:
+    """The pyarrow file system of a ``scheme://`` target and the target's path in it, or a one-line error."""
     from pyarrow import fs
 
-    filesystem, path = fs.FileSystem.from_uri(target)
-    with filesystem.open_output_stream(path) as stream:
-        yield stream
+    try:
+        return fs.FileSystem.from_uri(target)
+    except (OSError, ValueError) as error:
+        raise FashionZooError(f"{target}: not a place pyarrow can write to ({reason(error, first_line=True)}); use "
+                              "a local path or s3://, gs://, hdfs://, file://") from None  # fmt: skip
 
 
 class PredictionWriter:
