@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,13 @@ def build(model: str | ModelEntry, **overrides: Any) -> keras.Model:
     if entry.weights:
         kwargs.update(entry.weights.build_kwargs)
     kwargs.update(overrides)
-    return _BUILDERS[entry.builder](entry, **kwargs)
+    builder = _BUILDERS[entry.builder]
+    try:
+        inspect.signature(builder).bind(entry, **kwargs)
+    except TypeError as error:
+        raise FashionZooError(f"{entry.full_name}: {error} (builder {entry.builder!r}; its arguments: "
+                              f"{', '.join(list(inspect.signature(builder).parameters)[1:])})") from None  # fmt: skip
+    return builder(entry, **kwargs)
 
 
 def inference_model(entry: ModelEntry, model: keras.Model) -> keras.Model:
