@@ -6,9 +6,11 @@ only when its folder exists (``$FASHIONZOO_DATA_DIR`` or ``shared/data/fashion-m
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
+import os
 import shutil
 import socket
 import threading
@@ -415,6 +417,15 @@ class MirrorHandler(BaseHTTPRequestHandler):
             self.wfile.write(f"{len(body):x}\r\n".encode() + half)
             self.wfile.flush()
             self.close_connection = True
+        elif mode == "endless":  # a wrong file without a length: zeros, chunked, until the client hangs up
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(1024):  # at most 64 MiB
+                    self.wfile.write(b"10000\r\n" + bytes(1 << 16) + b"\r\n")
+                self.wfile.write(b"0\r\n\r\n")
+            self.close_connection = True
         else:
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -457,10 +468,37 @@ def use_spec(monkeypatch, mirror, name: str = "fashion-mnist", wrong_md5: tuple[
         served = mirror.files[official.name]
         files[role] = data.DataFile(official.name, "0" * 32 if official.name in wrong_md5 else md5(served),
                                     hashlib.sha256(served).hexdigest(),
-                                    hashlib.sha256(gzip.decompress(served)).hexdigest())  # fmt: skip
+                                    hashlib.sha256(gzip.decompress(served)).hexdigest(), len(served))  # fmt: skip
     spec = dataclasses.replace(data.DATASETS[name], files=files, mirrors=mirrors, system_dir=None)
     monkeypatch.setitem(data.DATASETS, name, spec)
     return spec
+
+
+def test_a_mirror_serving_a_longer_file_is_cut_off_at_the_official_size(mirror, isolated, monkeypatch):
+    """A wrong mirror (a captive portal, a bigger file) could fill the disk before the checksum: the download stops
+    once more bytes than the official file's have arrived, or at once when it announces another length."""
+    use_spec(monkeypatch, mirror)
+    for mode, message in (("endless", "sent more than the official"), ("ok", "offers")):
+        mirror.modes = {name: mode for name in TEST_NAMES}
+        if mode == "ok":
+            mirror.files = {**mirror.files, TEST_NAMES[0]: mirror.files[TEST_NAMES[0]] + b"more"}
+        with pytest.raises(FashionZooError, match=message):
+            data.load_split("test")
+        assert leftovers(cache_dir(isolated)) == []  # nothing half-written, no temporary file
+
+
+def test_a_cached_file_rewritten_in_place_with_its_old_mtime_is_checked_again(mirror, isolated, monkeypatch):
+    """``rsync -t --inplace`` or a backup restore keep the inode, size and mtime of a rewritten file: the change
+    time, which nothing can set back, tells."""
+    use_spec(monkeypatch, mirror)
+    data.load_split("test")
+    labels = cache_dir(isolated) / "t10k-labels-idx1-ubyte.gz"
+    before = labels.stat()
+    labels.write_bytes(bytes(before.st_size))  # same inode, same size
+    os.utime(labels, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (labels.stat().st_ino, labels.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    with pytest.raises(FashionZooError, match="the cached file is not the official t10k-labels"):
+        data.load_split("test")
 
 
 def test_download_into_cache_then_reuse(mirror, isolated, monkeypatch, caplog):

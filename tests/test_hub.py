@@ -19,9 +19,9 @@ import huggingface_hub
 import huggingface_hub.file_download
 import huggingface_hub.utils._http
 import pytest
-from conftest import fake_run_record
 from hub_server import HubServer, flip_first_byte
 
+import fashionzoo
 from fashionzoo import hub
 from fashionzoo._files import FashionZooError
 from fashionzoo.registry import FileRecord, ModelEntry, WeightsRecord, get_entry
@@ -158,6 +158,23 @@ def test_record_pinned_to_a_revision_the_entry_does_not_match(server: HubServer)
 
 
 # -- verification -----------------------------------------------------------------------------------------------------
+
+
+def test_a_link_planted_in_the_cache_never_deletes_its_target(server: HubServer, tmp_path: Path) -> None:
+    """A shared cache's snapshot link pointed at a file elsewhere: the check fails and removes the link only."""
+    path = hub.resolve(make_entry())
+    victim = tmp_path / "someone-elses-file.txt"
+    victim.write_text("private")
+    path.unlink()
+    path.symlink_to(victim)
+    with pytest.raises(FashionZooError, match="SHA-256 does not match"):
+        hub.resolve(make_entry())
+    assert victim.read_text() == "private" and not os.path.lexists(path)
+
+
+def test_a_record_pins_a_commit_never_a_branch() -> None:
+    with pytest.raises(ValueError, match="'main' is not a commit hash"):
+        make_entry(revision="main")
 
 
 @pytest.mark.parametrize("tamper", [flip_first_byte, lambda content: content + b"extra"], ids=["same-size", "longer"])
@@ -473,10 +490,19 @@ def test_file_not_marked_shipped_is_not_taken_from_the_package(server: HubServer
 
 # -- uploads ----------------------------------------------------------------------------------------------------------
 
-RUN_FILES = {"mlp-64-32.weights.h5": b"weights", "mlp-64-32.onnx": b"onnx",
-             "metrics.json": json.dumps(fake_run_record("mlp-64-32", "mlp-64-32.weights.h5").to_json()).encode(),
-             "README.md": b"# card", "curves.png": b"png", "history.csv": b"epoch\n0\n"}  # fmt: skip
-"""A released run folder: what push uploads."""
+PACKAGE = Path(fashionzoo.__file__).resolve().parent
+RELEASED_RUN = "mlp-64-32"
+
+
+def released_run_files() -> dict[str, bytes]:
+    """The released run folder of :data:`RELEASED_RUN`, as shipped (checkpoints, card, record, history, figures):
+    what push uploads."""
+    docs = PACKAGE.parents[1] / "docs" / "models" / RELEASED_RUN
+    files = {path.name: path.read_bytes() for path in docs.iterdir()}
+    for record in get_entry(RELEASED_RUN).weights.files.values():
+        if record.filename not in files:
+            files[record.filename] = (PACKAGE / "checkpoints" / record.filename).read_bytes()
+    return files
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
@@ -489,8 +515,12 @@ def test_push_uploads_a_run_and_its_commit_serves_the_files(hub_env: Path, monke
     from fashionzoo.cli import main
 
     run = hub_env / "run"
-    run.mkdir()
-    for name, content in {**RUN_FILES, "notes.txt": b"not part of a release"}.items():
+    (run / "backup").mkdir(parents=True)
+    (run / "inputs").mkdir()
+    released = released_run_files()
+    others = {"notes.txt": b"not part of a release", "backup/latest.weights.h5": b"optimizer state",
+              "inputs/customer-photo.png": b"a saved input", "other-model.onnx": b"another model"}  # fmt: skip
+    for name, content in {**released, **others}.items():
         (run / name).write_bytes(content)
     with HubServer() as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
@@ -503,14 +533,17 @@ def test_push_uploads_a_run_and_its_commit_serves_the_files(hub_env: Path, monke
             assert summary == {"model": "mlp-64-32", "repo_id": "someone/mlp", "commit": commit, "run": str(run)}
         else:
             commit = re.search(r"at commit ([0-9a-f]{40})", result.stdout)[1]
-        assert server.files[("someone/mlp", commit)] == RUN_FILES  # notes.txt is not uploaded
+        assert server.files[("someone/mlp", commit)] == released  # nothing else (subfolders matched '*' before)
         assert [path for method, path in server.requests if method == "POST"] == [
             "/api/repos/create", "/api/validate-yaml", "/api/models/someone/mlp/preupload/main",
             "/api/models/someone/mlp/commit/main"]
         assert all(h.get("authorization") == "Bearer hf_test_token" for h in server.headers_of("POST"))
         fetched = huggingface_hub.hf_hub_download("someone/mlp", "mlp-64-32.weights.h5", revision=commit,
                                                   cache_dir=hub_env / "fetched", endpoint=server.url)  # fmt: skip
-        assert Path(fetched).read_bytes() == RUN_FILES["mlp-64-32.weights.h5"]
+        assert Path(fetched).read_bytes() == released["mlp-64-32.weights.h5"]
+        (run / "mlp-64-32.weights.h5").write_bytes(b"weights trained since the release")
+        stale = CliRunner().invoke(main, ["push", "mlp-64-32", "--repo-id", "someone/mlp", "--run", str(run)])
+        assert stale.exit_code == 1 and "mlp-64-32.weights.h5 missing or not the released file" in stale.stderr
 
 
 def test_push_failure_is_one_line(hub_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -520,7 +553,7 @@ def test_push_failure_is_one_line(hub_env: Path, monkeypatch: pytest.MonkeyPatch
 
     run = hub_env / "run"
     run.mkdir()
-    for name, content in RUN_FILES.items():
+    for name, content in released_run_files().items():
         (run / name).write_bytes(content)
     with HubServer() as server:
         server.force_status, server.force_methods = 403, frozenset({"POST"})

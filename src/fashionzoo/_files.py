@@ -38,7 +38,7 @@ def reason(error: BaseException, first_line: bool = False, last_line: bool = Fal
 
 def home_dir() -> Path:
     """The package's cache folder: ``$FASHIONZOO_HOME`` or the user's cache directory."""
-    return Path(os.environ.get("FASHIONZOO_HOME") or platformdirs.user_cache_dir("fashionzoo"))
+    return Path(os.environ.get("FASHIONZOO_HOME") or platformdirs.user_cache_dir("fashionzoo")).expanduser().absolute()
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:

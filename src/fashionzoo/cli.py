@@ -375,10 +375,7 @@ def push(name: str, repo_id: str, run_dir: str | None, revision: str | None, tok
     if record.is_random_backbone(entry):
         raise FashionZooError(f"{run}: trained with a random backbone (a pipeline check); train with ImageNet "
                               "backbone weights (--backbone-weights) before publishing")  # fmt: skip
-    if not (run / f"{record.full_name}.onnx").is_file():
-        raise FashionZooError(f"{run}: not released yet (no {record.full_name}.onnx); run 'fashionzoo release "
-                              f"{run}' first, so that the commit holds every released file")  # fmt: skip
-    commit = hub.push(run, repo_id, revision=revision, token=token)
+    commit = hub.push(run, repo_id, entry, revision=revision, token=token)
     if as_json:
         _echo_json({"model": entry.full_name, "repo_id": repo_id, "commit": commit, "run": str(run)})
         return
@@ -398,12 +395,14 @@ def push(name: str, repo_id: str, run_dir: str | None, revision: str | None, tok
 def release(run_dirs: tuple[Path, ...], published: tuple[str, ...], tree: Path | None, data_dir: str | None,
             as_json: bool) -> None:  # fmt: skip
     """Maintainers: release finished runs into the package (ONNX with parity, int8, weights.json, model table)."""
+    from fashionzoo.registry import is_commit
     from fashionzoo.release import ReleaseTree, check_release
     from fashionzoo.release import release as release_runs
 
     pins = dict(item.split("=", 1) for item in published if "=" in item)
-    if len(pins) != len(published):
-        raise FashionZooError("--published takes NAME=COMMIT, e.g. cnn=0123abcd...")
+    if len(pins) != len(published) or not all(map(is_commit, pins.values())):
+        raise FashionZooError("--published takes NAME=COMMIT, the full 40-digit commit hash 'push' printed (a branch "
+                              "or tag would move), e.g. cnn=0123abcd...")  # fmt: skip
     target = ReleaseTree(tree) if tree else ReleaseTree.source_checkout()
     check_release(list(run_dirs), target)  # a wrong --tree or run in a fraction of a second, not after TensorFlow
     _import_tensorflow_quietly()

@@ -57,12 +57,14 @@ SPLIT_SEED = 20170825  # fixed: every model sees the same validation split, what
 @dataclass(frozen=True)
 class DataFile:
     """One official file of a data set: its name, the official MD5 and SHA-256 of the published ``.gz``, and the
-    SHA-256 of its decompressed content (the same whatever gzip header a repackaging, such as Debian's, gives it)."""
+    SHA-256 of its decompressed content (the same whatever gzip header a repackaging, such as Debian's, gives it),
+    and its size."""
 
     name: str
     md5: str
     sha256: str
     content_sha256: str
+    size: int  # bytes of the published .gz: a download that grows past it is not the official file
 
 
 @dataclass(frozen=True)
@@ -94,19 +96,19 @@ DATASETS: dict[str, DatasetSpec] = {
             "train-images": DataFile(
                 "train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
                 "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", 26_421_880),
             "train-labels": DataFile(
                 "train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe",
                 "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", 29_515),
             "test-images": DataFile(
                 "t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79",
                 "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", 4_422_102),
             "test-labels": DataFile(
                 "t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310",
                 "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", 5_148),
         },
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         env_var="FASHIONZOO_DATA_DIR",
@@ -118,19 +120,19 @@ DATASETS: dict[str, DatasetSpec] = {
             "train-images": DataFile(
                 "train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873",
                 "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db", 9_912_422),
             "train-labels": DataFile(
                 "train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432",
                 "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5", 28_881),
             "test-images": DataFile(
                 "t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3",
                 "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7", 1_648_877),
             "test-labels": DataFile(
                 "t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c",
                 "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2", 4_542),
         },
         mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
         env_var="FASHIONZOO_MNIST_DIR",
@@ -227,10 +229,11 @@ def download_deadline(size: int | None, timeout: float) -> float:
 
 
 def download(url: str, target: Path, md5: str, attempts: int = 3, timeout: float = 30.0,
-             env_var: str = "FASHIONZOO_DATA_DIR") -> Path:
-    """Download ``url`` to ``target`` atomically, verifying its MD5; bounded retries on network errors, each attempt
-    bounded in time (:func:`download_deadline`). Temporary files left by killed downloads are removed first. A
-    failure names ``env_var``, the data set's own folder variable, as the way around the network."""
+             env_var: str = "FASHIONZOO_DATA_DIR", size: int | None = None) -> Path:
+    """Download ``url`` to ``target`` atomically, verifying its MD5 (and, with ``size``, stopping as soon as more
+    bytes arrive than the official file has, so a wrong mirror cannot fill the disk); bounded retries on network
+    errors, each attempt bounded in time (:func:`download_deadline`). Temporary files left by killed downloads are
+    removed first. A failure names ``env_var``, the data set's own folder variable, as the way around the network."""
     remove_stale_temporaries(target.parent)
     last_error = ""
     for attempt in range(attempts):
@@ -239,12 +242,18 @@ def download(url: str, target: Path, md5: str, attempts: int = 3, timeout: float
             with atomic_path(target) as tmp, urllib.request.urlopen(url, timeout=timeout) as response, \
                     open(tmp, "wb") as out:  # fmt: skip
                 declared = int(response.headers.get("Content-Length") or 0) or None
+                if size and declared and declared != size:
+                    raise FashionZooError(f"{url}: the mirror offers {declared:,} bytes, not the official {size:,}; "
+                                          "nothing was saved")  # fmt: skip
                 started, received = monotonic(), 0
                 allowed = download_deadline(declared, timeout)
                 for chunk in iter(lambda: response.read1(1 << 20), b""):  # read1: returns what has arrived
                     digest.update(chunk)
                     out.write(chunk)
                     received += len(chunk)
+                    if size and received > size:
+                        raise FashionZooError(f"{url}: the mirror sent more than the official {size:,} bytes; "
+                                              "nothing was saved")  # fmt: skip
                     if monotonic() - started > allowed:
                         raise TimeoutError(f"too slow: {received} of {declared or 'an unknown number of'} bytes in "
                                            f"{allowed:.0f} s, under {MIN_DOWNLOAD_RATE >> 10} KiB/s")  # fmt: skip
@@ -276,8 +285,11 @@ def _stamps_path(path: Path) -> Path:
 
 
 def _stamp(path: Path, md5: str) -> dict[str, object]:
+    """What a verified file looked like: ``ctime`` too, which no tool can set back (``touch``, ``rsync -t`` and
+    backups restore the mtime of a file rewritten in place)."""
     info = path.stat()
-    return {"md5": md5, "size": info.st_size, "mtime_ns": info.st_mtime_ns, "inode": info.st_ino}
+    return {"md5": md5, "size": info.st_size, "mtime_ns": info.st_mtime_ns, "ctime_ns": info.st_ctime_ns,
+            "inode": info.st_ino, "device": info.st_dev}
 
 
 def _read_stamps(path: Path) -> dict[str, dict[str, object]]:
@@ -289,7 +301,7 @@ def _read_stamps(path: Path) -> dict[str, dict[str, object]]:
 
 
 def remember_verified(path: Path, md5: str) -> None:
-    """Record that ``path`` matched its official ``md5``, with the size, mtime and inode it had then."""
+    """Record that ``path`` matched its official ``md5``, with the size, times, inode and device it had then."""
     stamps = _read_stamps(path) | {path.name: _stamp(path, md5)}
     with atomic_open(_stamps_path(path)) as handle:
         json.dump(stamps, handle, indent=1)
@@ -298,13 +310,16 @@ def remember_verified(path: Path, md5: str) -> None:
 def verified_cache_file(path: Path, md5: str) -> Path:
     """``path`` from the download cache, checked at every use as it was when downloaded.
 
-    Cheap: the official MD5 is computed once and remembered with the file's size, mtime and inode
+    Cheap: the official MD5 is computed once and remembered with the file's size, times, inode and device
     (:func:`remember_verified`); while they stay the same the file is used as is. Anything else (a replaced
     file, a symlink to other data) is hashed again; a file that no longer matches is deleted (a link, never
     its target) and the error says to run the command again, which downloads the official file.
     """
     if path.is_file() and _read_stamps(path).get(path.name) == _stamp(path, md5):
         return path
+    if path.is_dir() and not path.is_symlink():
+        raise FashionZooError(f"{path}: a folder where the cached data file belongs; remove it and run the command "
+                              "again")  # fmt: skip
     actual = file_digest(path, "md5") if path.is_file() else "none (not a regular file)"
     if actual == md5:
         remember_verified(path, md5)
@@ -335,7 +350,7 @@ def _locate(spec: DatasetSpec, role: str, data_dir: str | os.PathLike | None) ->
     for mirror in mirrors(spec):
         try:
             return download(mirror.rstrip("/") + "/" + official.name, folder / official.name, official.md5,
-                            env_var=spec.env_var)
+                            env_var=spec.env_var, size=official.size)
         except FashionZooError as error:
             errors.append(str(error))
     raise FashionZooError(errors[-1])

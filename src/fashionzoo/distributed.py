@@ -112,7 +112,7 @@ def _absolute(key: str, value: str) -> str:
     """A ``FASHIONZOO_*`` folder variable made absolute for the job's workers, whose working folder is not the
     driver's (other variables as they are)."""
     folder = key.endswith("_DIR") or key == "FASHIONZOO_HOME"
-    return os.path.abspath(value) if folder and value and not _is_uri(value) else value
+    return os.path.abspath(os.path.expanduser(value)) if folder and value and not _is_uri(value) else value
 
 
 def _remote_reason(error: BaseException) -> str:

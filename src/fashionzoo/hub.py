@@ -25,6 +25,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
+from fashionzoo import runs
 from fashionzoo._files import FashionZooError, home_dir, reason, sha256_file
 from fashionzoo.registry import FileRecord, ModelEntry, is_safe_filename
 
@@ -59,13 +60,19 @@ def _file_record(entry: ModelEntry, key: str) -> FileRecord:
     return record
 
 
+def matches(path: Path, record: FileRecord) -> bool:
+    """Whether ``path`` is the released file: its size, then its SHA-256."""
+    return path.stat().st_size == record.size and sha256_file(path) == record.sha256
+
+
 def verify(path: Path, record: FileRecord, remove_on_mismatch: bool = False) -> Path:
     """Check ``path`` against the record's SHA-256 (and size); on mismatch optionally delete it, then fail."""
-    if path.stat().st_size == record.size and sha256_file(path) == record.sha256:
+    if matches(path, record):
         return path
     if remove_on_mismatch:
         _remove_cached(path)
-        where = "the cached copy was deleted; run the command again to download it afresh"
+        where = ("the cached copy was deleted; run the command again to download it afresh (if this repeats, the Hub "
+                 "serves another file than the released one)")  # fmt: skip
     else:
         where = "reinstall fashionzoo" if path.is_relative_to(shipped_dir()) else "replace the file"
     raise FashionZooError(f"{path}: SHA-256 does not match the released {record.filename} (tampered or "
@@ -73,10 +80,12 @@ def verify(path: Path, record: FileRecord, remove_on_mismatch: bool = False) -> 
 
 
 def _remove_cached(path: Path) -> None:
-    """Delete a cached file: the snapshot link and the blob it points to."""
+    """Delete a cached file: the snapshot link, and the blob it points to when that is in the cache (a link planted
+    in a shared cache must not delete a file elsewhere)."""
     blob = path.resolve()
     path.unlink(missing_ok=True)
-    blob.unlink(missing_ok=True)
+    if blob.is_relative_to(cache_dir().resolve()):
+        blob.unlink(missing_ok=True)
 
 
 def fetch(entry: ModelEntry, key: str) -> Path:
@@ -146,13 +155,22 @@ def converted_stem(entry: ModelEntry, weights: str | os.PathLike | None = None) 
     return f"{entry.full_name}-{__version__}-{sha[:16]}"
 
 
-def push(run_dir: str | os.PathLike, repo_id: str, revision: str | None = None, token: str | None = None) -> str:
-    """Upload a trained run (weights, ONNX files, card, metrics, curves) to a Hub repo; returns the commit hash
-    to pin in ``weights.json``."""
+def push(run_dir: str | os.PathLike, repo_id: str, entry: ModelEntry, revision: str | None = None,
+         token: str | None = None) -> str:  # fmt: skip
+    """Upload a released run to a Hub repo: exactly the files ``entry``'s weights record lists (weights, ONNX files,
+    card, metrics), each checked against its SHA-256 first, and the run's history and figures; returns the commit
+    hash to pin in ``weights.json``. Nothing else in the folder (backups, saved inputs, other files) is sent."""
     run = Path(run_dir)
-    patterns = ["*.weights.h5", "*.onnx", "README.md", "metrics.json", "history.csv", "*.png"]
-    if not any(run.glob("*.weights.h5")):
-        raise FashionZooError(f"{run}: no .weights.h5 file; train the model into this folder first")
+    if entry.weights is None:
+        raise FashionZooError(f"{entry.full_name} is not released in this package; run 'fashionzoo release {run}' "
+                              "first, so that the commit holds the released files")  # fmt: skip
+    released = [record.filename for record in entry.weights.files.values()]
+    differ = [record.filename for record in entry.weights.files.values()
+              if not (run / record.filename).is_file() or not matches(run / record.filename, record)]  # fmt: skip
+    if differ:
+        raise FashionZooError(f"{run}: {', '.join(differ)} missing or not the released file (weights.json); release "
+                              f"this run ('fashionzoo release {run}') before pushing it")  # fmt: skip
+    figures = [name for name in (runs.HISTORY, runs.CURVES, runs.CONFUSION) if (run / name).is_file()]
     try:
         validate_repo_id(repo_id)
     except HFValidationError:
@@ -163,7 +181,8 @@ def push(run_dir: str | os.PathLike, repo_id: str, revision: str | None = None, 
     api = huggingface_hub.HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
     try:
         api.create_repo(repo_id, exist_ok=True)
-        commit = api.upload_folder(folder_path=run, repo_id=repo_id, revision=revision, allow_patterns=patterns,
+        commit = api.upload_folder(folder_path=run, repo_id=repo_id, revision=revision,
+                                   allow_patterns=released + figures,  # plain names: this folder's files only
                                    commit_message=f"fashionzoo: upload {run.name}")  # fmt: skip
     except HfHubHTTPError as error:
         raise FashionZooError(f"{repo_id}: upload failed ({reason(error, first_line=True)}); check the token "

@@ -160,6 +160,11 @@ class PhotoCalibration:
             raise ValueError(f"photo calibration {self} is not finite offsets and a threshold in [0, 1]")
 
 
+def is_commit(revision: str) -> bool:
+    """Whether ``revision`` is a full Hub commit hash, the only revision that pins a file."""
+    return re.fullmatch(r"[0-9a-f]{40}", revision) is not None
+
+
 @dataclass(frozen=True)
 class WeightsRecord:
     """A released checkpoint: where it lives on the Hub, pinned, verified, what it was trained on and measured.
@@ -176,6 +181,10 @@ class WeightsRecord:
     shipped: tuple[str, ...] = ()  # keys of ``files`` that ship inside the package
     data_files: dict[str, str] = field(default_factory=dict)
     photos: PhotoCalibration | None = None  # chosen after the release, for these very files
+
+    def __post_init__(self) -> None:
+        if self.revision is not None and not is_commit(self.revision):
+            raise ValueError(f"revision {self.revision!r} is not a commit hash (40 hex digits): a branch or tag moves")
 
     def to_json(self) -> dict[str, Any]:
         raw = dataclasses.asdict(self)
