@@ -177,9 +177,11 @@ def render(report: dict[str, Any]) -> str:
         "Each model is run by every backend on the same float32 NHWC batch (seeded random pixels; the cost of these "
         "models does not depend on pixel values):",
         "",
-        "- **zoo Classifier.run (after)**: `fashionzoo.runtime.Classifier.run`, what `predict` and "
-        "`fashionzoo.runtime` use, on the released fp32 ONNX file; a batch of one goes to a second session with the "
-        "batch axis fixed to 1 and I/O binding (see `_SingleImage` in `runtime.py`);",
+        "- **zoo Classifier.run (after)**: `fashionzoo.runtime.Classifier.run` with `Classifier`'s default session "
+        "settings, on the released fp32 ONNX file; a batch of one goes to a second session with the batch axis fixed "
+        "to 1 and I/O binding (see `_SingleImage` in `runtime.py`). `predict` opens its session without spinning "
+        "threads, so that its loading processes get the CPU (docs/photos.md): at batch 1 that measured 111 against "
+        "100 µs for `cnn` and 20.5 against 20.8 µs for `lenet5` (interleaved, one process, a loaded machine);",
         "- **ORT session.run (before)**: `InferenceSession.run` on the same file and default session, the zoo's path "
         "before this change: the difference between the two is the tuning, measured in the same rounds;",
         "- **zoo int8**: `Classifier.run` on the released static int8 file (different probabilities, so reported "

@@ -42,7 +42,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Ite
     model = fashionzoo.build("lenet5")
     weights = folder / "lenet5.weights.h5"
     model.save_weights(weights)
-    runs.write_record(folder, fake_run_record("lenet5", weights.name, accuracy=0.1234))
+    runs.write_record(folder, fake_run_record("lenet5", weights.name, accuracy=0.1234).replace(
+        weights_sha256=sha256_file(weights)))  # the record measured these very weights
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FASHIONZOO_DATA_DIR", str(shared_data))
         patch.setenv("FASHIONZOO_HOME", str(folder / "home"))
@@ -72,6 +73,20 @@ def test_export_records_metadata_and_parity(exported: Exported) -> None:
     assert meta["fashionzoo.test_accuracy"] == "0.1234"  # from the run's metrics.json beside the weights
     assert meta["fashionzoo.weights_sha256"] == sha256_file(exported.weights)
     assert 0.0 <= float(meta["fashionzoo.parity_max_abs_diff"]) <= 1e-5
+
+
+def test_an_accuracy_only_for_the_weights_a_record_measured(exported: Exported, tmp_path: Path) -> None:
+    """Weights beside a record that predates ``weights_sha256``, or that measured other bytes: no test accuracy in
+    the file (another run's 0.8874 was written for untrained weights)."""
+    from fashionzoo.export import _weights_facts
+
+    weights = tmp_path / "lenet5.weights.h5"
+    weights.write_bytes(exported.weights.read_bytes())
+    for record in (fake_run_record("lenet5", weights.name, accuracy=0.8874),
+                   fake_run_record("lenet5", weights.name, accuracy=0.8874).replace(weights_sha256="0" * 64)):
+        runs.write_record(tmp_path, record)
+        facts = _weights_facts(get_entry("lenet5"), weights)
+        assert facts == {"fashionzoo.weights_sha256": sha256_file(weights)}  # fmt: skip
 
 
 def test_exported_graph_is_valid_with_named_io(exported: Exported) -> None:

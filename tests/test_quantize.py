@@ -69,6 +69,7 @@ def test_int8_carries_metadata_and_is_quantised(trained: Trained, int8: Path) ->
     assert meta["fashionzoo.quantization"].startswith("int8 static, QDQ")
     assert "calibrated on 1000 training images" in meta["fashionzoo.quantization"]
     assert meta["fashionzoo.fp32_sha256"] == sha256_file(trained.fp32)
+    assert "fashionzoo.parity_max_abs_diff" in fp32_meta and "fashionzoo.parity_max_abs_diff" not in meta  # fp32's
     assert 0.95 <= float(meta["fashionzoo.fp32_top1_agreement"]) <= 1
     ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops

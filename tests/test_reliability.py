@@ -35,12 +35,11 @@ import huggingface_hub.file_download
 import numpy as np
 import pytest
 import test_hub
-from conftest import fake_run_record
 from hub_server import HubServer
 from PIL import Image
 from test_hub import COMMIT_A, CONTENT_A, CONTENT_B, FILENAME, REPO, cached_files, make_entry
 
-from fashionzoo import data, hub, preprocessing, registry, runs
+from fashionzoo import data, hub, preprocessing, registry
 from fashionzoo._files import FashionZooError, atomic_open, atomic_path, check_can_write
 from fashionzoo.registry import FileRecord, WeightsRecord, get_entry, is_safe_filename
 
@@ -1293,10 +1292,9 @@ def test_eval_on_a_valid_idx_pair_with_no_image(tmp_path: Path, idx_bytes) -> No
 def run_folder(tmp_path: Path) -> Path:
     """A released lenet5 run folder: what push uploads."""
     run = tmp_path / "runs" / "lenet5"
-    run.mkdir(parents=True)
-    for name in ("lenet5.weights.h5", "lenet5.onnx"):
+    shutil.copytree(ROOT / "docs" / "models" / "lenet5", run)  # the record, card, history and figures
+    for name in ("lenet5.weights.h5", "lenet5.onnx", "lenet5.int8.onnx"):
         shutil.copyfile(released(name), run / name)
-    runs.write_record(run, fake_run_record("lenet5", "lenet5.weights.h5"))
     return run
 
 

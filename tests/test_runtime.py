@@ -107,6 +107,22 @@ def test_python_api_takes_what_users_pass_and_refuses_the_rest_in_one_line(
         Classifier.from_pretrained("lenet5", onnx_path=path, int8=True)
 
 
+@pytest.mark.parametrize("change", [{"scale": 0}, {"scale": -1}, {"scale": 1e-300}, {"scale": 1e6}, {"scale": "x"},
+                                    {"scale": None}, {"scale": float("nan")}, {"channels": True}, {"height": 32}],
+                         ids=str)  # fmt: skip
+def test_an_edited_input_spec_is_refused_in_one_line(exported: tuple[Path, Path, object], tmp_path: Path,
+                                                     change: dict) -> None:  # fmt: skip
+    """An ONNX file whose ``fashionzoo.input`` was edited: tracebacks, or the same class for every image, before."""
+    import onnx
+
+    model = onnx.load(exported[0])
+    prop = next(p for p in model.metadata_props if p.key == "fashionzoo.input")
+    prop.value = json.dumps({**json.loads(prop.value), **change})
+    onnx.save(model, tmp_path / "edited.onnx")
+    with pytest.raises(FashionZooError, match=r"edited.onnx: metadata 'fashionzoo.input' is not a usable input spec"):
+        Classifier(tmp_path / "edited.onnx")
+
+
 def test_sessions_are_shared(exported: tuple[Path, Path, object]) -> None:
     path = exported[0]
     first = Classifier.from_pretrained("lenet5", onnx_path=path)
@@ -116,8 +132,8 @@ def test_sessions_are_shared(exported: tuple[Path, Path, object]) -> None:
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA is available here")
-def test_cuda_request_falls_back_to_cpu(exported: tuple[Path, Path, object], caplog: pytest.LogCaptureFixture
-                                       ) -> None:  # fmt: skip
+def test_cuda_request_falls_back_to_cpu(exported: tuple[Path, Path, object], caplog: pytest.LogCaptureFixture,
+                                       tmp_path: Path) -> None:  # fmt: skip
     assert providers_for("cuda") == ["CPUExecutionProvider"]
     assert [r.getMessage() for r in caplog.records] == ["--device cuda asked, but onnxruntime has no CUDA device (pip "
                                                         "install onnxruntime-gpu); using the CPU"]  # fmt: skip
@@ -130,6 +146,12 @@ def test_cuda_request_falls_back_to_cpu(exported: tuple[Path, Path, object], cap
     assert len(caplog.records) == 1  # said once, not once per session
     with pytest.raises(FashionZooError, match="unknown device 'tpu'"):
         providers_for("tpu")
+    image = Image.fromarray(fake_split(1, seed=8)[0][0])
+    image.save(tmp_path / "one.png")
+    keras_run = CliRunner().invoke(main, ["predict", "--backend", "keras", "--device", "cuda", "--model", "lenet5",
+                                          "--weights", str(exported[1]), str(tmp_path / "one.png")])
+    assert keras_run.exit_code == 0, keras_run.output  # the Keras backend ran on the CPU without a word before
+    assert "--device cuda asked, but TensorFlow has no CUDA device" in keras_run.stderr
 
 
 def _identity_onnx(path: Path, shape: list) -> Path:

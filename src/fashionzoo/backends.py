@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from fashionzoo._files import FashionZooError
-from fashionzoo.devices import choose
+from fashionzoo.devices import keras_device
 from fashionzoo.litert import INSTALL_HINT, LiteRTModel
 from fashionzoo.machine import this_cpu
 from fashionzoo.registry import ModelEntry
@@ -37,12 +37,6 @@ class Backend:
     name: str
     open: Callable[[int], Call] | None = None
     missing: str | None = None
-
-
-def keras_device(device: str) -> str:
-    """TensorFlow's device string for ``cpu``/``cuda``."""
-    gpus = bool(tf.config.list_physical_devices("GPU"))
-    return "/GPU:0" if choose(device, gpus, "TensorFlow", "pip install 'fashionzoo[cuda]'") == "cuda" else "/CPU:0"
 
 
 def _keras(entry: ModelEntry, model: keras.Model, device: str) -> list[Backend]:

@@ -25,8 +25,9 @@ import tensorflow as tf
 
 from fashionzoo import __version__, benchreport, hub, models
 from fashionzoo._files import FashionZooError, home_dir
-from fashionzoo.backends import backends, keras_device
+from fashionzoo.backends import backends
 from fashionzoo.benchreport import LABELS
+from fashionzoo.devices import keras_device
 from fashionzoo.export import describe, export_onnx, quantize_int8
 from fashionzoo.flops import flops_per_image, measured_peak
 from fashionzoo.litert import tflite_file

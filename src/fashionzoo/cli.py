@@ -523,17 +523,24 @@ def predict(inputs: tuple[str, ...], name: str | None, top_k: int, as_json: bool
         if onnx_path:
             raise FashionZooError("--onnx is for --backend onnx; pass Keras weights with --weights")
         _import_tensorflow_quietly()  # only for the Keras backend
+        import tensorflow as tf
+
+        from fashionzoo.devices import keras_device
         from fashionzoo.models import load, predict_probs
 
         entry = get_entry(name)
         model = load(entry, weights)
+        where = keras_device(device)  # --device cuda without a GPU says so, as the ONNX backend does
 
         calibration = released_calibration(entry, weights is not None, calibrated)
 
+        def keras_probs(x: Any) -> Any:  # uint8 images -> probabilities (numpy arrays)
+            with tf.device(where):
+                return predict_probs(model, x, batch_size, entry.preprocessing)
+
         def classify(items: Any, top_k: int, batch_size: int, workers: int | None, uncertain_below: float | None
                      ) -> Any:  # fmt: skip
-            return classify_files(items, lambda x: predict_probs(model, x, batch_size, entry.preprocessing),
-                                  entry.classes, top_k, batch_size, workers, uncertain_below,
+            return classify_files(items, keras_probs, entry.classes, top_k, batch_size, workers, uncertain_below,
                                   entry.preprocessing.pipeline, calibration)  # fmt: skip
 
     results = classify(expand_inputs(inputs, recursive), top_k=top_k, batch_size=batch_size, workers=workers,

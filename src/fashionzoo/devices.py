@@ -21,3 +21,11 @@ def choose(device: str, cuda_available: bool, who: str, install: str) -> str:
     if device == "cuda":
         log.warning("--device cuda asked, but %s has no CUDA device (%s); using the CPU", who, install)
     return "cpu"
+
+
+def keras_device(device: str) -> str:
+    """TensorFlow's device string for a ``cpu``/``cuda``/``auto`` request (imports TensorFlow: for its callers)."""
+    import tensorflow as tf
+
+    gpus = bool(tf.config.list_physical_devices("GPU"))
+    return "/GPU:0" if choose(device, gpus, "TensorFlow", "pip install 'fashionzoo[cuda]'") == "cuda" else "/CPU:0"

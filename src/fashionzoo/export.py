@@ -29,7 +29,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from fashionzoo import __version__, hub, models, runs
 from fashionzoo._files import FashionZooError, atomic_path, reason, sha256_file
-from fashionzoo.data import SPLIT_SEED, load_split, train_val_split
+from fashionzoo.data import SPLIT_SEED, Split, load_split, train_val_split
 from fashionzoo.preprocessing import to_model_input
 from fashionzoo.registry import ModelEntry, resolve
 
@@ -91,11 +91,11 @@ def check_parity(model: keras.Model, entry: ModelEntry, probs_of: Callable[[np.n
     """Max abs difference of probabilities between Keras and ``probs_of`` (``what``: the converted file's kind) on
     the test split; refuses above ``tolerance`` or on any top-1 change."""
     name = entry.full_name
-    x = to_model_input(load_split("test", entry.tag, data_dir).images, entry.preprocessing)
+    x = to_model_input(_test_split(entry, data_dir).images, entry.preprocessing)
     expected, got = _keras_probs(model, x), probs_of(x)
     if expected.shape != got.shape:
         raise FashionZooError(f"model {name!r}: {what} output shape {got.shape} differs from Keras {expected.shape}")
-    max_diff = float(np.abs(expected - got).max()) if len(x) else 0.0
+    max_diff = float(np.abs(expected - got).max())
     disagree = int((expected.argmax(axis=1) != got.argmax(axis=1)).sum())
     if not max_diff <= tolerance or disagree:
         raise FashionZooError(f"model {name!r}: {what} does not match Keras on {len(x)} test images (max abs "
@@ -104,9 +104,19 @@ def check_parity(model: keras.Model, entry: ModelEntry, probs_of: Callable[[np.n
     return max_diff
 
 
+def _test_split(entry: ModelEntry, data_dir: str | os.PathLike | None) -> Split:
+    """The test split the checks run on; an empty one is refused (nothing would be checked)."""
+    test = load_split("test", entry.tag, data_dir)
+    if not len(test):
+        raise FashionZooError(f"{entry.full_name}: the test file has no images, so nothing could be checked; pass "
+                              "--data-dir with the official files")  # fmt: skip
+    return test
+
+
 def _weights_facts(entry: ModelEntry, weights: str | Path | None) -> dict[str, str]:
     """SHA-256 and test accuracy of the weights used: the released record, or an explicit file and its run's
-    record (only if that record names the file)."""
+    record (only if that record names the file and measured these very bytes: records before ``weights_sha256``
+    give no accuracy)."""
     released = entry.weights.files.get("weights") if entry.weights else None
     if weights is None:
         if released is None:
@@ -119,7 +129,7 @@ def _weights_facts(entry: ModelEntry, weights: str | Path | None) -> dict[str, s
         if released is not None and sha == released.sha256:
             accuracy = entry.weights.metrics.get("accuracy")
         else:
-            accuracy = run.test["accuracy"] if run else None
+            accuracy = run.test["accuracy"] if run and run.weights_sha256 else None
     facts = {"fashionzoo.weights_sha256": sha}
     if accuracy is not None:
         facts["fashionzoo.test_accuracy"] = str(accuracy)
@@ -229,7 +239,7 @@ def quantize_int8(
     source = Path(fp32_onnx)
     fp32 = onnx.load(os.fspath(source))
     reader = _Calibration(calibration_images(entry, calibration_size, data_dir))
-    test = load_split("test", entry.tag, data_dir)
+    test = _test_split(entry, data_dir)
     x = to_model_input(test.images, entry.preprocessing)
     with tempfile.TemporaryDirectory(prefix="fashionzoo-int8-") as tmp:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
@@ -248,7 +258,8 @@ def quantize_int8(
         raise FashionZooError(f"model {entry.full_name!r}: int8 test accuracy {int8_correct / n:.4f} is more than "
                               f"{QUANT_MAX_DROP * 100:g} points below fp32 {fp32_correct / n:.4f} on {n} test "
                               "images; nothing written")  # fmt: skip
-    metadata = {p.key: p.value for p in fp32.metadata_props if p.key.startswith("fashionzoo.")}
+    metadata = {p.key: p.value for p in fp32.metadata_props if p.key.startswith("fashionzoo.")
+                and p.key != "fashionzoo.parity_max_abs_diff"}  # the fp32 file's figure: not this file's  # fmt: skip
     metadata.update({
         "fashionzoo.quantization": f"{QUANTIZATION_TEXT}, calibrated on {calibration_size} training images",
         "fashionzoo.test_accuracy": repr(int8_correct / n),

@@ -160,6 +160,13 @@ def push(run_dir: str | os.PathLike, repo_id: str, entry: ModelEntry, revision: 
     """Upload a released run to a Hub repo: exactly the files ``entry``'s weights record lists (weights, ONNX files,
     card, metrics), each checked against its SHA-256 first, and the run's history and figures; returns the commit
     hash to pin in ``weights.json``. Nothing else in the folder (backups, saved inputs, other files) is sent."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise FashionZooError(f"{repo_id!r}: not a Hub repo id; use NAMESPACE/NAME (letters, digits, '-', '_', '.'), "
+                              "e.g. fashionzoo/cnn") from None  # fmt: skip
+    if _offline():
+        raise FashionZooError(f"{repo_id}: cannot upload while offline mode is on (HF_HUB_OFFLINE); unset it")
     run = Path(run_dir)
     if entry.weights is None:
         raise FashionZooError(f"{entry.full_name} is not released in this package; run 'fashionzoo release {run}' "
@@ -171,13 +178,6 @@ def push(run_dir: str | os.PathLike, repo_id: str, entry: ModelEntry, revision: 
         raise FashionZooError(f"{run}: {', '.join(differ)} missing or not the released file (weights.json); release "
                               f"this run ('fashionzoo release {run}') before pushing it")  # fmt: skip
     figures = [name for name in (runs.HISTORY, runs.CURVES, runs.CONFUSION) if (run / name).is_file()]
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError:
-        raise FashionZooError(f"{repo_id!r}: not a Hub repo id; use NAMESPACE/NAME (letters, digits, '-', '_', '.'), "
-                              "e.g. fashionzoo/cnn") from None  # fmt: skip
-    if _offline():
-        raise FashionZooError(f"{repo_id}: cannot upload while offline mode is on (HF_HUB_OFFLINE); unset it")
     api = huggingface_hub.HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
     try:
         api.create_repo(repo_id, exist_ok=True)

@@ -48,15 +48,23 @@ class Preprocessing:
 
     @classmethod
     def from_json(cls, text: str) -> Preprocessing:
-        """Parse ``fashionzoo.input`` metadata; unknown keys (older files: ``layout``, ``background``) are ignored."""
-        raw = json.loads(text)
+        """Parse ``fashionzoo.input`` metadata; unknown keys (older files: ``layout``, ``background``) are ignored.
+        Only what the pipelines serve is accepted: 28x28x1 images scaled by a finite positive factor (an edited
+        ``scale`` of 0, -1 or 1e-300 gave a traceback or the same class for every image)."""
+        try:
+            raw = json.loads(text)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
         spec = cls(**{key: value for key, value in raw.items() if key in known})
-        if spec.pipeline not in PIPELINES or not all(isinstance(v, int) and v > 0 for v in
-                                                      (spec.height, spec.width, spec.channels)):  # fmt: skip
-            raise ValueError(f"unsupported input spec {raw}")
+        scale = spec.scale
+        if spec.pipeline not in PIPELINES or [spec.height, spec.width, spec.channels] != [28, 28, 1] or \
+                not all(type(v) is int for v in (spec.height, spec.width, spec.channels)) or \
+                isinstance(scale, bool) or not isinstance(scale, (int, float)) or \
+                not (math.isfinite(scale) and 1e-6 <= scale <= 1.0):  # fmt: skip
+            raise ValueError(f"unsupported input spec {raw} (28x28x1 images, a scale in [1e-6, 1])")
         return spec
 
 

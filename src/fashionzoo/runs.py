@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fashionzoo._files import FashionZooError, atomic_open
+from fashionzoo._files import FashionZooError, atomic_open, sha256_file
 from fashionzoo.data import DATASETS
 from fashionzoo.registry import DEFAULT_TAG, ModelEntry, Recipe
 
@@ -157,7 +157,8 @@ def write_record(run_dir: str | os.PathLike, record: RunRecord) -> Path:
 
 def record_for_weights(weights_path: str | os.PathLike) -> RunRecord | None:
     """The record of the run that wrote ``weights_path``: its folder's ``metrics.json`` if that is a run record
-    naming the file (a weights file copied elsewhere, or beside someone else's metrics.json, has none)."""
+    naming the file and, when the record has it, the file's SHA-256 (a weights file copied elsewhere, beside someone
+    else's metrics.json, or rewritten by a later run, has none)."""
     path = Path(weights_path)
     if not (path.parent / METRICS).is_file():
         return None
@@ -165,4 +166,6 @@ def record_for_weights(weights_path: str | os.PathLike) -> RunRecord | None:
         record = read_record(path.parent)
     except FashionZooError:
         return None
-    return record if record.weights_file == path.name else None
+    if record.weights_file != path.name:
+        return None
+    return record if record.weights_sha256 in (None, sha256_file(path)) else None

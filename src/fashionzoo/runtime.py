@@ -581,7 +581,7 @@ class Classifier:
             return fallback
         try:
             classes = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             classes = None
         if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
             raise FashionZooError(f"{self.path}: metadata 'fashionzoo.classes' is not a JSON list of class names")

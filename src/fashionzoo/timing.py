@@ -34,9 +34,12 @@ def interleave(calls: Mapping[str, Callable[[], Any]], max_seconds: float, *, tu
                min_rounds: int = MIN_CALLS, max_calls: int | None = None, warmup: int = 3) -> Timings:  # fmt: skip
     """Time ``calls`` in rounds until ``max_seconds`` have passed and every call ran at least ``min_rounds`` times
     (or every call reached ``max_calls``). In each round every call takes one turn of about ``turn_seconds`` (at
-    least one call), starting one place later than in the round before so that no backend always follows the same
-    one. Each call is warmed up ``warmup`` times first; garbage collection is paused while timing."""
+    least one call, and with ``max_calls`` at most its share of ``min_rounds`` rounds, so that a fast call's
+    samples are spread over the rounds rather than taken in its first turn), starting one place later than in the
+    round before so that no backend always follows the same one. Each call is warmed up ``warmup`` times first;
+    garbage collection is paused while timing."""
     names = list(calls)
+    per_turn = None if max_calls is None else -(-max_calls // max(min_rounds, 1))
     timings = Timings({name: [] for name in names})
     for name in names:
         for _ in range(warmup):
@@ -49,7 +52,7 @@ def interleave(calls: Mapping[str, Callable[[], Any]], max_seconds: float, *, tu
             start = len(timings.rounds) % len(names)
             order = tuple(names[start:] + names[:start])
             for name in order:
-                _turn(calls[name], timings.seconds[name], turn_seconds, max_calls)
+                _turn(calls[name], timings.seconds[name], turn_seconds, max_calls, per_turn)
             timings.rounds.append(order)
             counts = [len(found) for found in timings.seconds.values()]
             if max_calls is not None and min(counts) >= max_calls:
@@ -62,10 +65,13 @@ def interleave(calls: Mapping[str, Callable[[], Any]], max_seconds: float, *, tu
     return timings
 
 
-def _turn(call: Callable[[], Any], found: list[float], turn_seconds: float, max_calls: int | None) -> None:
-    """One turn: call until ``turn_seconds`` have passed (at least once, at most up to ``max_calls`` in all)."""
+def _turn(call: Callable[[], Any], found: list[float], turn_seconds: float, max_calls: int | None,
+          per_turn: int | None) -> None:  # fmt: skip
+    """One turn: call until ``turn_seconds`` have passed (at least once, at most ``per_turn`` times and up to
+    ``max_calls`` in all)."""
     end = time.perf_counter() + turn_seconds
-    while max_calls is None or len(found) < max_calls:
+    limit = None if max_calls is None else min(max_calls, len(found) + (per_turn or max_calls))
+    while limit is None or len(found) < limit:
         start = time.perf_counter()
         call()
         stop = time.perf_counter()
