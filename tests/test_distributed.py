@@ -262,3 +262,23 @@ def test_an_address_that_accepts_no_connection_fails_at_once() -> None:
                 "exist'\n\nray.exceptions.RayTaskError: retried\nTo change retry attempts, backoff, or which errors "
                 "are retried, configure ... if")  # fmt: skip
     assert _remote_reason(RuntimeError(ray_text)) == "KeyError: 'Field \"path\" does not exist'"
+
+
+def test_a_local_list_is_checked_on_the_driver_before_the_cluster(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+
+    from fashionzoo.distributed import checked_source
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "list.txt").write_text("a.png\n")
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    pq.write_table(pa.table({"file": ["a.png"]}), tmp_path / "other.parquet")
+    pq.write_table(pa.table({"path": pa.array([], pa.string())}), tmp_path / "empty.parquet")
+    assert checked_source("list.txt") == str(tmp_path / "list.txt")  # Ray's readers run in other folders
+    assert checked_source("photos/") == "photos/" and checked_source("s3://b/list.txt") == "s3://b/list.txt"
+    for name, message in (("missing.txt", "no such list of paths"), ("blank.txt", "an empty list of paths"),
+                          ("other.parquet", r"no 'path' column \(it has: file\)"),
+                          ("empty.parquet", "an empty list of paths")):  # fmt: skip
+        with pytest.raises(fashionzoo.FashionZooError, match=message):
+            checked_source(name)

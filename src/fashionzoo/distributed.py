@@ -154,20 +154,14 @@ def input_paths(source: str, rows_per_block: int, recursive: bool = False) -> ra
     ``rows_per_block`` (a block is what one actor call gets, and what Ray re-runs after a failure): a ``.txt`` list
     (one path a line) or ``.parquet`` list (a ``path`` column) read by Ray; a folder or glob expanded here as the
     single-machine ``predict`` does (subfolders too with ``recursive``); a ``scheme://`` folder listed through
-    pyarrow. A local list is checked here and named by its absolute path (Ray's readers run elsewhere)."""
+    pyarrow (``source`` as :func:`checked_source` returns it)."""
     import pyarrow as pa
     import ray.data
 
     from fashionzoo.runtime import Failure, expand_inputs
 
     lowered = source.lower()
-    if lowered.endswith((".parquet", ".txt")) and not _is_uri(source):
-        source = os.path.abspath(source)
-        if not os.path.isfile(source):
-            raise FashionZooError(f"{source}: no such list of paths (a .txt with one path a line, or a .parquet "
-                                  "with a 'path' column)")  # fmt: skip
     if lowered.endswith(".parquet"):
-        _check_path_column(source)
         paths = ray.data.read_parquet(source, columns=["path"]).map_batches(_path_rows, batch_format="pyarrow")
     elif lowered.endswith(".txt"):
         paths = ray.data.read_text(source).map_batches(_path_rows, batch_format="pyarrow")
@@ -180,17 +174,44 @@ def input_paths(source: str, rows_per_block: int, recursive: bool = False) -> ra
     return paths.repartition(target_num_rows_per_block=rows_per_block)
 
 
+def checked_source(source: str) -> str:
+    """``source`` for :func:`input_paths`, checked on the driver before the cluster is contacted: a local ``.txt`` or
+    ``.parquet`` list must exist, hold a path, and (Parquet) have a ``path`` column; it is named by its absolute
+    path, since Ray's readers run in other folders and on other nodes."""
+    if not source.lower().endswith((".parquet", ".txt")) or _is_uri(source):
+        return source
+    source = os.path.abspath(source)
+    if not os.path.isfile(source):
+        raise FashionZooError(f"{source}: no such list of paths (a .txt with one path a line, or a .parquet with a "
+                              "'path' column)")  # fmt: skip
+    if source.lower().endswith(".txt"):
+        _check_has_a_line(source)
+    else:
+        _check_path_column(source)
+    return source
+
+
+def _check_has_a_line(source: str) -> None:
+    """A one-line error for a local ``.txt`` list without a path (read up to its first non-blank line)."""
+    with open(source, "rb") as lines:
+        if not any(line.strip() for line in lines):
+            raise FashionZooError(f"{source}: an empty list of paths; nothing to classify")
+
+
 def _check_path_column(source: str) -> None:
-    """A one-line error when a Parquet list cannot be read here or has no ``path`` column."""
+    """A one-line error when a local Parquet list cannot be read, has no ``path`` column or no rows."""
     import pyarrow.parquet as pq
 
     try:
-        names = pq.read_schema(source).names
+        metadata = pq.read_metadata(source)
     except (OSError, ValueError) as error:
         raise FashionZooError(f"{source}: not a readable Parquet list of paths ({reason(error, first_line=True)})"
                               ) from None  # fmt: skip
+    names = metadata.schema.to_arrow_schema().names
     if "path" not in names:
         raise FashionZooError(f"{source}: no 'path' column (it has: {', '.join(names) or 'none'})")
+    if metadata.num_rows == 0:
+        raise FashionZooError(f"{source}: an empty list of paths; nothing to classify")
 
 
 def _path_rows(batch: pa.Table) -> pa.Table:
@@ -329,6 +350,7 @@ def predict(
     from fashionzoo.runtime import Classifier
 
     predictions.check_target(out)
+    source = checked_source(source)
     clf = Classifier.from_pretrained(name or DEFAULT_MODEL, onnx_path=onnx_path, device="cpu", calibrated=calibrated)
     with connected(address) as ray:
         context = ray.data.DataContext.get_current()
