@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -494,9 +495,12 @@ def test_a_cached_file_rewritten_in_place_with_its_old_mtime_is_checked_again(mi
     data.load_split("test")
     labels = cache_dir(isolated) / "t10k-labels-idx1-ubyte.gz"
     before = labels.stat()
+    time.sleep(0.05)  # past a coarse clock tick (kernels before 6.13 stamp ctime per tick): the ctime must move
     labels.write_bytes(bytes(before.st_size))  # same inode, same size
     os.utime(labels, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert (labels.stat().st_ino, labels.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    after = labels.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert after.st_ctime_ns != before.st_ctime_ns  # the precondition the check relies on
     with pytest.raises(FashionZooError, match="the cached file is not the official t10k-labels"):
         data.load_split("test")
 

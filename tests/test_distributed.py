@@ -110,6 +110,11 @@ def test_object_store_folders_list_their_images(tmp_path: Path) -> None:
     uri = folder.as_uri()
     assert [row["path"] for row in _uri_folder(uri)] == [f"{uri}/{n}" for n in
                                                          ("broken.png", "empty.jpg", "img-00000.png", "img-00001.png")]
+    (folder / "sub").mkdir()
+    (folder / "sub" / "deeper.png").write_bytes(b"")
+    assert [row["path"] for row in _uri_folder(uri, recursive=True)][-2:] == [f"{uri}/img-00001.png",
+                                                                             f"{uri}/sub/deeper.png"]  # fmt: skip
+    assert f"{uri}/sub/deeper.png" not in [row["path"] for row in _uri_folder(uri)]
     assert "cannot list" in _uri_folder(uri + "/none")[0]["error"]
     assert "no image files" in _uri_folder(tmp_path.as_uri())[0]["error"]
 
@@ -276,6 +281,8 @@ def test_a_local_list_is_checked_on_the_driver_before_the_cluster(tmp_path: Path
     pq.write_table(pa.table({"file": ["a.png"]}), tmp_path / "other.parquet")
     pq.write_table(pa.table({"path": pa.array([], pa.string())}), tmp_path / "empty.parquet")
     assert checked_source("list.txt") == str(tmp_path / "list.txt")  # Ray's readers run in other folders
+    (tmp_path / "parts.parquet").mkdir()  # a list written as a folder of parts: left to Ray
+    assert checked_source("parts.parquet") == str(tmp_path / "parts.parquet")
     assert checked_source("photos/") == "photos/" and checked_source("s3://b/list.txt") == "s3://b/list.txt"
     for name, message in (("missing.txt", "no such list of paths"), ("blank.txt", "an empty list of paths"),
                           ("other.parquet", r"no 'path' column \(it has: file\)"),

@@ -217,6 +217,8 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert cols.size == SIZE and rows.size < 20  # wide, not tall
     heights = (result > 150).sum(axis=0)
     assert heights[-3:].min() > heights[:3].max() + 3  # the head is on the right
+    with Image.open(path) as opened:  # an image opened directly, not by load_image: turned upright too
+        assert np.array_equal(pp.convert_image(opened)[0], pp.convert_image(pp.load_image(path))[0])
 
 
 @pytest.mark.parametrize("index", range(len(GARMENTS)))

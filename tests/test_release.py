@@ -134,6 +134,9 @@ def test_release_refuses_limited_unofficial_and_random_backbone_runs(retrained: 
         with pytest.raises(FashionZooError, match=why.replace("(", r"\(").replace(")", r"\)")):
             release([folder], tree)
     assert read_manifest(tree) == {} and not tree.checkpoints.exists()
+    with pytest.raises(FashionZooError, match="lenet5=main: publish a full 40-digit commit hash"):
+        release([retrained["lenet5"]], tree, published={"lenet5": "main"})  # after the export and copies, before
+    assert read_manifest(tree) == {} and not tree.checkpoints.exists()
 
 
 def test_releasing_a_shipped_run_again_changes_no_byte(tmp_path: Path, tree: ReleaseTree) -> None:

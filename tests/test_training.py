@@ -128,6 +128,18 @@ def test_resume_inside_the_fine_tuning_phase(tmp_path: Path) -> None:
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 4
 
 
+def test_resume_inside_the_first_phase_of_a_transfer_recipe(tmp_path: Path) -> None:
+    """Killed in phase one: the resumed run finishes it, then fine-tunes for its one epoch, once (Keras kept the
+    resumed epoch, so the fine-tuning phase started from it: extra epochs at the fine-tuning rate)."""
+    out = tmp_path / "killed-tl-phase-1"
+    command = [sys.executable, "-m", "fashionzoo", "train", "vgg16-tl", "--backbone-weights", "random", "--epochs",
+               "2", "--fine-tune-epochs", "1", "--limit", "640", "--out", str(out)]  # fmt: skip
+    done_before, log = _kill_then_resume(command, out, after_epochs=1, epochs=3)
+    assert done_before == 1
+    assert "Epoch 2/2" in log and "Epoch 3/3" in log and "Epoch 2/3" not in log
+    assert json.loads((out / "metrics.json").read_text())["resumed_at"] == [done_before]
+
+
 def test_resume_refuses_another_model_other_options_or_other_data(tmp_path: Path, shared_data: Path) -> None:
     """Each key of the interrupted run's state is compared: the message names exactly the one that differs."""
     out = tmp_path / "changed"

@@ -8,7 +8,8 @@
 >>> model = fashionzoo.load("cnn")  # trained Keras model, verified weights
 >>> digits = fashionzoo.load("cnn-small.mnist")  # the same architecture's MNIST weights (a tag)
 >>> classifier = fashionzoo.Classifier.from_pretrained()  # the default model's ONNX file: no TensorFlow
->>> [p.label for p in classifier.classify(["shirt.jpg"])]  # photos read as `fashionzoo predict` reads them
+>>> [getattr(p, "label", p) for p in classifier.classify(["shirt.jpg"])]  # as `predict` reads photos; a Failure
+... # (no label) for a file that cannot be read
 """
 
 from __future__ import annotations

@@ -130,19 +130,20 @@ def _is_uri(path: str) -> bool:
     return "://" in path
 
 
-def _uri_folder(uri: str) -> list[dict[str, str | None]]:
-    """The image files of an object-store (or any pyarrow file system) folder, sorted, or one error row."""
+def _uri_folder(uri: str, recursive: bool = False) -> list[dict[str, str | None]]:
+    """The image files of an object-store (or any pyarrow file system) folder, and with ``recursive`` of its
+    subfolders, sorted by their path under it, or one error row."""
     from pyarrow import fs
 
     from fashionzoo.runtime import IMAGE_EXTENSIONS
 
     try:
         filesystem, root = fs.FileSystem.from_uri(uri)
-        infos = filesystem.get_file_info(fs.FileSelector(root, recursive=False))
+        infos = filesystem.get_file_info(fs.FileSelector(root, recursive=recursive))
     except (OSError, ValueError) as error:
         return [{"path": uri, "error": f"{uri}: cannot list the folder ({error})"}]
-    prefix = uri.rstrip("/") + "/"
-    names = sorted(i.base_name for i in infos if i.type == fs.FileType.File and
+    prefix, under = uri.rstrip("/") + "/", len(root.rstrip("/")) + 1
+    names = sorted(i.path[under:] for i in infos if i.type == fs.FileType.File and
                    i.base_name.lower().endswith(IMAGE_EXTENSIONS))  # fmt: skip
     if not names:
         return [{"path": uri, "error": f"{uri}: no image files in this folder ({', '.join(IMAGE_EXTENSIONS)})"}]
@@ -166,7 +167,7 @@ def input_paths(source: str, rows_per_block: int, recursive: bool = False) -> ra
     elif lowered.endswith(".txt"):
         paths = ray.data.read_text(source).map_batches(_path_rows, batch_format="pyarrow")
     else:
-        rows = _uri_folder(source) if _is_uri(source) else [
+        rows = _uri_folder(source, recursive) if _is_uri(source) else [
             {"path": i.file, "error": i.error} if isinstance(i, Failure) else {"path": i, "error": None}
             for i in expand_inputs([source], recursive)]  # fmt: skip
         paths = ray.data.from_arrow(pa.Table.from_pylist(rows, schema=pa.schema([("path", pa.string()),
@@ -181,6 +182,8 @@ def checked_source(source: str) -> str:
     if not source.lower().endswith((".parquet", ".txt")) or _is_uri(source):
         return source
     source = os.path.abspath(source)
+    if os.path.isdir(source):  # a list written as a folder of parts (Spark, Ray): Ray reads it as it is
+        return source
     if not os.path.isfile(source):
         raise FashionZooError(f"{source}: no such list of paths (a .txt with one path a line, or a .parquet with a "
                               "'path' column)")  # fmt: skip

@@ -52,6 +52,8 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 """ITU-R 601-2 luma weights, the ones Pillow's ``convert("L")`` uses."""
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _GRAY_16_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+_EXIF_ORIENTATION = 0x0112
+"""The EXIF tag of how a camera held the photo."""
 _BLOCK_PIXELS = 1 << 20
 """Pixels converted at a time from 16/32-bit to 8-bit: converting a whole 40-megapixel image at once took ~1 GB."""
 
@@ -280,8 +282,11 @@ def convert_image(img: Image.Image, pipeline: str = "fashion-mnist") -> tuple[np
     """Convert an image with the named pipeline (a weights' ``Preprocessing.pipeline``): :func:`fashion_mnist_style`
     for clothing, :func:`fashionzoo.digits.mnist_style` for handwritten digits. Returns the 28x28 pixels and whether
     the image was a photo (False for an image already :func:`in_data_set_format`, passed through): what
-    ``Classifier.predict_probs(pixels, photos=...)`` takes to read a photo as ``predict`` does."""
+    ``Classifier.predict_probs(pixels, photos=...)`` takes to read a photo as ``predict`` does. An image that still
+    carries an EXIF orientation (opened directly, not by :func:`load_image`) is turned upright first."""
     _check_pipeline(pipeline)
+    if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        img = ImageOps.exif_transpose(img)
     if pipeline == "mnist":
         from fashionzoo.digits import mnist_style
 

@@ -30,6 +30,7 @@ from fashionzoo.registry import (
     WeightsRecord,
     all_entries,
     get_entry,
+    is_commit,
 )
 from fashionzoo.reports import standard_error, write_model_card
 
@@ -123,10 +124,13 @@ def _copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, tmp)
 
 
-def check_release(run_dirs: list[Path], tree: ReleaseTree) -> None:
-    """Refuse, in one line and before any export, a tree without a readable manifest or a run that cannot be
-    released (unfinished, with files missing, weights its record did not measure, misnamed, trained on other data
-    or with a random backbone)."""
+def check_release(run_dirs: list[Path], tree: ReleaseTree, published: dict[str, str] | None = None) -> None:
+    """Refuse, in one line and before any export, a tree without a readable manifest, a ``published`` revision that
+    is not a commit hash, or a run that cannot be released (unfinished, with files missing, weights its record did
+    not measure, misnamed, trained on other data or with a random backbone)."""
+    for name, revision in (published or {}).items():
+        if not is_commit(revision):
+            raise FashionZooError(f"{name}={revision}: publish a full 40-digit commit hash (a branch or tag moves)")
     read_manifest(tree)
     for run_dir in run_dirs:
         record = runs.read_record(run_dir)
@@ -193,7 +197,7 @@ def release(
 ) -> dict[str, WeightsRecord]:  # fmt: skip
     """Release runs into ``tree``, then write ``weights.json`` and the model table; returns the new records."""
     published = published or {}
-    check_release(run_dirs, tree)
+    check_release(run_dirs, tree, published)
     manifest = read_manifest(tree)
     done = {}
     for run_dir in run_dirs:

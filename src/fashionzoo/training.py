@@ -297,7 +297,13 @@ class _AtomicBackup(keras.callbacks.BackupAndRestore):
             with h5py.File(self._weights_path, "r") as file:
                 if self.EPOCHS_DONE in file.attrs:
                     self.model._initial_epoch = int(file.attrs[self.EPOCHS_DONE])
-            self.on_resume(self.model._initial_epoch)
+            epoch = self.model._initial_epoch
+            if epoch is not None and epoch < self.params.get("epochs", epoch + 1):  # this phase has work left
+                self.on_resume(epoch)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        super().on_train_end(logs)
+        self.model._initial_epoch = None  # Keras keeps it: a later fit (the fine-tuning phase) would start there
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         try:
