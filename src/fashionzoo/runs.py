@@ -168,4 +168,4 @@ def record_for_weights(weights_path: str | os.PathLike) -> RunRecord | None:
         return None
     if record.weights_file != path.name:
         return None
-    return record if record.weights_sha256 in (None, sha256_file(path)) else None
+    return record if record.weights_sha256 is None or record.weights_sha256 == sha256_file(path) else None
