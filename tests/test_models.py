@@ -61,6 +61,7 @@ def test_weights_tags_by_name_and_their_errors() -> None:
         get_entry("cnn.")
     with pytest.raises(fashionzoo.FashionZooError, match="cnn: got an unexpected keyword argument 'foo'"):
         fashionzoo.build("cnn", foo=1)  # a TypeError naming the builder's internals before
+    assert len({get_entry("cnn"), get_entry("cnn-a"), get_entry("cnn-small.mnist")}) == 2  # usable as keys
     released = fashionzoo.list_models(pretrained=True)
     assert "cnn" in released and "vgg16-tl" not in released and set(released) < set(fashionzoo.list_models())
 

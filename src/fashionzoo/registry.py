@@ -239,6 +239,9 @@ class ModelEntry:
         weights, and the name of their files and Hub repo."""
         return self.name if self.tag == DEFAULT_TAG else f"{self.name}.{self.tag}"
 
+    def __hash__(self) -> int:  # the generated hash fails on the dict fields: entries hash by their full name
+        return hash(self.full_name)
+
     @property
     def classes(self) -> tuple[str, ...]:
         return TAGS[self.tag].classes
