@@ -503,7 +503,6 @@ def shifted(probs: np.ndarray, offsets: Sequence[float]) -> np.ndarray:
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-
 class Classifier:
     """A classifier backed by an exported ONNX file, fp32 or int8 (no TensorFlow).
 
