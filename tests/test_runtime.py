@@ -7,8 +7,10 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +225,81 @@ def test_many_files_load_in_worker_processes_in_order(tmp_path: Path) -> None:
                                                                        for e in serial]  # fmt: skip
     assert isinstance(loaded[7], Failure) and loaded[270] == files[270]
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(loaded, serial, strict=True) if not isinstance(a, Failure))
+
+
+def _photo_links(folder: Path, count: int) -> Path:
+    """``count`` links to one 600x800 product-like JPEG: enough files for loading processes, each a real photo."""
+    folder.mkdir()
+    photo = np.full((800, 600, 3), 240, np.uint8)
+    photo[100:700, 150:450] = (40, 60, 120)
+    Image.fromarray(photo).save(folder / "photo.jpg", quality=90)
+    for i in range(count):
+        (folder / f"link{i:05d}.jpg").symlink_to(folder / "photo.jpg")
+    return folder
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # a zombie is gone
+    except OSError:
+        return True
+
+
+def _predict_with_loaders(folder: Path, *options: str) -> tuple[subprocess.Popen, list[int]]:
+    """``predict FOLDER --json`` in a process of its own, once its two loading processes are at work."""
+    process = subprocess.Popen([sys.executable, "-m", "fashionzoo", "predict", str(folder), "--json", "--model",
+                                "cnn-small", "--workers", "2", *options], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(loaders := _children(process.pid)) < 2:
+        time.sleep(0.02)
+    assert len(loaders) >= 2, "no loading processes"
+    return process, loaders
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_loading_processes_end_with_their_parent_and_a_dead_one_fails_its_files(tmp_path: Path) -> None:
+    """A predict killed from outside left its loading processes blocked on their pipes forever; a loading process
+    that died (out of memory) ended the run with a BrokenProcessPool traceback and nothing classified."""
+    folder = _photo_links(tmp_path / "links", 4000)
+    process, loaders = _predict_with_loaders(folder)
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(map(_gone, loaders)):
+        time.sleep(0.05)
+    assert all(map(_gone, loaders))
+
+    process, loaders = _predict_with_loaders(folder)
+    os.kill(loaders[0], signal.SIGKILL)
+    out, err = process.communicate(timeout=300)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert process.returncode == 1 and len(rows) == 4001 and "Traceback" not in err, err[-2000:]
+    lost = [row for row in rows if "error" in row]
+    assert lost and all("the process loading it died" in row["error"] for row in lost)
+    assert len(lost) < 1000 and all(row["label"] for row in rows if "error" not in row)  # the others classified
+
+
+def test_a_caller_that_stops_early_leaves_no_loading_process(tmp_path: Path) -> None:
+    files = [str(path) for path in sorted(_photo_links(tmp_path / "links", runtime._PROCESSES_FROM + 50).iterdir())]
+    loading = runtime._load_all(files, 2, 64, "fashion-mnist")
+    next(loading)
+    assert multiprocessing.active_children()
+    loading.close()  # as a for loop's break does
+    assert not multiprocessing.active_children()
+
+
+def test_recursive_walk_of_a_very_deep_tree(tmp_path: Path) -> None:
+    deepest = tmp_path
+    for _ in range(1100):  # deeper than Python's recursion limit (made one level at a time: mkdir(parents=True)
+        deepest = deepest / "d"  # recurses too)
+        deepest.mkdir()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(deepest / "bottom.png")
+    assert list(runtime.expand_inputs([str(tmp_path)], recursive=True)) == [str(deepest / "bottom.png")]
 
 
 def test_runtime_import_pulls_no_tensorflow() -> None:
