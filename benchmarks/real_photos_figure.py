@@ -9,6 +9,7 @@ redistributing them, so they never appear in the picture.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -20,7 +21,7 @@ import numpy as np  # noqa: E402
 from fashionzoo._files import atomic_path  # noqa: E402
 from fashionzoo.real_photos import DOMAINS, load_manifest  # noqa: E402
 from fashionzoo.registry import DEFAULT_MODEL  # noqa: E402
-from fashionzoo.runtime import Classifier  # noqa: E402
+from fashionzoo.runtime import Classifier, Failure  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
 OUT = Path(__file__).resolve().parents[1] / "docs/img/real-photos-inputs.png"
@@ -40,6 +41,8 @@ def main() -> None:
         pool = [p for p in photos if p.domain == domain and p.accepted]
         chosen = [pool[i] for i in sorted(rng.choice(len(pool), args.per_domain, replace=False))]
         for ax, photo, result in zip(row, chosen, classifier.classify(str(p.file) for p in chosen), strict=True):
+            if isinstance(result, Failure):  # a development photo that cannot be read: say which, in one line
+                sys.exit(f"fashionzoo: error: {result.error}")
             ax.imshow(result.model_input, cmap="gray", vmin=0, vmax=255)
             right = result.class_id in photo.accepted
             ax.set_title(f"{result.label}\n({photo.category})", fontsize=7, color="darkgreen" if right else "firebrick")
