@@ -80,9 +80,7 @@ def connected(address: str | None) -> Iterator[Any]:
                 ray.init(address=address, logging_level=logging.WARNING, runtime_env={"env_vars": env},
                          log_to_driver=False, include_dashboard=False if address is None else None)  # fmt: skip
             except (ConnectionError, RuntimeError, ValueError) as error:
-                raise FashionZooError(f"cannot connect to the Ray cluster at {address or 'a new local instance'} "
-                                      f"({reason(error, first_line=True)}); check --address (ray start --head prints "
-                                      "it)") from None  # fmt: skip
+                raise _cannot_connect(address or "a new local instance", error) from None
         try:
             yield ray
         finally:
@@ -104,8 +102,12 @@ def _check_reachable(address: str | None) -> None:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_SECONDS):
             pass
     except (OSError, ValueError) as error:
-        raise FashionZooError(f"cannot connect to the Ray cluster at {address} ({reason(error, first_line=True)}); "
-                              "check --address (ray start --head prints it)") from None  # fmt: skip
+        raise _cannot_connect(address, error) from None
+
+
+def _cannot_connect(where: str, error: BaseException) -> FashionZooError:
+    return FashionZooError(f"cannot connect to the Ray cluster at {where} ({reason(error, first_line=True)}); check "
+                           "--address (ray start --head prints it)")  # fmt: skip
 
 
 def _absolute(key: str, value: str) -> str:
