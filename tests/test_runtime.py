@@ -294,12 +294,18 @@ def test_a_caller_that_stops_early_leaves_no_loading_process(tmp_path: Path) -> 
 
 
 def test_recursive_walk_of_a_very_deep_tree(tmp_path: Path) -> None:
-    deepest = tmp_path
-    for _ in range(1100):  # deeper than Python's recursion limit (made one level at a time: mkdir(parents=True)
-        deepest = deepest / "d"  # recurses too)
-        deepest.mkdir()
-    Image.fromarray(np.zeros((28, 28), np.uint8)).save(deepest / "bottom.png")
-    assert list(runtime.expand_inputs([str(tmp_path)], recursive=True)) == [str(deepest / "bottom.png")]
+    levels = [tmp_path / "d"]
+    for _ in range(1100):  # deeper than Python's recursion limit, made and removed one level at a time
+        levels.append(levels[-1] / "d")  # (mkdir(parents=True) and shutil.rmtree recurse too: pytest's cleanup
+    for level in levels:  # of tmp_path failed at the end of the session)
+        level.mkdir()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(levels[-1] / "bottom.png")
+    try:
+        assert list(runtime.expand_inputs([str(tmp_path)], recursive=True)) == [str(levels[-1] / "bottom.png")]
+    finally:
+        (levels[-1] / "bottom.png").unlink()
+        for level in reversed(levels):
+            level.rmdir()
 
 
 def test_runtime_import_pulls_no_tensorflow() -> None:
