@@ -104,7 +104,7 @@ def _check_releasable(run_dir: Path, record: runs.RunRecord, entry: ModelEntry) 
                and not (run_dir / name).is_file()]  # fmt: skip
     if missing:
         raise FashionZooError(f"{run_dir}: {', '.join(missing)} missing; train the model again into this folder")
-    if record.weights_sha256 and sha256_file(run_dir / record.weights_file) != record.weights_sha256:
+    if not record.measured(run_dir / record.weights_file):
         raise FashionZooError(f"{run_dir}: {record.weights_file} is not the file its record measured (another run "
                               "wrote it?); train the model again into this folder")  # fmt: skip
     if record.weights_file != f"{entry.full_name}.weights.h5":  # released files are named by the weights' full name

@@ -89,6 +89,11 @@ class RunRecord:
         (``precision``: float32)."""
         return RECIPE_DEFAULTS | self.recipe
 
+    def measured(self, weights: Path) -> bool:
+        """Whether ``weights`` is the file this run measured (by SHA-256; a record from before ``weights_sha256``
+        cannot tell, and is taken at its word)."""
+        return self.weights_sha256 is None or sha256_file(weights) == self.weights_sha256
+
     def uses_official_data(self) -> bool:
         """Whether the run read the official files of its data set (every file, by SHA-256) on its whole
         training file (no ``--limit``)."""
@@ -168,4 +173,4 @@ def record_for_weights(weights_path: str | os.PathLike) -> RunRecord | None:
         return None
     if record.weights_file != path.name:
         return None
-    return record if record.weights_sha256 is None or record.weights_sha256 == sha256_file(path) else None
+    return record if record.measured(path) else None
