@@ -341,9 +341,8 @@ def _load(item: str | os.PathLike | Failure, pipeline: str) -> Loaded | Failure:
     passes through)."""
     if isinstance(item, Failure):
         return item
-    try:
-        name = os.fsdecode(item)
-    except TypeError:
+    name = _file_name(item)
+    if name is None:
         return Failure(repr(item), f"{item!r}: not a file name")
     try:
         pixels, photo = convert_file(name, pipeline)
@@ -403,11 +402,17 @@ def _lost(item: str | os.PathLike | Failure) -> Failure:
     """The failure of a file that was queued for a loading process that died."""
     if isinstance(item, Failure):
         return item
-    try:
-        name = os.fsdecode(item)
-    except TypeError:
-        name = repr(item)
+    name = _file_name(item)
+    name = repr(item) if name is None else name
     return Failure(name, f"{name}: the process loading it died (out of memory?); classify it again, alone")
+
+
+def _file_name(item: Any) -> str | None:
+    """``item`` as a file name (``str``, ``bytes`` or path-like), or None for anything else."""
+    try:
+        return os.fsdecode(item)
+    except TypeError:
+        return None
 
 
 def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
