@@ -275,7 +275,7 @@ def border_level(gray: np.ndarray) -> float:
 def convert_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, bool]:
     """Load an image file (a large JPEG at reduced size) and convert it with :func:`convert_image`."""
     _check_pipeline(pipeline)
-    return convert_image(load_image(path, _DIGIT_DECODE_SIZE if pipeline == "mnist" else _WORK_SIZE), pipeline)
+    return _converted(load_image(path, _DIGIT_DECODE_SIZE if pipeline == "mnist" else _WORK_SIZE), pipeline)
 
 
 def convert_image(img: Image.Image, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, bool]:
@@ -287,6 +287,12 @@ def convert_image(img: Image.Image, pipeline: str = "fashion-mnist") -> tuple[np
     _check_pipeline(pipeline)
     if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
         img = ImageOps.exif_transpose(img)
+    return _converted(img, pipeline)
+
+
+def _converted(img: Image.Image, pipeline: str) -> tuple[np.ndarray, bool]:
+    """:func:`convert_image` for an upright image and a known pipeline (what :func:`load_image` gives
+    :func:`convert_file`: no second EXIF lookup or pipeline check per file)."""
     if pipeline == "mnist":
         from fashionzoo.digits import mnist_style
 
