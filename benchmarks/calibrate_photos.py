@@ -3,11 +3,13 @@
 Usage: python benchmarks/calibrate_photos.py [--model NAME] [--photos DIR] [--folds N] [--write]   (one JSON object)
 
 Every photo is converted as ``predict`` converts it and run through the released ONNX file without calibration.
-Then (:mod:`fashionzoo.real_photos`) per-class log-probability offsets are fitted on the in-class studio and worn
-photos (the phone set is left out: its labels group classes), and the uncertain threshold is chosen on the shifted
-probabilities (Youden's J, phone photos of the ten classes against the hats, shorts and skirts). Reported: balanced
-accuracy per domain and class before and after, and a cross-validated estimate (offsets fitted on one half of the
-photos, scored on the other, ``--folds`` random halvings; phone photos are never fitted on).
+Then (:func:`fashionzoo.real_photos.fit_calibration`) per-class log-probability offsets are fitted on the in-class
+studio and worn photos (the phone set is left out: its labels group classes), offsets of their own for photos on a
+plain background (on the studio photos) and on a person (on the worn photos), and the uncertain threshold is chosen
+on the shifted probabilities (Youden's J, phone photos of the ten classes against the hats, shorts and skirts).
+Reported: balanced accuracy per domain and class before and after, and a cross-validated estimate (the calibration
+fitted on one half of the photos, scored on the other, ``--folds`` random halvings; phone photos are never fitted
+on), with and without the scenes' own offsets.
 """
 
 from __future__ import annotations
@@ -20,17 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from fashionzoo.preprocessing import convert_file
-from fashionzoo.real_photos import (
-    DOMAINS,
-    Photo,
-    balanced_accuracy,
-    fit_offsets,
-    load_manifest,
-    youden_threshold,
-)
+from fashionzoo.real_photos import DOMAINS, Photo, balanced_accuracy, fit_calibration, load_manifest
 from fashionzoo.registry import DEFAULT_MODEL, PhotoCalibration, get_entry
 from fashionzoo.release import ReleaseTree, read_manifest, write_manifest
-from fashionzoo.runtime import Classifier, shifted
+from fashionzoo.runtime import Classifier, calibrated
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
 
@@ -45,15 +40,14 @@ def main() -> None:
     entry = get_entry(args.model)
     classifier = Classifier.from_pretrained(entry.full_name)
     photos = load_manifest(args.photos, classifier.classes)
-    probs = classifier.predict_probs(np.stack([convert_file(photo.file)[0] for photo in photos]))
-    offsets = np.round(fit_offsets(photos, probs), 3)
-    calibrated = shifted(probs, offsets)
-    calibration = PhotoCalibration(tuple(offsets.tolist()), youden_threshold(photos, calibrated.max(axis=1)))
+    pixels, scenes = zip(*(convert_file(photo.file) for photo in photos), strict=True)
+    probs = classifier.predict_probs(np.stack(pixels))
+    calibration = fit_calibration(photos, probs, scenes)
     report = {
         "model": entry.full_name, "calibration": dataclasses.asdict(calibration),
         "before": balanced_accuracy(photos, list(probs.argmax(axis=1))),
-        "after": balanced_accuracy(photos, list(calibrated.argmax(axis=1))),
-        "cross_validated": cross_validated(photos, probs, args.folds),
+        "after": balanced_accuracy(photos, list(calibrated(probs, scenes, calibration).argmax(axis=1))),
+        "cross_validated": cross_validated(photos, probs, scenes, args.folds),
     }  # fmt: skip
     if args.write:
         tree = ReleaseTree.source_checkout()
@@ -63,24 +57,27 @@ def main() -> None:
     print(json.dumps(report))
 
 
-def cross_validated(photos: list[Photo], probs: np.ndarray, folds: int) -> dict[str, dict[str, float]]:
-    """Balanced accuracy per domain, without and with offsets fitted on the other half of the photos, averaged
-    over ``folds`` random halvings (seeded)."""
+def cross_validated(photos: list[Photo], probs: np.ndarray, scenes: tuple[str | None, ...], folds: int
+                    ) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Balanced accuracy per domain without a calibration, with one fitted on the other half of the photos, and
+    with that one's offsets for every photo (no scenes' own), averaged over ``folds`` random halvings (seeded)."""
     rng = np.random.default_rng(0)
-    scores: dict[str, list[tuple[float, float]]] = {domain: [] for domain in DOMAINS}
+    scores: dict[str, dict[str, list[float]]] = {domain: {} for domain in DOMAINS}
     for _ in range(folds):
         half = rng.permutation(len(photos)) < len(photos) // 2
         for fit_on in (half, ~half):
-            held_out = np.flatnonzero(~fit_on)
-            offsets = fit_offsets([photos[i] for i in np.flatnonzero(fit_on)], probs[fit_on])
-            subset = [photos[i] for i in held_out]
-            before = balanced_accuracy(subset, list(probs[held_out].argmax(axis=1)))
-            after = balanced_accuracy(subset, list(shifted(probs[held_out], offsets).argmax(axis=1)))
-            for domain in before:
-                scores[domain].append((before[domain]["balanced_accuracy"], after[domain]["balanced_accuracy"]))
-    return {domain: {"before": float(np.mean([b for b, _ in pairs])), "after": float(np.mean([a for _, a in pairs])),
-                     "after_std": float(np.std([a for _, a in pairs]))}
-            for domain, pairs in scores.items() if pairs}  # fmt: skip
+            chosen, held_out = np.flatnonzero(fit_on), np.flatnonzero(~fit_on)
+            fitted = fit_calibration([photos[i] for i in chosen], probs[chosen], [scenes[i] for i in chosen])
+            variants = {"before": None, "after": fitted,
+                        "after_without_scenes": PhotoCalibration(fitted.offsets, fitted.uncertain_below)}
+            subset, held_scenes = [photos[i] for i in held_out], [scenes[i] for i in held_out]
+            for name, calibration in variants.items():
+                shifted = calibrated(probs[held_out], held_scenes, calibration)
+                for domain, report in balanced_accuracy(subset, list(shifted.argmax(axis=1))).items():
+                    scores[domain].setdefault(name, []).append(report["balanced_accuracy"])
+    return {domain: {name: float(np.mean(values)) for name, values in variants.items()}
+            | {"after_std": float(np.std(variants["after"]))}
+            for domain, variants in scores.items() if variants}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def assert_one_line_error(excinfo: pytest.ExceptionInfo, path: Path) -> str:
     ("module", "expected"),
     [(pp, {"__future__", "io", "math", "os", "warnings", "pathlib", "numpy", "PIL", "cv2", "fashionzoo._files",
            "fashionzoo.segmentation", "fashionzoo.registry", "fashionzoo.digits"}),
-     (segmentation, {"__future__", "cv2", "numpy"})],
+     (segmentation, {"__future__", "typing", "cv2", "numpy"})],
 )  # fmt: skip
 def test_modules_import_only_stdlib_numpy_pillow_opencv(module: object, expected: set[str]) -> None:
     tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
@@ -270,9 +270,24 @@ def test_garment_on_a_textured_background_is_found() -> None:
     colour = segmentation._colour_mask(rgb, background)
     assert overlap(colour > 0) < 0.5
     assert overlap(segmentation._refine_by_colour(rgb, colour) > 0) > 0.95
-    mask = segmentation.garment_mask(rgb, background) > 0
-    assert overlap(mask) > 0.95
-    assert np.array_equal(segmentation.garment_mask(rgb, background) > 0, mask)
+    found = segmentation.find_garment(rgb, background)
+    assert found.scene == "textured" and overlap(found.mask > 0) > 0.95
+    assert np.array_equal(segmentation.find_garment(rgb, background).mask, found.mask)
+
+
+def test_the_scene_names_what_the_garment_was_found_on() -> None:
+    """A top on white is ``plain``; the same top with a skin-coloured head above it, the silhouette taller than wide,
+    is ``person``, and the head is left out of the mask."""
+    top = np.full((120, 80, 3), 250, np.uint8)
+    top[40:110, 10:70] = (40, 60, 140)
+    background = segmentation.border_colour(top)
+    plain = segmentation.find_garment(top, background)
+    assert plain.scene == "plain" and plain.mask[40:110, 10:70].all()
+    worn = top.copy()
+    worn[8:40, 28:52] = (200, 150, 120)  # a face: YCrCb (160, 156, 107), inside the skin box
+    person = segmentation.find_garment(worn, segmentation.border_colour(worn))
+    assert person.scene == "person"
+    assert not person.mask[8:36].any() and person.mask[50:100, 20:60].all()
 
 
 def test_underexposed_photo_gives_the_same_garment_on_black() -> None:

@@ -19,12 +19,13 @@ from fashionzoo.real_photos import (
     Photo,
     auroc,
     balanced_accuracy,
+    fit_calibration,
     fit_offsets,
     load_manifest,
     youden_threshold,
 )
 from fashionzoo.registry import DEFAULT_MODEL, FASHION_CLASSES, PhotoCalibration, WeightsRecord, get_entry
-from fashionzoo.runtime import Classifier, expand_inputs, shifted
+from fashionzoo.runtime import Classifier, calibrated, expand_inputs, shifted
 
 REAL_PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
 """The shared development photos, beside the repository like the shared Fashion-MNIST copy (tests/conftest.py)."""
@@ -145,7 +146,7 @@ def test_the_calibration_shifts_photos_only_and_sets_the_threshold(tmp_path: Pat
     Image.fromarray(garment).save(tmp_path / "fashion-mnist.png")  # already in the data set's format
     as_photo(garment, 6, (20, 20, 20, 20)).save(tmp_path / "photo.png")
     files = [str(tmp_path / "fashion-mnist.png"), str(tmp_path / "photo.png")]
-    assert [convert_file(file)[1] for file in files] == [False, True]
+    assert [convert_file(file)[1] for file in files] == [None, "plain"]
     uncalibrated = Classifier.from_pretrained(DEFAULT_MODEL, calibrated=False)
     assert uncalibrated.photo_calibration is None
     assert Classifier.from_pretrained(DEFAULT_MODEL, onnx_path=uncalibrated.path).photo_calibration is None
@@ -164,13 +165,55 @@ def test_the_released_calibration_travels_with_the_weights_record() -> None:
     released = get_entry(DEFAULT_MODEL).weights
     assert released is not None and released.photos is not None and len(released.photos.offsets) == 10
     assert Classifier.from_pretrained(DEFAULT_MODEL).photo_calibration == released.photos
+    assert set(released.photos.by_scene) == {"plain", "person"}
     shown = json.loads(CliRunner().invoke(main, ["info", DEFAULT_MODEL, "--json"]).stdout)["photo_calibration"]
-    assert shown == {"offsets": list(released.photos.offsets), "uncertain_below": released.photos.uncertain_below}
+    assert shown == {"offsets": list(released.photos.offsets), "uncertain_below": released.photos.uncertain_below,
+                     "by_scene": {scene: list(row) for scene, row in released.photos.by_scene.items()}}
+    text = CliRunner().invoke(main, ["info", DEFAULT_MODEL]).stdout
+    assert "photo calibration, person scene: T-shirt/top" in text and "uncertain below" in text
     assert WeightsRecord.from_json(json.loads(json.dumps(released.to_json()))) == released
     without = WeightsRecord.from_json({**released.to_json(), "photos": None})
     assert without.photos is None and "photos" not in without.to_json()
     with pytest.raises(ValueError, match="not finite offsets"):
         PhotoCalibration((float("nan"),) * 10, 0.5)
+    with pytest.raises(ValueError, match="of one length"):
+        PhotoCalibration((0.0,) * 10, 0.5, {"plain": (0.0,) * 9})
+    with pytest.raises(ValueError, match=r"scenes \['beach'\] are not among plain, person, textured"):
+        PhotoCalibration.from_json({"offsets": [0.0] * 10, "uncertain_below": 0.5, "by_scene": {"beach": [0.0] * 10}})
+
+
+def test_each_scene_is_shifted_by_its_own_offsets() -> None:
+    """Rows of the data set's own images (None) stay; a scene with offsets of its own takes them, the others take
+    the calibration's general offsets."""
+    calibration = PhotoCalibration((0.0, 2.0), 0.5, {"person": (2.0, 0.0)})
+    probs = np.full((4, 2), 0.5, np.float32)
+    shifted_rows = calibrated(probs, [None, "plain", "person", "textured"], calibration)
+    assert np.allclose(shifted_rows[0], 0.5)
+    assert shifted_rows[1, 1] > 0.85 and shifted_rows[3, 1] > 0.85 and shifted_rows[2, 0] > 0.85
+    assert np.allclose(calibrated(probs, "person", calibration), shifted_rows[2])
+    with pytest.raises(FashionZooError, match="3 scenes for 4 images"):
+        calibrated(probs, ["plain"] * 3, calibration)
+    with pytest.raises(FashionZooError, match="unknown scene 'beach'"):
+        calibrated(probs, "beach", calibration)
+
+
+def test_scene_offsets_are_fitted_on_their_domain() -> None:
+    """Studio photos lean towards class 1 and worn ones towards class 0: the plain scene's offsets (fitted on the
+    studio photos) and the person scene's (on the worn ones) each undo their own domain's lean, which offsets
+    fitted on both cannot."""
+    labels, mirrored = [0, 1] * 20, [1, 0] * 20
+    studio, worn = _photos(labels, "studio"), _photos(mirrored, "worn")
+    leaning = np.array([[0.3, 0.6] + [0.0125] * 8 if label == 0 else [0.1, 0.8] + [0.0125] * 8 for label in labels])
+    photos = studio + worn
+    probs = np.concatenate([leaning, leaning[:, [1, 0, *range(2, 10)]]])  # the worn photos: classes 0 and 1 swapped
+    scenes = ["plain"] * len(studio) + ["person"] * len(worn)
+    phone = [Photo(Path("in.jpg"), "phone", "dress", frozenset({3})),
+             Photo(Path("out.jpg"), "phone", "hat", frozenset())]  # the threshold needs both kinds
+    fitted = fit_calibration(photos + phone, np.concatenate([probs, np.eye(10)[[3, 0]] * 0.9 + 0.01]),
+                             scenes + ["plain", "plain"])  # fmt: skip
+    truth = np.array(labels + mirrored)
+    assert (calibrated(probs, scenes, fitted).argmax(axis=1) == truth).all()
+    assert (calibrated(probs, scenes, PhotoCalibration(fitted.offsets, 0.5)).argmax(axis=1) == truth).mean() <= 0.75
 
 
 def test_both_backends_apply_the_released_calibration_to_photos(tmp_path: Path) -> None:
@@ -185,12 +228,13 @@ def test_both_backends_apply_the_released_calibration_to_photos(tmp_path: Path) 
         ranked = {item["label"]: item["probability"] for item in json.loads(run.stdout)["top_k"]}
         return np.array([ranked[name] for name in FASHION_CLASSES])
 
-    raw, offsets = probabilities("--uncalibrated"), get_entry(DEFAULT_MODEL).weights.photos.offsets
+    pixels, scene = convert_image(load_image(tmp_path / "top.png"))  # an image in memory, read as predict reads it
+    assert scene == "plain"
+    raw, offsets = probabilities("--uncalibrated"), get_entry(DEFAULT_MODEL).weights.photos.offsets_for(scene)
     for backend in ((), ("--backend", "keras")):
         assert np.allclose(probabilities(*backend), shifted(raw[np.newaxis], offsets)[0], atol=1e-4)
         assert np.allclose(probabilities(*backend, "--uncalibrated"), raw, atol=1e-4)
     assert np.abs(shifted(raw[np.newaxis], offsets)[0] - raw).max() > 0.01  # the shift shows
-    pixels, photo = convert_image(load_image(tmp_path / "top.png"))  # an image in memory, read as predict reads it
     classifier = Classifier.from_pretrained(DEFAULT_MODEL)
-    assert photo and np.allclose(classifier.predict_probs(pixels), raw, atol=1e-4)
-    assert np.allclose(classifier.predict_probs(pixels, photos=photo), probabilities(), atol=1e-4)
+    assert np.allclose(classifier.predict_probs(pixels), raw, atol=1e-4)
+    assert np.allclose(classifier.predict_probs(pixels, scenes=scene), probabilities(), atol=1e-4)

@@ -179,10 +179,12 @@ def info(name: str, as_json: bool) -> None:
         click.echo(f"weights: test accuracy {m['accuracy']:.4f}, loss {m['loss']:.4f} on {m['n']:,} official test "
                    "images")
         if entry.weights.photos:
-            pairs = zip(entry.classes, entry.weights.photos.offsets, strict=True)
-            offsets = ", ".join(f"{name} {value:+.2f}" for name, value in pairs)
-            click.echo(f"photo calibration: {offsets}; uncertain below {entry.weights.photos.uncertain_below} "
-                       "(docs/photos.md)")  # fmt: skip
+            calibration = entry.weights.photos
+            scenes = [(f", {scene} scene", row) for scene, row in calibration.by_scene.items()]
+            for which, row in [("", calibration.offsets), *scenes]:
+                offsets = ", ".join(f"{name} {value:+.2f}" for name, value in zip(entry.classes, row, strict=True))
+                click.echo(f"photo calibration{which}: {offsets}")
+            click.echo(f"uncertain below {calibration.uncertain_below} (docs/photos.md)")
     else:
         click.echo("weights: none released")
     if "note" in summary:

@@ -21,7 +21,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from fashionzoo._files import FashionZooError, reason
 from fashionzoo.registry import DEFAULT_TAG, PIPELINES, TAGS, Preprocessing
-from fashionzoo.segmentation import border_colour, fitted_size, garment_mask
+from fashionzoo.segmentation import border_colour, find_garment, fitted_size
 
 SIZE = 28
 MAX_PIXELS = 40_000_000
@@ -210,23 +210,29 @@ def fashion_mnist_style(img: Image.Image) -> np.ndarray:
     """A uint8 (28, 28) Fashion-MNIST-style array: bright garment, centred, on a black background.
 
     A 28x28 image with a dark border is returned unchanged, so Fashion-MNIST images pass through byte for byte.
-    Otherwise the photo is reduced to at most 128 pixels, the garment is found (:func:`garment_mask`: outline,
+    Otherwise the photo is reduced to at most 128 pixels, the garment is found (:func:`find_garment`: outline,
     holes filled, a wearer's skin left out), everything else is set to black, and grey levels are negated when
     the background is light (a product photo). The garment's box is resized so that its longest edge is 28,
     centred on a black 28x28 canvas the way the data set's images are (an odd leftover pixel goes top/left),
     sharpened, and stretched so that its brightest pixel is 255 (:func:`_finish`).
     """
+    return _styled(img)[0]
+
+
+def _styled(img: Image.Image) -> tuple[np.ndarray, str | None]:
+    """:func:`fashion_mnist_style`'s pixels, and the photo's scene (:data:`fashionzoo.registry.SCENES`; None for an
+    image passed through)."""
     if in_data_set_format(img):
-        return np.clip(np.rint(to_grayscale(img)), 0, 255).astype(np.uint8)
+        return np.clip(np.rint(to_grayscale(img)), 0, 255).astype(np.uint8), None
     base = _to_8bit(img)
     rgb = _reduced(np.asarray(base if base.mode == "RGB" else base.convert("RGB")))
     gray = cv2.cvtColor(rgb.astype(np.float32), cv2.COLOR_RGB2GRAY)
     background = border_colour(rgb)
     dark = float(_luma(background)) < 128
-    mask = garment_mask(rgb, background)
+    mask, scene = find_garment(rgb, background)
     canvas = np.zeros((SIZE, SIZE), dtype=np.uint8)
     if not mask.any():
-        return canvas
+        return canvas, scene
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     garment = (gray if dark else 255.0 - gray) * mask
     crop = np.ascontiguousarray(garment[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], dtype=np.float32)
@@ -234,7 +240,7 @@ def fashion_mnist_style(img: Image.Image) -> np.ndarray:
     small = np.asarray(Image.fromarray(crop).resize((new_width, new_height), _RESAMPLE))
     top, left = (SIZE - new_height + 1) // 2, (SIZE - new_width + 1) // 2
     canvas[top : top + new_height, left : left + new_width] = np.clip(np.rint(small), 0, 255).astype(np.uint8)
-    return _finish(canvas)
+    return _finish(canvas), scene
 
 
 def _reduced(rgb: np.ndarray) -> np.ndarray:
@@ -272,17 +278,18 @@ def border_level(gray: np.ndarray) -> float:
     return float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
 
 
-def convert_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, bool]:
+def convert_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, str | None]:
     """Load an image file (a large JPEG at reduced size) and convert it with :func:`convert_image`."""
     _check_pipeline(pipeline)
     return _converted(load_image(path, _DIGIT_DECODE_SIZE if pipeline == "mnist" else _WORK_SIZE), pipeline)
 
 
-def convert_image(img: Image.Image, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, bool]:
+def convert_image(img: Image.Image, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, str | None]:
     """Convert an image with the named pipeline (a weights' ``Preprocessing.pipeline``): :func:`fashion_mnist_style`
-    for clothing, :func:`fashionzoo.digits.mnist_style` for handwritten digits. Returns the 28x28 pixels and whether
-    the image was a photo (False for an image already :func:`in_data_set_format`, passed through): what
-    ``Classifier.predict_probs(pixels, photos=...)`` takes to read a photo as ``predict`` does. An image that still
+    for clothing, :func:`fashionzoo.digits.mnist_style` for handwritten digits. Returns the 28x28 pixels and the
+    photo's scene (:data:`fashionzoo.registry.SCENES`: what its garment was found on; ``plain`` for a photo of a
+    digit; None for an image already :func:`in_data_set_format`, passed through): what
+    ``Classifier.predict_probs(pixels, scenes=...)`` takes to read a photo as ``predict`` does. An image that still
     carries an EXIF orientation (opened directly, not by :func:`load_image`) is turned upright first."""
     _check_pipeline(pipeline)
     if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
@@ -290,14 +297,14 @@ def convert_image(img: Image.Image, pipeline: str = "fashion-mnist") -> tuple[np
     return _converted(img, pipeline)
 
 
-def _converted(img: Image.Image, pipeline: str) -> tuple[np.ndarray, bool]:
+def _converted(img: Image.Image, pipeline: str) -> tuple[np.ndarray, str | None]:
     """:func:`convert_image` for an upright image and a known pipeline (what :func:`load_image` gives
     :func:`convert_file`: no second EXIF lookup or pipeline check per file)."""
     if pipeline == "mnist":
         from fashionzoo.digits import mnist_style
 
-        return mnist_style(img), not in_data_set_format(img)
-    return fashion_mnist_style(img), not in_data_set_format(img)
+        return mnist_style(img), None if in_data_set_format(img) else "plain"
+    return _styled(img)
 
 
 def _check_pipeline(pipeline: str) -> None:

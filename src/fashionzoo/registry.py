@@ -150,6 +150,11 @@ class FileRecord:
             raise ValueError(f"{self.filename}: size {self.size!r} is not a byte count")
 
 
+SCENES = ("plain", "person", "textured")
+"""What a photo's garment is found on (:func:`fashionzoo.segmentation.find_garment`): a plain background (product
+photos), a person wearing it, or a textured background (phone photos on beds and floors)."""
+
+
 @dataclass(frozen=True)
 class PhotoCalibration:
     """How ``predict`` reads these weights' probabilities on real photos, chosen on the development photos
@@ -157,15 +162,31 @@ class PhotoCalibration:
 
     ``offsets``, one per class, are added to the log-probabilities of a photo's prediction before they are
     normalised again: a prior shift that undoes the classes a converted photo leans towards (a real T-shirt's
-    silhouette reads as a Shirt). ``uncertain_below`` is the threshold on the shifted top probability under which a
-    prediction is marked uncertain. Images already in the data set's 28x28 format are not shifted."""
+    silhouette reads as a Shirt). ``by_scene`` holds offsets of their own for photos of some :data:`SCENES` (a
+    garment on a person leans otherwise than one on a plain background), used instead of ``offsets`` for those.
+    ``uncertain_below`` is the threshold on the shifted top probability under which a prediction is marked
+    uncertain. Images already in the data set's 28x28 format are not shifted."""
 
     offsets: tuple[float, ...]
     uncertain_below: float
+    by_scene: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.uncertain_below <= 1.0 or not all(math.isfinite(v) for v in self.offsets):
-            raise ValueError(f"photo calibration {self} is not finite offsets and a threshold in [0, 1]")
+        values = [self.offsets, *self.by_scene.values()]
+        if (not 0.0 <= self.uncertain_below <= 1.0 or not all(math.isfinite(v) for row in values for v in row)
+                or any(len(row) != len(self.offsets) for row in values)):  # fmt: skip
+            raise ValueError(f"photo calibration {self} is not finite offsets of one length and a threshold in [0, 1]")
+        if not set(self.by_scene) <= set(SCENES):
+            raise ValueError(f"photo calibration scenes {sorted(self.by_scene)} are not among {', '.join(SCENES)}")
+
+    def offsets_for(self, scene: str) -> tuple[float, ...]:
+        """The offsets for a photo of ``scene``."""
+        return self.by_scene.get(scene, self.offsets)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> PhotoCalibration:
+        by_scene = {scene: tuple(row) for scene, row in raw.get("by_scene", {}).items()}
+        return cls(tuple(raw["offsets"]), raw["uncertain_below"], by_scene)
 
 
 def is_commit(revision: str) -> bool:
@@ -206,7 +227,7 @@ class WeightsRecord:
         raw = dict(raw)
         files = {key: FileRecord(**value) for key, value in raw.pop("files").items()}
         photos = raw.pop("photos", None)
-        calibration = PhotoCalibration(tuple(photos["offsets"]), photos["uncertain_below"]) if photos else None
+        calibration = PhotoCalibration.from_json(photos) if photos else None
         return cls(files=files, shipped=tuple(raw.pop("shipped", ())), photos=calibration, **raw)
 
 

@@ -45,6 +45,7 @@ from fashionzoo.registry import (
     DEFAULT_MODEL,
     DEFAULT_TAG,
     FASHION_CLASSES,
+    SCENES,
     TAGS,
     ModelEntry,
     PhotoCalibration,
@@ -332,8 +333,9 @@ def expand_inputs(inputs: Iterable[str | os.PathLike], recursive: bool = False) 
             yield text
 
 
-Loaded = tuple[str, np.ndarray, bool]
-"""A loaded file: its name, its 28x28 pixels and whether it was a photo (see :func:`convert_file`)."""
+Loaded = tuple[str, np.ndarray, str | None]
+"""A loaded file: its name, its 28x28 pixels and the photo's scene (None for an image in the data set's format;
+see :func:`convert_file`)."""
 
 
 def _load(item: str | os.PathLike | Failure, pipeline: str) -> Loaded | Failure:
@@ -345,10 +347,10 @@ def _load(item: str | os.PathLike | Failure, pipeline: str) -> Loaded | Failure:
     if name is None:
         return Failure(repr(item), f"{item!r}: not a file name")
     try:
-        pixels, photo = convert_file(name, pipeline)
+        pixels, scene = convert_file(name, pipeline)
         if pixels.min() == pixels.max():
             return Failure(name, f"{name}: a blank image (one flat colour once converted): nothing to classify")
-        return name, pixels, photo
+        return name, pixels, scene
     except FashionZooError as error:
         return Failure(name, str(error))
     except (OSError, ValueError, MemoryError) as error:
@@ -538,17 +540,27 @@ def _probabilities(predict: Callable[[np.ndarray], np.ndarray], loaded: list[Loa
     if not loaded:
         return np.zeros((0, 0), dtype=np.float32)
     probs = predict(np.stack([pixels for _, pixels, _ in loaded]))
-    return calibrated(probs, np.array([photo for _, _, photo in loaded]), calibration)
+    return calibrated(probs, [scene for _, _, scene in loaded], calibration)
 
 
-def calibrated(probs: np.ndarray, photos: bool | np.ndarray, calibration: PhotoCalibration | None) -> np.ndarray:
-    """``probs`` (N, classes) with the rows of photos (``photos``: True for all, or one flag per row) shifted by
-    ``calibration``; the data set's own images, and everything when ``calibration`` is None, are left as they are."""
-    photos = np.broadcast_to(np.asarray(photos, dtype=bool), (len(probs),))
-    if calibration is None or not photos.any():
+def calibrated(probs: np.ndarray, scenes: str | Sequence[str | None] | None,
+               calibration: PhotoCalibration | None) -> np.ndarray:  # fmt: skip
+    """``probs`` (N, classes) with the rows of photos shifted by ``calibration``'s offsets for their scene
+    (``scenes``: one for all rows, or one per row, as :func:`convert_file` gives them); the data set's own images
+    (scene None), and everything when ``calibration`` is None, are left as they are."""
+    rows = [scenes] * len(probs) if scenes is None or isinstance(scenes, str) else list(scenes)
+    if len(rows) != len(probs):
+        raise FashionZooError(f"{len(rows)} scenes for {len(probs)} images: give one scene per image, or one for all")
+    unknown = {scene for scene in rows if scene is not None} - set(SCENES)
+    if unknown:
+        raise FashionZooError(f"unknown scene {sorted(unknown)[0]!r} (use one of {', '.join(SCENES)}, or None for "
+                              "an image in the data set's format)")  # fmt: skip
+    if calibration is None or all(scene is None for scene in rows):
         return probs
     probs = np.array(probs, dtype=np.float32)
-    probs[photos] = shifted(probs[photos], calibration.offsets)
+    for scene in set(rows) - {None}:
+        chosen = np.array([row == scene for row in rows])
+        probs[chosen] = shifted(probs[chosen], calibration.offsets_for(scene))
     return probs
 
 
@@ -672,16 +684,17 @@ class Classifier:
             raise FashionZooError(f"{self.path}: not a fashionzoo image model (output {found}; expected one output "
                                   f"[N, {len(self.classes)}] of class probabilities)")  # fmt: skip
 
-    def predict_probs(self, images: np.ndarray, batch_size: int = 256, *, photos: bool | np.ndarray = False
-                      ) -> np.ndarray:  # fmt: skip
+    def predict_probs(self, images: np.ndarray, batch_size: int = 256, *,
+                      scenes: str | Sequence[str | None] | None = None) -> np.ndarray:  # fmt: skip
         """Class probabilities, float32 (N, classes), for uint8 images (N, H, W) or one (H, W), batched.
 
-        The model's own reading, unless ``photos`` marks images converted from photos (True for all, or one flag
-        per image, as :func:`fashionzoo.preprocessing.convert_image` returns it): their probabilities are shifted by
-        :attr:`photo_calibration`, as :meth:`classify` and ``predict`` shift them.
+        The model's own reading, unless ``scenes`` marks images converted from photos (one scene for all, or one
+        per image, as :func:`fashionzoo.preprocessing.convert_image` returns it; None for an image in the data set's
+        format): their probabilities are shifted by :attr:`photo_calibration`, as :meth:`classify` and ``predict``
+        shift them.
 
-        >>> pixels, photo = convert_image(Image.open(io.BytesIO(upload)), clf.preprocessing.pipeline)
-        >>> clf.predict_probs(pixels, photos=photo)  # as predict reads a photo; a file opened with
+        >>> pixels, scene = convert_image(Image.open(io.BytesIO(upload)), clf.preprocessing.pipeline)
+        >>> clf.predict_probs(pixels, scenes=scene)  # as predict reads a photo; a file opened with
         >>> # preprocessing.load_image(path, 128) gives exactly predict's figures (it decodes JPEGs at reduced size)
         """
         if batch_size < 1:
@@ -690,7 +703,7 @@ class Classifier:
         if len(x) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         probs = np.concatenate([self.run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-        return calibrated(probs, photos, self.photo_calibration)
+        return calibrated(probs, scenes, self.photo_calibration)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities, float32 (N, classes), of a float32 model-input batch (N, H, W, C), as

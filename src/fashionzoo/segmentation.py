@@ -17,6 +17,8 @@ used.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 
@@ -176,21 +178,22 @@ def _is_textured(rgb: np.ndarray) -> bool:
     return float(_median(np.abs(ring - _median(ring)).sum(axis=1))) > _TEXTURED_SPREAD
 
 
-def _without_skin(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The mask minus skin when it looks like a person wearing the garment; otherwise the mask unchanged."""
+def _without_skin(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """The mask minus skin when it looks like a person wearing the garment; None when it does not, or when too
+    little would be left."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
     if height < _PERSON_ASPECT * width:
-        return mask
+        return None
     skin = cv2.inRange(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb), _SKIN_LOW, _SKIN_HIGH)
     skin = cv2.morphologyEx(skin, cv2.MORPH_OPEN, _ellipse(3)) > 0
     top = rows[0] + max(1, int(_HEAD_ROWS * height))
     head = mask[:top] > 0
     if skin[:top][head].mean() < _HEAD_SKIN:
-        return mask
+        return None
     clothed = cv2.morphologyEx(((mask > 0) & ~skin).astype(np.uint8), cv2.MORPH_OPEN, _ellipse(_SKIN_OPEN))
     garment = largest_filled_component(clothed)
-    return garment if garment.sum() > _MIN_KEPT * mask.sum() else mask
+    return garment if garment.sum() > _MIN_KEPT * mask.sum() else None
 
 
 def border_colour(rgb: np.ndarray) -> np.ndarray:
@@ -198,9 +201,23 @@ def border_colour(rgb: np.ndarray) -> np.ndarray:
     return _median(_border(rgb).astype(np.float32))
 
 
-def garment_mask(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """A 0/1 uint8 mask of the garment in an RGB uint8 photo (H, W, 3), about 128 pixels on its longest edge,
-    whose background colour is ``background`` (:func:`border_colour`)."""
-    outline = _refine_by_colour(rgb, _colour_mask(rgb, background)) if _is_textured(rgb) else _edge_mask(rgb)
+class Garment(NamedTuple):
+    """Where the garment is in a photo, and on what it was found."""
+
+    mask: np.ndarray
+    """0/1 uint8, the photo's height and width."""
+    scene: str
+    """One of :data:`fashionzoo.registry.SCENES`: ``person`` when a wearer's skin was removed, else ``textured``
+    for a textured background, else ``plain``."""
+
+
+def find_garment(rgb: np.ndarray, background: np.ndarray) -> Garment:
+    """The garment in an RGB uint8 photo (H, W, 3), about 128 pixels on its longest edge, whose background colour
+    is ``background`` (:func:`border_colour`)."""
+    textured = _is_textured(rgb)
+    outline = _refine_by_colour(rgb, _colour_mask(rgb, background)) if textured else _edge_mask(rgb)
     mask = _without_halo(rgb, largest_filled_component(outline), background)
-    return _without_skin(rgb, mask) if mask.any() else mask
+    clothed = _without_skin(rgb, mask) if mask.any() else None
+    if clothed is not None:
+        return Garment(clothed, "person")
+    return Garment(mask, "textured" if textured else "plain")
