@@ -317,6 +317,45 @@ def test_mixed_precision_run_saves_and_measures_the_float32_model(tmp_path: Path
     assert evaluate(entry, tmp_path / record.weights_file)["accuracy"] == record.test["accuracy"]
 
 
+def test_an_ensemble_trains_its_members_apart_and_averages_them(tmp_path: Path) -> None:
+    """An ensemble entry trains one member run per seed under members/, measures the average of their
+    probabilities, keeps finished members on --resume (no retraining, the same weights), and refuses a finished
+    member that another recipe made, or a --seed of its own."""
+    import dataclasses
+
+    import numpy as np
+
+    import fashionzoo
+    from fashionzoo import registry
+    from fashionzoo._files import FashionZooError
+    from fashionzoo.models import predict_probs
+    from fashionzoo.training import train
+
+    entry = dataclasses.replace(registry.get_entry("zoo-ensemble"), build_kwargs={"member": "mlp-64-32",
+                                "seeds": (0, 1)}, test_time_flip=False)  # fmt: skip
+    record = train(entry, tmp_path, epochs=1, limit=1000, verbose=0)
+    folders = [tmp_path / "members" / f"seed-{seed}" for seed in (0, 1)]
+    members = [runs.read_record(folder) for folder in folders]
+    assert [member.seed for member in members] == [0, 1] and record.params == 2 * members[0].params
+    assert record.wall_time_s == pytest.approx(sum(member.wall_time_s for member in members), abs=0.2)
+    assert record.recipe["lr"] == registry.get_entry("mlp-64-32").recipe.lr  # the members' recipe
+    images = load_split("test").images[:64]
+    averaged = predict_probs(fashionzoo.load(entry, tmp_path / record.weights_file), images)
+    apart = [predict_probs(fashionzoo.load("mlp-64-32", folder / "mlp-64-32.weights.h5"), images) for folder in folders]
+    assert not np.allclose(apart[0], apart[1], atol=1e-3)
+    assert np.allclose(averaged, np.mean(apart, axis=0), atol=1e-6)
+    assert len((tmp_path / runs.HISTORY).read_text().splitlines()) == 2  # the header and the members' mean of epoch 1
+
+    stamps = [(folder / "mlp-64-32.weights.h5").stat().st_mtime_ns for folder in folders]
+    again = train(entry, tmp_path, epochs=1, limit=1000, resume=True, verbose=0)
+    assert [(folder / "mlp-64-32.weights.h5").stat().st_mtime_ns for folder in folders] == stamps
+    assert again.test == record.test  # the same members (the file's bytes hold Keras' layer names, which vary)
+    with pytest.raises(FashionZooError, match=r"seed-0: this finished member was trained with another model, recipe"):
+        train(entry, tmp_path, epochs=2, limit=1000, resume=True, verbose=0)
+    with pytest.raises(FashionZooError, match="drop --seed"):
+        train(entry, tmp_path, seed=3, verbose=0)
+
+
 def test_train_refuses_an_out_folder_it_cannot_make_before_any_work(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("in the way")
     result = CliRunner().invoke(main, ["train", "lenet", "--epochs", "1", "--out", str(tmp_path / "a-file" / "run")])

@@ -125,7 +125,21 @@ def transfer(entry: ModelEntry, backbone: str, backbone_weights: str | None = No
     return keras.Model(inputs, _head(x, len(entry.classes)), name=entry.name)
 
 
-_BUILDERS = {"sequential": sequential, "lenet5": lenet5, "resnet": resnet, "transfer": transfer}
+def ensemble(entry: ModelEntry, member: str, seeds: tuple[int, ...]) -> keras.Model:
+    """One network of the registry model ``member`` per seed, their probabilities averaged (a deep ensemble). The
+    networks are trained apart, each with ``member``'s recipe and its own seed (:func:`fashionzoo.training.train`);
+    each is named ``seed_N`` inside the ensemble."""
+    networks = []
+    for seed in seeds:
+        network = build(member)
+        network.name = f"seed_{seed}"
+        networks.append(network)
+    inputs = _input(entry)
+    return keras.Model(inputs, layers.Average(name="averaged")([network(inputs) for network in networks]),
+                       name=entry.name)  # fmt: skip
+
+
+_BUILDERS = {"sequential": sequential, "lenet5": lenet5, "resnet": resnet, "transfer": transfer, "ensemble": ensemble}
 
 
 def build(model: str | ModelEntry, **overrides: Any) -> keras.Model:

@@ -387,6 +387,13 @@ ZOO_RESNET = Recipe(
     "inference each image is averaged with its mirror image (ModelEntry.test_time_flip): +0.25 points on validation "
     "for this run (94.77% -> 95.02%).",
 )
+ZOO_ENSEMBLE = ZOO_RESNET.replace(
+    notes="Each member is the flagship (zoo-resnet) trained with the flagship's recipe and its own seed (the "
+    "entry's 'seeds'), apart from the others; the ensemble averages their probabilities. 'fashionzoo train' trains "
+    "the members into OUT/members/seed-N (--resume keeps finished ones) and then measures the ensemble. Chosen on "
+    "the development photos (docs/photos.md), where two members read photos better than one and three or four no "
+    "better than two.",
+)
 REF_D_TRANSFER = Recipe(epochs=10, batch_size=64, lr=1e-3, fine_tune_epochs=3, fine_tune_lr=1e-5,
                         notes="Reference D: 10 epochs with the ImageNet backbone frozen; then 3 fine-tuning epochs "
                         "with the whole backbone trainable at lr 1e-5 (set fine_tune_epochs=0 to skip).")  # fmt: skip
@@ -416,6 +423,13 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         "batch normalisation, global average pooling) trained with augmentation and label smoothing.",
         builder="resnet", build_kwargs={"stem": 32, "widths": (32, 64, 128), "blocks": (1, 1, 1)},
         params=309_418, recipe=ZOO_RESNET, targets=_fashion(0.945), test_time_flip=True,
+    ),
+    ModelEntry(
+        name="zoo-ensemble", aliases=("ensemble",), family="resnet", reference="zoo",
+        description="Two flagships (zoo-resnet) trained apart, from seeds 0 and 1, their probabilities averaged: "
+        "a deep ensemble, twice the flagship's work per image.",
+        builder="ensemble", build_kwargs={"member": "zoo-resnet", "seeds": (0, 1)},
+        params=618_836, recipe=ZOO_ENSEMBLE, targets=_fashion(0.945), test_time_flip=True,
     ),
     ModelEntry(
         name="mlp", aliases=("mlp-a",), family="mlp", reference="A",

@@ -8,6 +8,7 @@ Writes into the run folder: ``<name>.weights.h5``, ``history.csv``, ``curves.png
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import functools
 import itertools
@@ -34,9 +35,10 @@ from fashionzoo.devices import choose
 from fashionzoo.evaluation import metrics_from_probs
 from fashionzoo.machine import machine_info
 from fashionzoo.models import build, inference_model, predict_probs
+from fashionzoo.models import load as load_model
 from fashionzoo.preprocessing import to_model_input
 from fashionzoo.registry import ModelEntry, Recipe, with_tag
-from fashionzoo.reports import write_run_figures
+from fashionzoo.reports import read_history, write_run_figures
 from fashionzoo.runs import RunRecord
 
 
@@ -398,6 +400,85 @@ def _search(entry: ModelEntry, recipe: Recipe, train: Split, val: Split, strateg
     return search
 
 
+def _splits(entry: ModelEntry, recipe: Recipe, data_dir: str | os.PathLike | None, limit: int | None
+            ) -> tuple[Split, Split, Split, dict[str, str]]:  # fmt: skip
+    """The training, validation and test splits of ``entry``'s data set (the first ``limit`` training images and a
+    fifth as many for validation, with ``limit``), and the SHA-256 of each data file read."""
+    full_train = load_split("train", entry.tag, data_dir)
+    test = load_split("test", entry.tag, data_dir)
+    train_split, val_split = train_val_split(full_train, recipe.val_fraction)
+    if limit:
+        train_split, val_split = train_split.head(limit), val_split.head(max(limit // 5, 1))
+    return train_split, val_split, test, {**full_train.files, **test.files}
+
+
+def _write_mean_history(histories: list[dict[str, list[float]]], path: Path) -> None:
+    """``history.csv`` of an ensemble: its members' histories averaged epoch by epoch."""
+    columns, epochs = list(histories[0]), min(len(history["epoch"]) for history in histories)
+    with atomic_open(path) as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        for epoch in range(epochs):
+            writer.writerow([int(histories[0]["epoch"][epoch]) if column == "epoch"
+                             else float(np.mean([history[column][epoch] for history in histories]))
+                             for column in columns])  # fmt: skip
+
+
+MEMBERS = "members"
+"""The folder of an ensemble's run that holds one member run per seed (``seed-N``)."""
+
+
+def _train_ensemble(entry: ModelEntry, out: Path, overrides: dict[str, Any], *, resume: bool,
+                    data_dir: str | os.PathLike | None, device: str, limit: int | None, verbose: int
+                    ) -> RunRecord:  # fmt: skip
+    """Train each member of an ensemble entry (builder ``ensemble``) into ``out/members/seed-N`` with the member's
+    recipe and ``overrides``, then measure the ensemble of their weights and write the run folder. With ``resume``,
+    a finished member (its record, no ``backup/``) is kept when its recipe and data match, and an interrupted one
+    continues. The history is the members' mean, epoch by epoch."""
+    if "seed" in overrides:
+        raise FashionZooError(f"{entry.full_name}: its members' seeds are the entry's ({entry.build_kwargs['seeds']}); "
+                              "drop --seed")  # fmt: skip
+    member = with_tag(entry.build_kwargs["member"], entry.tag)
+    member_recipe = member.recipe.replace(**overrides)
+    recipe = member_recipe.replace(notes=entry.recipe.notes)  # what the record says: the members' recipe
+    check_can_write(out / runs.METRICS)
+    if not resume:
+        for stale in (out / runs.HISTORY, out / runs.METRICS):
+            stale.unlink(missing_ok=True)
+    _, device_used = distribution_strategy(device)
+    train_split, val_split, test, data_files = _splits(entry, recipe, data_dir, limit)
+    model = build(entry)
+    histories, wall_time = [], 0.0
+    for seed in entry.build_kwargs["seeds"]:
+        folder = out / MEMBERS / f"seed-{seed}"
+        wanted = runs.recipe_for_resume(member_recipe.replace(seed=seed))
+        if resume and (folder / runs.METRICS).is_file() and not (folder / runs.BACKUP).is_dir():
+            record = runs.read_record(folder)
+            if (record.model, runs.recipe_for_resume(record.recipe), record.data_files, record.limit) != (
+                    member.full_name, wanted, data_files, limit):  # fmt: skip
+                raise FashionZooError(f"{folder}: this finished member was trained with another model, recipe, "
+                                      "data or --limit; delete it, or train the ensemble without --resume")  # fmt: skip
+        else:
+            log.info("%s: member seed %d into %s", entry.full_name, seed, folder)
+            record = train(member, folder, seed=seed, resume=resume and (folder / runs.BACKUP).is_dir(),
+                           data_dir=data_dir, device=device, limit=limit, verbose=verbose, **overrides)
+        trained = load_model(member, folder / record.weights_file, test_time_flip=False)
+        model.get_layer(f"seed_{seed}").set_weights(trained.get_weights())
+        histories.append(read_history(folder / runs.HISTORY))
+        wall_time += record.wall_time_s
+    _write_mean_history(histories, out / runs.HISTORY)
+    weights_path = out / f"{entry.full_name}.weights.h5"
+    with atomic_path(weights_path, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)
+    record = _record(entry, model, recipe, overrides, search=None, build_kwargs={}, data_files=data_files,
+                     train=train_split, val=val_split, test=test, wall_time=wall_time, limit=limit,
+                     device=device_used, weights_file=weights_path.name
+                     ).replace(weights_sha256=sha256_file(weights_path))  # fmt: skip
+    runs.write_record(out, record)
+    write_run_figures(out, entry, record)
+    return record
+
+
 def train(
     model: str | ModelEntry,
     out_dir: str | os.PathLike,
@@ -424,6 +505,9 @@ def train(
                                    "fine_tune_epochs": fine_tune_epochs}.items() if v is not None}
     recipe = entry.recipe.replace(**overrides)
     out = Path(out_dir)
+    if entry.builder == "ensemble":
+        return _train_ensemble(entry, out, overrides, resume=resume, data_dir=data_dir, device=device, limit=limit,
+                               verbose=verbose)  # fmt: skip
     backup, state_path, history_path = out / runs.BACKUP, out / runs.STATE, out / runs.HISTORY
     if resume and not backup.is_dir():
         raise FashionZooError(f"{out}: nothing to resume (no backup/ folder); run without --resume to start afresh")
@@ -433,12 +517,7 @@ def train(
         for stale in (state_path, history_path, out / runs.METRICS):
             stale.unlink(missing_ok=True)
     strategy, device_used = distribution_strategy(device)
-
-    full_train = load_split("train", entry.tag, data_dir)
-    test = load_split("test", entry.tag, data_dir)
-    train_split, val_split = train_val_split(full_train, recipe.val_fraction)
-    if limit:
-        train_split, val_split = train_split.head(limit), val_split.head(max(limit // 5, 1))
+    train_split, val_split, test, data_files = _splits(entry, recipe, data_dir, limit)
 
     build_kwargs = dict(build_overrides or {})
     search = None
@@ -447,7 +526,6 @@ def train(
         recipe, chosen_kwargs = _split_overrides(recipe, search["best"])
         build_kwargs.update(chosen_kwargs)
 
-    data_files = {**full_train.files, **test.files}
     run = json.loads(json.dumps({"model": entry.full_name, "recipe": runs.recipe_for_resume(recipe),
                                  "build_kwargs": build_kwargs, "limit": limit, "dataset": entry.tag,
                                  "data_files": data_files}))  # as state.json stores it: lists, not tuples
