@@ -35,7 +35,7 @@ from fashionzoo.devices import choose
 from fashionzoo.evaluation import metrics_from_probs
 from fashionzoo.machine import machine_info
 from fashionzoo.models import build, inference_model, predict_probs
-from fashionzoo.models import load as load_model
+from fashionzoo.models import load as load_trained
 from fashionzoo.preprocessing import to_model_input
 from fashionzoo.registry import ModelEntry, Recipe, with_tag
 from fashionzoo.reports import read_history, write_run_figures
@@ -462,7 +462,7 @@ def _train_ensemble(entry: ModelEntry, out: Path, overrides: dict[str, Any], *, 
             log.info("%s: member seed %d into %s", entry.full_name, seed, folder)
             record = train(member, folder, seed=seed, resume=resume and (folder / runs.BACKUP).is_dir(),
                            data_dir=data_dir, device=device, limit=limit, verbose=verbose, **overrides)
-        trained = load_model(member, folder / record.weights_file, test_time_flip=False)
+        trained = load_trained(member, folder / record.weights_file, test_time_flip=False)
         model.get_layer(f"seed_{seed}").set_weights(trained.get_weights())
         histories.append(read_history(folder / runs.HISTORY))
         wall_time += record.wall_time_s
