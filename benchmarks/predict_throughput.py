@@ -59,15 +59,16 @@ def _resident_kib(pid: int) -> int:
     return own + sum(_resident_kib(int(child)) for child in children)
 
 
-def big_folder(files: list[str], copies: int) -> dict:
-    """Wall time and peak memory (with its workers) of ``fashionzoo predict`` on ``copies`` links to ``files``."""
+def big_folder(model: str, files: list[str], copies: int) -> dict:
+    """Wall time and peak memory (with its workers) of ``fashionzoo predict --model MODEL`` on ``copies`` links to
+    ``files``."""
     with tempfile.TemporaryDirectory() as folder:
         for index, source in zip(range(copies), itertools.cycle(files)):
             os.symlink(source, Path(folder, f"{index:05d}{Path(source).suffix}"))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         start = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "fashionzoo", "predict", folder, "--json", "--no-progress"],
-                                   stdout=subprocess.DEVNULL, env=env)  # fmt: skip
+        process = subprocess.Popen([sys.executable, "-m", "fashionzoo", "predict", folder, "--model", model, "--json",
+                                    "--no-progress"], stdout=subprocess.DEVNULL, env=env)  # fmt: skip
         peak_kib = 0
         while process.poll() is None:
             peak_kib = max(peak_kib, _resident_kib(process.pid))
@@ -102,7 +103,7 @@ def main() -> None:
               "end_to_end_share_of_bare": medians["end_to_end_per_second"] / medians["bare_model_batch64_per_second"],
               "rounds": rounds}  # fmt: skip
     if args.copies:
-        report["big_folder"] = big_folder(files, args.copies)
+        report["big_folder"] = big_folder(args.model, files, args.copies)
     print(json.dumps(report))
 
 
