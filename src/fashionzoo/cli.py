@@ -181,7 +181,7 @@ def info(name: str, as_json: bool) -> None:
         if entry.weights.photos:
             calibration = entry.weights.photos
             scenes = [(f", {scene} scene", row) for scene, row in calibration.by_scene.items()]
-            for which, row in [("", calibration.offsets), *scenes]:
+            for which, row in [(" (textured and other scenes)", calibration.offsets), *scenes]:
                 offsets = ", ".join(f"{name} {value:+.2f}" for name, value in zip(entry.classes, row, strict=True))
                 click.echo(f"photo calibration{which}: {offsets}")
             click.echo(f"uncertain below {calibration.uncertain_below} (docs/photos.md)")

@@ -172,6 +172,8 @@ class PhotoCalibration:
     by_scene: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "offsets", tuple(self.offsets))
+        object.__setattr__(self, "by_scene", {scene: tuple(row) for scene, row in self.by_scene.items()})
         values = [self.offsets, *self.by_scene.values()]
         if (not 0.0 <= self.uncertain_below <= 1.0 or not all(math.isfinite(v) for row in values for v in row)
                 or any(len(row) != len(self.offsets) for row in values)):  # fmt: skip
@@ -179,14 +181,16 @@ class PhotoCalibration:
         if not set(self.by_scene) <= set(SCENES):
             raise ValueError(f"photo calibration scenes {sorted(self.by_scene)} are not among {', '.join(SCENES)}")
 
+    def __hash__(self) -> int:  # the generated hash fails on the dict
+        return hash((self.offsets, self.uncertain_below, tuple(sorted(self.by_scene.items()))))
+
     def offsets_for(self, scene: str) -> tuple[float, ...]:
         """The offsets for a photo of ``scene``."""
         return self.by_scene.get(scene, self.offsets)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> PhotoCalibration:
-        by_scene = {scene: tuple(row) for scene, row in raw.get("by_scene", {}).items()}
-        return cls(tuple(raw["offsets"]), raw["uncertain_below"], by_scene)
+        return cls(tuple(raw["offsets"]), raw["uncertain_below"], dict(raw.get("by_scene", {})))
 
 
 def is_commit(revision: str) -> bool:

@@ -548,13 +548,13 @@ def calibrated(probs: np.ndarray, scenes: str | Sequence[str | None] | None,
     """``probs`` (N, classes) with the rows of photos shifted by ``calibration``'s offsets for their scene
     (``scenes``: one for all rows, or one per row, as :func:`convert_file` gives them); the data set's own images
     (scene None), and everything when ``calibration`` is None, are left as they are."""
-    rows = [scenes] * len(probs) if scenes is None or isinstance(scenes, str) else list(scenes)
+    rows = [scenes] * len(probs) if scenes is None or isinstance(scenes, (str, bool)) else list(scenes)
     if len(rows) != len(probs):
         raise FashionZooError(f"{len(rows)} scenes for {len(probs)} images: give one scene per image, or one for all")
-    unknown = {scene for scene in rows if scene is not None} - set(SCENES)
+    unknown = [scene for scene in rows if scene is not None and scene not in SCENES]
     if unknown:
-        raise FashionZooError(f"unknown scene {sorted(unknown)[0]!r} (use one of {', '.join(SCENES)}, or None for "
-                              "an image in the data set's format)")  # fmt: skip
+        raise FashionZooError(f"unknown scene {unknown[0]!r} (use one of {', '.join(SCENES)}, as convert_image "
+                              "returns it, or None for an image in the data set's format)")  # fmt: skip
     if calibration is None or all(scene is None for scene in rows):
         return probs
     probs = np.array(probs, dtype=np.float32)
