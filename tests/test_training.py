@@ -333,7 +333,14 @@ def test_an_ensemble_trains_its_members_apart_and_averages_them(tmp_path: Path) 
 
     entry = dataclasses.replace(registry.get_entry("zoo-ensemble"), build_kwargs={"member": "mlp-64-32",
                                 "seeds": (0, 1)}, test_time_flip=False)  # fmt: skip
+    with pytest.raises(FashionZooError, match="nothing to resume"):
+        train(entry, tmp_path, resume=True, verbose=0)
+    stale = tmp_path / "members" / "seed-5" / runs.METRICS  # an earlier run's member: a fresh run clears them all
+    stale.parent.mkdir(parents=True)  # first, so that one it is killed before reaching cannot pass for its own
+    stale.write_text("{}")
     record = train(entry, tmp_path, epochs=1, limit=1000, verbose=0)
+    assert not stale.exists()
+    assert runs.read_record(tmp_path).build_kwargs == {"member": "mlp-64-32", "seeds": [0, 1]}  # which members
     folders = [tmp_path / "members" / f"seed-{seed}" for seed in (0, 1)]
     members = [runs.read_record(folder) for folder in folders]
     assert [member.seed for member in members] == [0, 1] and record.params == 2 * members[0].params

@@ -512,9 +512,9 @@ _ENTRIES: tuple[ModelEntry, ...] = (
 )  # fmt: skip
 
 DEFAULT_MODEL = "zoo-ensemble"
-"""What ``predict`` and ``load()`` use without a name: two flagships averaged, the most accurate model of the zoo on
-the test file (94.86% against the flagship's 94.84%) and on real photos, where the flagship alone falls short of
-issue 15's phone floor (docs/photos.md)."""
+"""What ``predict`` and ``load()`` use without a name: two flagships averaged, chosen for real photos, where it is the
+only model of the zoo that reaches issue 15's floors on the development photos (the flagship alone falls short on phone
+photos; docs/photos.md). On the test file it is level with the flagship (94.86% against 94.84%)."""
 
 
 def _load_weights_records() -> dict[str, WeightsRecord]:

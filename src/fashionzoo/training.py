@@ -437,12 +437,15 @@ def _train_ensemble(entry: ModelEntry, out: Path, overrides: dict[str, Any], *, 
     continues. The history is the members' mean, epoch by epoch."""
     if "seed" in overrides:
         raise FashionZooError(f"{entry.full_name}: its members' seeds are the entry's ({entry.build_kwargs['seeds']}); "
-                              "drop --seed")  # fmt: skip
+                              "drop --seed / --seeds")  # fmt: skip
+    if resume and not (out / MEMBERS).is_dir():
+        raise FashionZooError(f"{out}: nothing to resume (no {MEMBERS}/ folder); run without --resume to start afresh")
     member = with_tag(entry.build_kwargs["member"], entry.tag)
     member_recipe = member.recipe.replace(**overrides)
     recipe = member_recipe.replace(notes=entry.recipe.notes)  # what the record says: the members' recipe
     check_can_write(out / runs.METRICS)
-    if not resume:
+    if not resume:  # a fresh run retrains every member: none of an earlier run's may pass for this one's
+        shutil.rmtree(out / MEMBERS, ignore_errors=True)
         for stale in (out / runs.HISTORY, out / runs.METRICS):
             stale.unlink(missing_ok=True)
     _, device_used = distribution_strategy(device)
@@ -454,10 +457,11 @@ def _train_ensemble(entry: ModelEntry, out: Path, overrides: dict[str, Any], *, 
         wanted = runs.recipe_for_resume(member_recipe.replace(seed=seed))
         if resume and (folder / runs.METRICS).is_file() and not (folder / runs.BACKUP).is_dir():
             record = runs.read_record(folder)
-            if (record.model, runs.recipe_for_resume(record.recipe), record.data_files, record.limit) != (
-                    member.full_name, wanted, data_files, limit):  # fmt: skip
+            if (record.full_name, runs.recipe_for_resume(record.recipe), record.data_files, record.limit) != (
+                    member.full_name, wanted, data_files, limit) or not record.measured(folder / record.weights_file):
                 raise FashionZooError(f"{folder}: this finished member was trained with another model, recipe, "
-                                      "data or --limit; delete it, or train the ensemble without --resume")  # fmt: skip
+                                      "data or --limit, or its weights file is not the one it measured; delete it, or "
+                                      "train the ensemble without --resume")  # fmt: skip
         else:
             log.info("%s: member seed %d into %s", entry.full_name, seed, folder)
             record = train(member, folder, seed=seed, resume=resume and (folder / runs.BACKUP).is_dir(),
@@ -470,7 +474,8 @@ def _train_ensemble(entry: ModelEntry, out: Path, overrides: dict[str, Any], *, 
     weights_path = out / f"{entry.full_name}.weights.h5"
     with atomic_path(weights_path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
-    record = _record(entry, model, recipe, overrides, search=None, build_kwargs={}, data_files=data_files,
+    record = _record(entry, model, recipe, overrides, search=None, build_kwargs=dict(entry.build_kwargs),
+                     data_files=data_files,
                      train=train_split, val=val_split, test=test, wall_time=wall_time, limit=limit,
                      device=device_used, weights_file=weights_path.name
                      ).replace(weights_sha256=sha256_file(weights_path))  # fmt: skip
