@@ -475,9 +475,8 @@ def _train_ensemble(entry: ModelEntry, out: Path, overrides: dict[str, Any], *, 
     with atomic_path(weights_path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
     record = _record(entry, model, recipe, overrides, search=None, build_kwargs=dict(entry.build_kwargs),
-                     data_files=data_files,
-                     train=train_split, val=val_split, test=test, wall_time=wall_time, limit=limit,
-                     device=device_used, weights_file=weights_path.name
+                     data_files=data_files, train=train_split, val=val_split, test=test, wall_time=wall_time,
+                     limit=limit, device=device_used, weights_file=weights_path.name
                      ).replace(weights_sha256=sha256_file(weights_path))  # fmt: skip
     runs.write_record(out, record)
     write_run_figures(out, entry, record)
