@@ -332,7 +332,8 @@ def test_an_ensemble_trains_its_members_apart_and_averages_them(tmp_path: Path) 
     from fashionzoo.training import train
 
     entry = dataclasses.replace(registry.get_entry("zoo-ensemble"), build_kwargs={"member": "mlp-64-32",
-                                "seeds": (0, 1)}, test_time_flip=False)  # fmt: skip
+                                "seeds": (0, 1)}, test_time_flip=False, weights=None)  # fmt: skip
+    # weights=None: the released record's build_kwargs (its members) would override these
     with pytest.raises(FashionZooError, match="nothing to resume"):
         train(entry, tmp_path, resume=True, verbose=0)
     stale = tmp_path / "members" / "seed-5" / runs.METRICS  # an earlier run's member: a fresh run clears them all
