@@ -349,6 +349,15 @@ def strip_optimizer_state(path: Path) -> None:
             target.attrs.update(source.attrs)
 
 
+def _save_weights(model: keras.Model, out: Path, entry: ModelEntry) -> Path:
+    """Write the run's weights file (``<full name>.weights.h5``) atomically, without optimizer state."""
+    path = out / f"{entry.full_name}.weights.h5"
+    with atomic_path(path, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)
+    strip_optimizer_state(path)
+    return path
+
+
 def _dedupe_history(path: Path) -> None:
     """A resumed run may log an epoch twice (killed between logging and backup): keep the last row."""
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -471,9 +480,7 @@ def _train_ensemble(entry: ModelEntry, out: Path, overrides: dict[str, Any], *, 
         histories.append(read_history(folder / runs.HISTORY))
         wall_time += record.wall_time_s
     _write_mean_history(histories, out / runs.HISTORY)
-    weights_path = out / f"{entry.full_name}.weights.h5"
-    with atomic_path(weights_path, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
+    weights_path = _save_weights(model, out, entry)
     record = _record(entry, model, recipe, overrides, search=None, build_kwargs=dict(entry.build_kwargs),
                      data_files=data_files, train=train_split, val=val_split, test=test, wall_time=wall_time,
                      limit=limit, device=device_used, weights_file=weights_path.name
@@ -558,10 +565,7 @@ def train(
     _dedupe_history(history_path)
     model = _in_float32(entry, model, build_kwargs)
 
-    weights_path = out / f"{entry.full_name}.weights.h5"
-    with atomic_path(weights_path, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
-    strip_optimizer_state(weights_path)
+    weights_path = _save_weights(model, out, entry)
     record = _record(entry, model, recipe, overrides, search=search, build_kwargs=build_kwargs,
                      data_files=data_files, train=train_split, val=val_split, test=test, wall_time=wall_time,
                      limit=limit, device=device_used, weights_file=weights_path.name
