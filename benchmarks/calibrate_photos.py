@@ -2,8 +2,8 @@
 
 Usage: python benchmarks/calibrate_photos.py [--model NAME] [--photos DIR] [--folds N] [--write]   (one JSON object)
 
-Every photo is converted as ``predict`` converts it and run through the released ONNX file without calibration.
-Then (:func:`fashionzoo.real_photos.fit_calibration`) per-class log-probability offsets are fitted on the in-class
+Every photo is converted as ``predict`` converts it and run through the released ONNX file without calibration. Then
+(:func:`fashionzoo.photos.calibration.fit_calibration`) per-class log-probability offsets are fitted on the in-class
 studio and worn photos (the phone set is left out: its labels group classes), offsets of their own for photos on a
 plain background (on the studio photos) and on a person (on the worn photos), and the uncertain threshold is chosen
 on the shifted probabilities (Youden's J, phone photos of the ten classes against the hats, shorts and skirts).
@@ -21,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionzoo.preprocessing import convert_file
-from fashionzoo.real_photos import DOMAINS, Photo, balanced_accuracy, fit_calibration, load_manifest
-from fashionzoo.registry import DEFAULT_MODEL, PhotoCalibration, get_entry
-from fashionzoo.release import ReleaseTree, read_manifest, write_manifest
-from fashionzoo.runtime import Classifier, calibrated
+from fashionzoo.photos.calibration import PhotoCalibration, apply_calibration, fit_calibration
+from fashionzoo.photos.convert import convert_file
+from fashionzoo.photos.scoring import DOMAINS, Photo, balanced_accuracy, load_manifest
+from fashionzoo.publish.release import ReleaseTree, read_manifest, write_manifest
+from fashionzoo.registry.catalogue import DEFAULT_MODEL
+from fashionzoo.registry.lookup import get_entry
+from fashionzoo.runtime.classifier import Classifier
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
 
@@ -44,21 +46,23 @@ def main() -> None:
     probs = classifier.predict_probs(np.stack(pixels))
     calibration = fit_calibration(photos, probs, scenes)
     report = {
-        "model": entry.full_name, "calibration": dataclasses.asdict(calibration),
+        "model": entry.full_name,
+        "calibration": dataclasses.asdict(calibration),
         "before": balanced_accuracy(photos, list(probs.argmax(axis=1))),
-        "after": balanced_accuracy(photos, list(calibrated(probs, scenes, calibration).argmax(axis=1))),
+        "after": balanced_accuracy(photos, list(apply_calibration(probs, scenes, calibration).argmax(axis=1))),
         "cross_validated": cross_validated(photos, probs, scenes, args.folds),
-    }  # fmt: skip
+    }
     if args.write:
         tree = ReleaseTree.source_checkout()
         records = read_manifest(tree)
-        records[entry.full_name] = dataclasses.replace(records[entry.full_name], photos=calibration)
+        records[entry.full_name] = dataclasses.replace(records[entry.full_name], photo_calibration=calibration)
         write_manifest(tree, records)
     print(json.dumps(report))
 
 
-def cross_validated(photos: list[Photo], probs: np.ndarray, scenes: tuple[str | None, ...], folds: int
-                    ) -> dict[str, dict[str, float]]:  # fmt: skip
+def cross_validated(
+    photos: list[Photo], probs: np.ndarray, scenes: tuple[str | None, ...], folds: int
+) -> dict[str, dict[str, float]]:
     """Balanced accuracy per domain without a calibration, with one fitted on the other half of the photos, and
     with that one's offsets for every photo (no scenes' own), averaged over ``folds`` random halvings (seeded)."""
     rng = np.random.default_rng(0)
@@ -68,16 +72,22 @@ def cross_validated(photos: list[Photo], probs: np.ndarray, scenes: tuple[str | 
         for fit_on in (half, ~half):
             chosen, held_out = np.flatnonzero(fit_on), np.flatnonzero(~fit_on)
             fitted = fit_calibration([photos[i] for i in chosen], probs[chosen], [scenes[i] for i in chosen])
-            variants = {"before": None, "after": fitted,
-                        "after_without_scenes": PhotoCalibration(fitted.offsets, fitted.uncertain_below)}
+            variants = {
+                "before": None,
+                "after": fitted,
+                "after_without_scenes": PhotoCalibration(fitted.offsets, fitted.uncertain_below),
+            }
             subset, held_scenes = [photos[i] for i in held_out], [scenes[i] for i in held_out]
             for name, calibration in variants.items():
-                shifted = calibrated(probs[held_out], held_scenes, calibration)
+                shifted = apply_calibration(probs[held_out], held_scenes, calibration)
                 for domain, report in balanced_accuracy(subset, list(shifted.argmax(axis=1))).items():
                     scores[domain].setdefault(name, []).append(report["balanced_accuracy"])
-    return {domain: {name: float(np.mean(values)) for name, values in variants.items()}
-            | {"after_std": float(np.std(variants["after"]))}
-            for domain, variants in scores.items() if variants}  # fmt: skip
+    return {
+        domain: {name: float(np.mean(values)) for name, values in variants.items()}
+        | {"after_std": float(np.std(variants["after"]))}
+        for domain, variants in scores.items()
+        if variants
+    }
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from fashionzoo.data import load_split
-from fashionzoo.photos import photo_accuracy
-from fashionzoo.registry import DEFAULT_MODEL
-from fashionzoo.runtime import Classifier
+from fashionzoo.data.loading import load_split
+from fashionzoo.photos.synthetic import photo_accuracy
+from fashionzoo.registry.catalogue import DEFAULT_MODEL
+from fashionzoo.runtime.classifier import Classifier
 
 
 def main() -> None:

@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionzoo.registry import DEFAULT_MODEL
-from fashionzoo.runtime import Classifier, default_workers, expand_inputs
+from fashionzoo.registry.catalogue import DEFAULT_MODEL
+from fashionzoo.runtime.classifier import Classifier
+from fashionzoo.runtime.inputs import expand_inputs
+from fashionzoo.runtime.loading import default_workers
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
 
@@ -67,8 +69,11 @@ def big_folder(model: str, files: list[str], copies: int) -> dict:
             os.symlink(source, Path(folder, f"{index:05d}{Path(source).suffix}"))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         start = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "fashionzoo", "predict", folder, "--model", model, "--json",
-                                    "--no-progress"], stdout=subprocess.DEVNULL, env=env)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fashionzoo", "predict", folder, "--model", model, "--json", "--no-progress"],
+            stdout=subprocess.DEVNULL,
+            env=env,
+        )
         peak_kib = 0
         while process.poll() is None:
             peak_kib = max(peak_kib, _resident_kib(process.pid))
@@ -76,8 +81,12 @@ def big_folder(model: str, files: list[str], copies: int) -> dict:
         elapsed = time.perf_counter() - start
     if process.returncode:
         raise SystemExit(f"fashionzoo predict failed with exit code {process.returncode}")
-    return {"photos": copies, "seconds": elapsed, "photos_per_second": copies / elapsed,
-            "peak_rss_mib_with_workers": peak_kib / 1024}  # fmt: skip
+    return {
+        "photos": copies,
+        "seconds": elapsed,
+        "photos_per_second": copies / elapsed,
+        "peak_rss_mib_with_workers": peak_kib / 1024,
+    }
 
 
 def main() -> None:
@@ -99,9 +108,15 @@ def main() -> None:
         rounds["end_to_end"].append(parallel)
         rounds["bare_model_batch64"].append(bare_model(bare_classifier, inputs))
     medians = {f"{key}_per_second": statistics.median(values) for key, values in rounds.items()}
-    report = {"model": args.model, "photos": len(files), "cpu_cores": os.cpu_count(), "workers": workers, **medians,
-              "end_to_end_share_of_bare": medians["end_to_end_per_second"] / medians["bare_model_batch64_per_second"],
-              "rounds": rounds}  # fmt: skip
+    report = {
+        "model": args.model,
+        "photos": len(files),
+        "cpu_cores": os.cpu_count(),
+        "workers": workers,
+        **medians,
+        "end_to_end_share_of_bare": medians["end_to_end_per_second"] / medians["bare_model_batch64_per_second"],
+        "rounds": rounds,
+    }
     if args.copies:
         report["big_folder"] = big_folder(args.model, files, args.copies)
     print(json.dumps(report))

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionzoo.real_photos import DOMAINS, Photo, auroc, balanced_accuracy, load_manifest, phone_confidence
-from fashionzoo.registry import DEFAULT_MODEL
-from fashionzoo.runtime import Classifier, Failure, expand_inputs
+from fashionzoo.photos.scoring import DOMAINS, Photo, auroc, balanced_accuracy, load_manifest, phone_confidence
+from fashionzoo.registry.catalogue import DEFAULT_MODEL
+from fashionzoo.runtime.classifier import Classifier
+from fashionzoo.runtime.inputs import expand_inputs
+from fashionzoo.runtime.results import Failure
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
 THRESHOLDS = (0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9)
@@ -50,14 +52,21 @@ def uncertainty(photos: list[Photo], predicted: list[int], confidence: list[floa
     inside = np.array([bool(p.accepted) for p in photos])
     right = np.array([c in p.accepted for p, c in zip(photos, predicted, strict=True)])
     in_class, out_of_class = phone_confidence(photos, confidence)
-    report = {"auroc_in_vs_out_of_class": auroc(in_class, out_of_class) if len(out_of_class) else None,
-              "auroc_right_vs_wrong": auroc(conf[inside & right], conf[inside & ~right])}  # fmt: skip
+    report = {
+        "auroc_in_vs_out_of_class": auroc(in_class, out_of_class) if len(out_of_class) else None,
+        "auroc_right_vs_wrong": auroc(conf[inside & right], conf[inside & ~right]),
+    }
     groups = {"out_of_class": ~inside, "in_class": inside, "right": inside & right, "wrong": inside & ~right}
     report["thresholds"] = [
-        {"below": t, **{f"{name}_flagged": float((conf[group] < t).mean()) if group.any() else None
-                        for name, group in groups.items()}}
+        {
+            "below": t,
+            **{
+                f"{name}_flagged": float((conf[group] < t).mean()) if group.any() else None
+                for name, group in groups.items()
+            },
+        }
         for t in THRESHOLDS
-    ]  # fmt: skip
+    ]
     return report
 
 

@@ -18,10 +18,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fashionzoo._files import atomic_path  # noqa: E402
-from fashionzoo.real_photos import DOMAINS, load_manifest  # noqa: E402
-from fashionzoo.registry import DEFAULT_MODEL  # noqa: E402
-from fashionzoo.runtime import Classifier, Failure  # noqa: E402
+from fashionzoo.core.files import atomic_path
+from fashionzoo.photos.scoring import DOMAINS, load_manifest
+from fashionzoo.registry.catalogue import DEFAULT_MODEL
+from fashionzoo.runtime.classifier import Classifier
+from fashionzoo.runtime.results import Failure
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
 OUT = Path(__file__).resolve().parents[1] / "docs/img/real-photos-inputs.png"

@@ -1,5 +1,5 @@
-"""Fuzz the two readers of untrusted bytes: ``data.read_idx`` (IDX files, raw or gzip) and
-``preprocessing.preprocess_file`` (PNG, JPEG, GIF, WebP photos).
+"""Fuzz the two readers of untrusted bytes: ``data_loading.read_idx`` (IDX files, raw or gzip) and
+``photos_convert.preprocess_file`` (PNG, JPEG, GIF, WebP photos).
 
 Usage: python scripts/fuzz.py [--examples 20000] [--seed 0] [--target idx|image|both] [--timeout 10]
                               [--memory-limit-mb 4096] [--progress N]
@@ -37,8 +37,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fashionzoo import data, preprocessing
-from fashionzoo._files import FashionZooError
+from fashionzoo.core.errors import FashionZooError
+from fashionzoo.data import loading as data_loading
+from fashionzoo.photos import convert as photos_convert
 
 # -- seeds ----------------------------------------------------------------------------------------------------------
 
@@ -56,11 +57,11 @@ def idx_seeds() -> dict[str, tuple[bytes, int]]:
     """Valid IDX files (raw bytes) and the magic they are read with."""
     rng = np.random.default_rng(0)
     return {
-        "images-3": (_idx(rng.integers(0, 256, (3, 28, 28), dtype=np.uint8)), data.IMAGES_MAGIC),
-        "images-0": (_idx(np.zeros((0, 28, 28), np.uint8)), data.IMAGES_MAGIC),
-        "images-small": (_idx(rng.integers(0, 256, (2, 4, 5), dtype=np.uint8)), data.IMAGES_MAGIC),
-        "labels-10": (_idx(np.arange(10, dtype=np.uint8)), data.LABELS_MAGIC),
-        "labels-0": (_idx(np.zeros(0, np.uint8)), data.LABELS_MAGIC),
+        "images-3": (_idx(rng.integers(0, 256, (3, 28, 28), dtype=np.uint8)), data_loading.IMAGES_MAGIC),
+        "images-0": (_idx(np.zeros((0, 28, 28), np.uint8)), data_loading.IMAGES_MAGIC),
+        "images-small": (_idx(rng.integers(0, 256, (2, 4, 5), dtype=np.uint8)), data_loading.IMAGES_MAGIC),
+        "labels-10": (_idx(np.arange(10, dtype=np.uint8)), data_loading.LABELS_MAGIC),
+        "labels-0": (_idx(np.zeros(0, np.uint8)), data_loading.LABELS_MAGIC),
     }
 
 
@@ -265,7 +266,7 @@ def check_idx(raw: bytes, magic: int, gz: bool, folder: Path) -> Outcome:
             return f"{array.ndim} dimensions for magic {magic}"
         return ""
 
-    return check(lambda: data.read_idx(path, magic), validate)
+    return check(lambda: data_loading.read_idx(path, magic), validate)
 
 
 def check_image(raw: bytes, suffix: str, folder: Path) -> Outcome:
@@ -278,7 +279,7 @@ def check_image(raw: bytes, suffix: str, folder: Path) -> Outcome:
             return "not a uint8 28x28 array"
         return ""
 
-    return check(lambda: preprocessing.preprocess_file(path), validate)
+    return check(lambda: photos_convert.preprocess_file(path), validate)
 
 
 def idx_case(seed: bytes, magic: int, ops: Sequence[Op], gz: bool, gz_ops: Sequence[Op], folder: Path) -> Outcome:

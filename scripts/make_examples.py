@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fashionzoo.data import load_split
-from fashionzoo.photos import random_photo
-from fashionzoo.registry import FASHION_CLASSES
+from fashionzoo.data.datasets import FASHION_CLASSES
+from fashionzoo.data.loading import load_split
+from fashionzoo.photos.synthetic import random_photo
 
 OUT = Path(__file__).resolve().parents[1] / "examples" / "images"
 

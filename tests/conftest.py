@@ -1,18 +1,26 @@
-"""Shared fixtures: tiny data sets in the official IDX format, written on the fly (no download, no TensorFlow)."""
+"""Shared fixtures: tiny data sets in the official IDX format written on the fly, the shared data folders, run
+records, the Hub look-alike and one ONNX export per session. Shared helpers (the one-line error check, the command line
+in a fresh process) are in ``helpers.py``."""
 
 from __future__ import annotations
 
 import gzip
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import huggingface_hub
+import huggingface_hub.file_download
+import huggingface_hub.utils._http
 import numpy as np
 import pytest
+from helpers import COMMIT_A, COMMIT_B, CONTENT_A, CONTENT_B, FILENAME, REPO
+from hub_server import HubServer
 
-from fashionzoo.runs import RunRecord
+from fashionzoo.training.runs import RunRecord
 
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -61,8 +69,9 @@ def make_idx_folder(tmp_path: Path) -> Callable[..., IdxFolder]:
     ``sizes`` are written (``sizes={"test": 5}`` writes just the two ``t10k-*`` files).
     """
 
-    def make(folder: Path | str | None = None, sizes: dict[str, int] | None = None, gz: bool = True,
-             seed: int = 0) -> IdxFolder:
+    def make(
+        folder: Path | str | None = None, sizes: dict[str, int] | None = None, gz: bool = True, seed: int = 0
+    ) -> IdxFolder:
         path = Path(folder) if folder is not None else tmp_path / "idx-data"
         path.mkdir(parents=True, exist_ok=True)
         result = IdxFolder(path)
@@ -119,13 +128,115 @@ def data_of(request: pytest.FixtureRequest) -> Callable[[str], Path]:
 def fake_run_record(model: str, weights_file: str, accuracy: float = 0.5, dataset: str = "fashion-mnist") -> RunRecord:
     """A complete run record for weights that were not trained (for tests of what reads run folders)."""
     return RunRecord(
-        model=model, params=0, build_kwargs={}, recipe={}, overrides={}, search=None, dataset=dataset, data_files={},
-        split_seed=0, n_train=0, n_val=0, epochs=0, wall_time_s=0.0, seed=0, test={"accuracy": accuracy}, val={},
-        test_time_flip=False, weights_file=weights_file, versions={}, machine={},
-    )  # fmt: skip
+        model=model,
+        params=0,
+        build_kwargs={},
+        recipe={},
+        overrides={},
+        search=None,
+        dataset=dataset,
+        data_files={},
+        split_seed=0,
+        n_train=0,
+        n_val=0,
+        epochs=0,
+        wall_time_s=0.0,
+        seed=0,
+        test={"accuracy": accuracy},
+        val={},
+        test_time_flip=False,
+        weights_file=weights_file,
+        versions={},
+        machine={},
+    )
 
 
 @pytest.fixture
 def run_record() -> Callable[..., RunRecord]:
     """:func:`fake_run_record`: ``run_record(model, weights_file, accuracy=0.5)``."""
     return fake_run_record
+
+
+# ================================================================================================ the Hub look-alike
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Skip (and record) huggingface_hub's retry back-off sleeps: its retries still happen, just without waiting."""
+    import types
+
+    calls: list[float] = []
+    fake_time = types.SimpleNamespace(sleep=calls.append)
+    monkeypatch.setattr(huggingface_hub.utils._http, "time", fake_time)
+    monkeypatch.setattr(huggingface_hub.file_download, "time", fake_time)
+    return calls
+
+
+@pytest.fixture
+def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> Path:
+    """An isolated environment: FASHIONZOO_HOME in tmp_path, online, no token, short timeouts."""
+    monkeypatch.setenv("FASHIONZOO_HOME", str(tmp_path / "home"))
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    # Read by huggingface_hub at import time: pin them whatever the calling shell had.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf" / "stored_tokens"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DOWNLOAD_TIMEOUT", 5)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_ETAG_TIMEOUT", 5)
+    return tmp_path
+
+
+@pytest.fixture
+def server(hub_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
+    """A running Hub look-alike serving CONTENT_A at COMMIT_A and CONTENT_B at COMMIT_B; HF_ENDPOINT points at it."""
+    with HubServer() as running:
+        running.add(REPO, COMMIT_A, FILENAME, CONTENT_A)
+        running.add(REPO, COMMIT_B, FILENAME, CONTENT_B)
+        monkeypatch.setenv("HF_ENDPOINT", running.url)
+        yield running
+
+
+# ============================================================================================= one ONNX export
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A trained LeNet-5 exported to ONNX once per session (tf2onnx; parity with Keras checked on the shared test file).
+
+    ``weights`` are the released LeNet-5's with a constant added to the output layer's bias: the same probabilities
+    (a softmax ignores a shift of every logit) in other bytes than the released file, so the export reads the run
+    record beside them, which measured these very bytes and claims a test accuracy of :attr:`RECORDED_ACCURACY`.
+    ``model`` is the Keras model holding them."""
+
+    name: str
+    path: Path
+    weights: Path
+    model: Any
+
+    RECORDED_ACCURACY = 0.1234
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Exported:
+    """The session's one ONNX export (see :class:`Exported`), made with FASHIONZOO_HOME in a private folder."""
+    import fashionzoo
+    from fashionzoo.core.files import sha256_file
+    from fashionzoo.publish.export import export_onnx
+    from fashionzoo.registry.lookup import get_entry
+    from fashionzoo.training import runs
+
+    folder = tmp_path_factory.mktemp("exported")
+    model = fashionzoo.load("lenet5")
+    output = model.layers[-1]
+    kernel, bias = output.get_weights()
+    output.set_weights([kernel, bias + 0.25])
+    weights = folder / "lenet5.weights.h5"
+    model.save_weights(weights)
+    assert sha256_file(weights) != get_entry("lenet5").weights.files["weights"].sha256
+    record = fake_run_record("lenet5", weights.name, accuracy=Exported.RECORDED_ACCURACY)
+    runs.write_record(folder, record.replace(weights_sha256=sha256_file(weights)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FASHIONZOO_HOME", str(folder / "home"))
+        path = export_onnx("lenet5", folder / "lenet5.onnx", weights=weights, data_dir=shared_data)
+    return Exported("lenet5", path, weights, model)

@@ -126,8 +126,12 @@ class HubServer:
         return f"/{repo_id}/resolve/{revision}/{filename}"
 
     def start(self) -> HubServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"hub-server-{self.port}", daemon=True)  # fmt: skip
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"hub-server-{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -167,12 +171,16 @@ class HubServer:
     def _commit(self, repo_id: str, branch: str, ndjson: bytes) -> str:
         """Store an upload as a new commit on top of ``branch``; returns the commit id."""
         lines = [json.loads(line) for line in ndjson.splitlines() if line.strip()]
-        added = {item["value"]["path"]: base64.b64decode(item["value"]["content"])
-                 for item in lines if item["key"] == "file"}  # fmt: skip
+        added = {
+            item["value"]["path"]: base64.b64decode(item["value"]["content"]) for item in lines if item["key"] == "file"
+        }
         with self._lock:
             files = {**self.files.get((repo_id, branch), {}), **added}
-            commit = hashlib.sha1(json.dumps(sorted((k, sha256_hex(v)) for k, v in files.items())).encode()
-                                  + branch.encode() + str(len(self.files)).encode()).hexdigest()  # fmt: skip
+            commit = hashlib.sha1(
+                json.dumps(sorted((k, sha256_hex(v)) for k, v in files.items())).encode()
+                + branch.encode()
+                + str(len(self.files)).encode()
+            ).hexdigest()
             self.files[(repo_id, commit)] = files
             self.files[(repo_id, branch)] = files
         return commit
@@ -193,8 +201,9 @@ class HubServer:
             self.drop_times -= 1
             return True
 
-    def _lookup(self, method: str, repo_id: str, revision: str,
-                filename: str) -> tuple[int, dict[str, str], bytes | None]:  # fmt: skip
+    def _lookup(
+        self, method: str, repo_id: str, revision: str, filename: str
+    ) -> tuple[int, dict[str, str], bytes | None]:
         """``(status, headers, content)`` for a ``/resolve`` URL (content is ``None`` on errors)."""
         with self._lock:
             repo_revisions = {rev: files for (repo, rev), files in self.files.items() if repo == repo_id}
@@ -239,8 +248,9 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json({"url": f"{server.url}/{request['organization']}/{request['name']}"})
             elif (match := _UPLOAD.match(path)) and match["action"] == "preupload":
                 files = json.loads(body)["files"]
-                self._send_json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                           for f in files]})  # fmt: skip
+                self._send_json(
+                    {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+                )
             elif match:
                 commit = server._commit(match["repo_id"], unquote(match["revision"]), body)
                 self._send_json({"commitOid": commit, "commitUrl": f"{server.url}/{match['repo_id']}/commit/{commit}"})
@@ -273,8 +283,9 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             if match is None:
                 self._send_error(404, {}, "not a resolve URL")
                 return
-            status, headers, content = server._lookup(self.command, match["repo_id"], unquote(match["revision"]),
-                                                      unquote(match["filename"]))  # fmt: skip
+            status, headers, content = server._lookup(
+                self.command, match["repo_id"], unquote(match["revision"]), unquote(match["filename"])
+            )
             if content is None:
                 self._send_error(status, headers, headers.get("X-Error-Message", "not found"))
             elif server.lfs_redirect:

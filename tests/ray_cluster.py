@@ -36,8 +36,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-WORKER_START = ("import sys; from ray._private import services; from ray.scripts.scripts import main; "
-                "services.resolve_ip_for_localhost = lambda host: host; sys.exit(main())")  # fmt: skip
+WORKER_START = (
+    "import sys; from ray._private import services; from ray.scripts.scripts import main; "
+    "services.resolve_ip_for_localhost = lambda host: host; sys.exit(main())"
+)
 RAY = Path(sys.executable).with_name("ray")
 
 
@@ -64,8 +66,13 @@ def _session_members(session_ids: set[int]) -> list[int]:
 class LocalCluster:
     """A head node and worker nodes (``ray start``) on 127.0.0.1; :attr:`address` is the GCS address."""
 
-    def __init__(self, head_cpus: int = 1, worker_cpus: Sequence[int] = (1,), env: dict[str, str] | None = None,
-                 timeout: float = 120.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        head_cpus: int = 1,
+        worker_cpus: Sequence[int] = (1,),
+        env: dict[str, str] | None = None,
+        timeout: float = 120.0,
+    ) -> None:
         self.head_cpus, self.worker_cpus, self.timeout = head_cpus, list(worker_cpus), timeout
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
@@ -81,18 +88,48 @@ class LocalCluster:
     def _start(self, command: list[str], env: dict[str, str], log: str) -> None:
         self.logs.append(Path(self.temp_dir) / log)
         with open(self.logs[-1], "wb") as output:
-            self.nodes.append(subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                               start_new_session=True))  # fmt: skip
+            self.nodes.append(
+                subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+            )
 
     def start(self) -> LocalCluster:
         common = ["--disable-usage-stats", "--temp-dir", self.temp_dir, "--block"]
-        self._start([str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
-                     "--num-cpus", str(self.head_cpus), "--include-dashboard=false",
-                     "--ray-client-server-port", str(free_port()), *common], self.driver_env(), "head.log")
+        self._start(
+            [
+                str(RAY),
+                "start",
+                "--head",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--num-cpus",
+                str(self.head_cpus),
+                "--include-dashboard=false",
+                "--ray-client-server-port",
+                str(free_port()),
+                *common,
+            ],
+            self.driver_env(),
+            "head.log",
+        )
         self._wait_for_nodes(1)
         for i, cpus in enumerate(self.worker_cpus, 1):  # one at a time: nodes of one address started together
-            self._start([sys.executable, "-c", WORKER_START, "start", "--address", self.address, "--num-cpus",
-                         str(cpus), *common], {**self.env, "RAY_USAGE_STATS_ENABLED": "0"}, f"worker-{i}.log")
+            self._start(
+                [
+                    sys.executable,
+                    "-c",
+                    WORKER_START,
+                    "start",
+                    "--address",
+                    self.address,
+                    "--num-cpus",
+                    str(cpus),
+                    *common,
+                ],
+                {**self.env, "RAY_USAGE_STATS_ENABLED": "0"},
+                f"worker-{i}.log",
+            )
             self._wait_for_nodes(1 + i)  # can each take the other's raylet for their own and time out
         return self
 
@@ -103,8 +140,9 @@ class LocalCluster:
             for node, log in zip(self.nodes, self.logs, strict=True):
                 if node.poll() is not None:
                     raise RuntimeError(f"a Ray node exited; the end of its output:\n{log.read_text()[-2000:]}")
-            status = subprocess.run([str(RAY), "status", "--address", self.address], env=self.driver_env(),
-                                    capture_output=True, text=True)  # fmt: skip
+            status = subprocess.run(
+                [str(RAY), "status", "--address", self.address], env=self.driver_env(), capture_output=True, text=True
+            )
             if status.returncode == 0 and status.stdout.count(" node_") >= count:
                 return
             time.sleep(1)

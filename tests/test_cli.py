@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+from helpers import assert_cli_error
 
-from fashionzoo import runs
 from fashionzoo.cli import main
-from fashionzoo.registry import REGISTRY, all_entries, get_entry
+from fashionzoo.registry.lookup import REGISTRY, all_entries, get_entry
+from fashionzoo.training import runs
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -50,8 +51,9 @@ def test_info_says_transfer_models_have_no_checkpoint() -> None:
 
 
 def test_unknown_model_is_one_line_with_close_matches() -> None:
-    code, _, err = run("info", "lenett")
-    assert code == 1 and err.count("\n") == 1 and "Did you mean" in err
+    result = CliRunner().invoke(main, ["info", "lenett"])
+    assert_cli_error(result, "lenett", "Did you mean")
+    assert result.stderr.count("\n") == 1
 
 
 def test_download_resolves_shipped_files(tmp_path: Path, monkeypatch) -> None:
@@ -63,13 +65,12 @@ def test_download_resolves_shipped_files(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_download_needs_a_name() -> None:
-    code, _, err = run("download")
-    assert code == 1 and "--all" in err
+    assert_cli_error(CliRunner().invoke(main, ["download"]), "--all")
 
 
 def test_push_refuses_a_folder_without_weights(tmp_path: Path) -> None:
-    code, _, err = run("push", "lenet5", "--repo-id", "someone/lenet5", "--run", str(tmp_path))
-    assert code == 1 and "metrics.json: no such file" in err and "train the model" in err
+    result = CliRunner().invoke(main, ["push", "lenet5", "--repo-id", "someone/lenet5", "--run", str(tmp_path)])
+    assert_cli_error(result, "metrics.json: no such file", "train the model")
 
 
 def test_download_json_lists_each_file_and_where_it_is(tmp_path: Path, monkeypatch) -> None:
@@ -84,17 +85,20 @@ def test_download_json_lists_each_file_and_where_it_is(tmp_path: Path, monkeypat
 
 def test_push_refuses_a_run_of_another_model(tmp_path: Path, run_record) -> None:
     runs.write_record(tmp_path, run_record("lenet5", "lenet5.weights.h5"))
-    code, _, err = run("push", "cnn", "--repo-id", "someone/cnn", "--run", str(tmp_path))
-    assert code == 1 and err.count("\n") == 1 and "a run of lenet5, not cnn" in err
+    result = CliRunner().invoke(main, ["push", "cnn", "--repo-id", "someone/cnn", "--run", str(tmp_path)])
+    assert_cli_error(result, "a run of lenet5, not cnn")
+    assert result.stderr.count("\n") == 1
 
 
 def test_a_folder_of_folders_points_at_recursive(tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     (photos / "shirts").mkdir(parents=True)
-    (photos / "shirts" / "white.png").write_bytes((Path(__file__).parents[1] / "examples/images/shirt-photo.png")
-                                                  .read_bytes())  # fmt: skip
-    code, _, err = run("predict", str(photos), "--model", "lenet5")
-    assert code == 1 and err.count("\n") == 1 and "it has subfolders (--recursive looks in them)" in err
+    (photos / "shirts" / "white.png").write_bytes(
+        (Path(__file__).parents[1] / "examples/images/shirt-photo.png").read_bytes()
+    )
+    flat = CliRunner().invoke(main, ["predict", str(photos), "--model", "lenet5"])
+    assert_cli_error(flat, photos, "it has subfolders (--recursive looks in them)")
+    assert flat.stderr.count("\n") == 1
     code, out, err = run("predict", str(photos), "--model", "lenet5", "--recursive")
     assert code == 0 and out.startswith(f"{photos / 'shirts' / 'white.png'}: "), err
 
@@ -104,8 +108,9 @@ def test_paths_that_cannot_name_a_file_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_bytes(b"")
     (tmp_path / "loop").symlink_to("loop")
     for out in (tmp_path / "a-file" / "rows.jsonl", tmp_path / "loop" / "rows.jsonl"):
-        code, _, err = run("predict", str(image), "--model", "lenet5", "--out", str(out))
-        assert code == 1 and err.count("\n") == 1 and f"{out}: cannot write there" in err, err
+        result = CliRunner().invoke(main, ["predict", str(image), "--model", "lenet5", "--out", str(out)])
+        assert_cli_error(result, f"{out}: cannot write there")
+        assert result.stderr.count("\n") == 1, result.stderr
     too_long = str(tmp_path / ("a" * 300 + ".png"))
     code, out, err = run("predict", too_long, str(image), "--model", "lenet5")
     assert code == 1 and err == f"fashionzoo: error: {too_long}: cannot read it (File name too long); check the path\n"

@@ -22,9 +22,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from conftest import SHARED_DATA_DIR  # read before the autouse fixture below clears the variable
+from helpers import assert_one_line
 
-from fashionzoo import data
-from fashionzoo._files import FashionZooError
+from fashionzoo.core.errors import FashionZooError
+from fashionzoo.data import datasets as data_datasets
+from fashionzoo.data import loading as data_loading
 
 TEST_NAMES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 TRAIN_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
@@ -37,11 +39,16 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("FASHIONZOO_DATA_DIR", raising=False)
     monkeypatch.delenv("FASHIONZOO_DATA_MIRROR", raising=False)
     monkeypatch.setenv("no_proxy", "*")  # requests to the local mirror must not go through a proxy
-    monkeypatch.setattr(data, "_announced", set())
-    for name, spec in data.DATASETS.items():  # a machine with Debian's dataset-fashion-mnist must still download
-        monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(spec, system_dir=str(tmp_path / "no-system")))
+    monkeypatch.setattr(data_loading, "_announced", set())
+    for (
+        name,
+        spec,
+    ) in data_datasets.DATASETS.items():  # a machine with Debian's dataset-fashion-mnist must still download
+        monkeypatch.setitem(
+            data_datasets.DATASETS, name, dataclasses.replace(spec, system_dir=str(tmp_path / "no-system"))
+        )
     sleeps: list[float] = []
-    monkeypatch.setattr(data, "time", SimpleNamespace(sleep=sleeps.append))
+    monkeypatch.setattr(data_loading, "time", SimpleNamespace(sleep=sleeps.append))
     return SimpleNamespace(home=tmp_path / "home", sleeps=sleeps)
 
 
@@ -54,14 +61,6 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def one_line_error(excinfo: pytest.ExceptionInfo, *fragments: object) -> str:
-    message = str(excinfo.value)
-    assert message and "\n" not in message, f"message is not one line: {message!r}"
-    for fragment in fragments:
-        assert str(fragment) in message, f"{fragment!s} not in {message!r}"
-    return message
-
-
 def md5(raw: bytes) -> str:
     return hashlib.md5(raw).hexdigest()
 
@@ -69,10 +68,14 @@ def md5(raw: bytes) -> str:
 def cached_as_official(monkeypatch, folder) -> None:
     """Take the files of ``folder`` (an IdxFolder written into the cache) as the official ones: their MD5s go into
     the Fashion-MNIST spec, as if they had been downloaded (the cache serves only files matching it)."""
-    spec = data.DATASETS["fashion-mnist"]
-    files = {role: dataclasses.replace(official, md5=md5((folder.path / official.name).read_bytes()))
-             if (folder.path / official.name).exists() else official for role, official in spec.files.items()}
-    monkeypatch.setitem(data.DATASETS, "fashion-mnist", dataclasses.replace(spec, files=files))
+    spec = data_datasets.DATASETS["fashion-mnist"]
+    files = {
+        role: dataclasses.replace(official, md5=md5((folder.path / official.name).read_bytes()))
+        if (folder.path / official.name).exists()
+        else official
+        for role, official in spec.files.items()
+    }
+    monkeypatch.setitem(data_datasets.DATASETS, "fashion-mnist", dataclasses.replace(spec, files=files))
 
 
 # --------------------------------------------------------------------------------------------- good files
@@ -82,7 +85,7 @@ def cached_as_official(monkeypatch, folder) -> None:
 def test_load_split_reads_shapes_and_values(make_idx_folder, gz):
     folder = make_idx_folder(sizes={"train": 12, "test": 7}, gz=gz)
     for split in ("train", "test"):
-        loaded = data.load_split(split, data_dir=folder.path)
+        loaded = data_loading.load_split(split, data_dir=folder.path)
         images, labels = folder.arrays[split]
         assert loaded.images.shape == images.shape and loaded.images.dtype == np.uint8
         assert loaded.labels.shape == labels.shape and loaded.labels.dtype == np.uint8
@@ -98,44 +101,48 @@ def test_read_idx_gz_and_raw_agree(tmp_path, idx_bytes):
     packed = tmp_path / "x-idx3-ubyte.gz"
     packed.write_bytes(gzip.compress(idx_bytes(array)))
     for path in (raw, packed, str(packed)):
-        np.testing.assert_array_equal(data.read_idx(path, data.IMAGES_MAGIC), array)
+        np.testing.assert_array_equal(data_loading.read_idx(path, data_loading.IMAGES_MAGIC), array)
 
 
 def test_test_split_needs_only_the_t10k_files(make_idx_folder):
     folder = make_idx_folder(sizes={"test": 5})
     assert sorted(p.name for p in folder.path.iterdir()) == sorted(TEST_NAMES)
-    loaded = data.load_split("test", data_dir=folder.path)
+    loaded = data_loading.load_split("test", data_dir=folder.path)
     assert loaded.images.shape == (5, 28, 28)
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("train", data_dir=folder.path)
-    one_line_error(excinfo, folder.path / TRAIN_NAMES[0], "missing")
+        data_loading.load_split("train", data_dir=folder.path)
+    assert_one_line(excinfo, folder.path / TRAIN_NAMES[0], "missing")
 
 
 @pytest.mark.parametrize("gz", [True, False], ids=["gzip", "raw"])
 def test_split_files_hold_sha256_of_the_content_read(make_idx_folder, gz):
     folder = make_idx_folder(sizes={"test": 4}, gz=gz)
-    loaded = data.load_split("test", data_dir=folder.path)
-    raw = {name: gzip.decompress((folder.path / name).read_bytes()) if gz else
-           (folder.path / name.removesuffix(".gz")).read_bytes() for name in TEST_NAMES}  # fmt: skip
+    loaded = data_loading.load_split("test", data_dir=folder.path)
+    raw = {
+        name: gzip.decompress((folder.path / name).read_bytes())
+        if gz
+        else (folder.path / name.removesuffix(".gz")).read_bytes()
+        for name in TEST_NAMES
+    }
     assert loaded.files == {name: hashlib.sha256(content).hexdigest() for name, content in raw.items()}
 
 
 def test_gz_file_is_preferred_over_raw_file(make_idx_folder):
     folder = make_idx_folder(sizes={"test": 6}, gz=True, seed=1)
     make_idx_folder(folder.path, sizes={"test": 3}, gz=False, seed=2)  # raw files beside them, other content
-    assert len(data.load_split("test", data_dir=folder.path)) == 6
+    assert len(data_loading.load_split("test", data_dir=folder.path)) == 6
 
 
 def test_empty_split_loads(tmp_path, idx_bytes):
     (tmp_path / TEST_NAMES[0]).write_bytes(gzip.compress(idx_bytes(np.zeros((0, 28, 28), np.uint8))))
     (tmp_path / TEST_NAMES[1]).write_bytes(gzip.compress(idx_bytes(np.zeros(0, np.uint8))))
-    loaded = data.load_split("test", data_dir=tmp_path)
+    loaded = data_loading.load_split("test", data_dir=tmp_path)
     assert loaded.images.shape == (0, 28, 28) and len(loaded) == 0
 
 
 def test_head_keeps_the_first_examples(make_idx_folder):
     folder = make_idx_folder(sizes={"test": 9})
-    loaded = data.load_split("test", data_dir=folder.path)
+    loaded = data_loading.load_split("test", data_dir=folder.path)
     head = loaded.head(4)
     assert len(head) == 4 and head.files == loaded.files
     np.testing.assert_array_equal(head.images, folder.arrays["test"][0][:4])
@@ -144,8 +151,9 @@ def test_head_keeps_the_first_examples(make_idx_folder):
 # ---------------------------------------------------------------------------------------------- bad files
 
 
-def corrupt_folder(tmp_path, idx_bytes, images_raw: bytes | None = None, labels_raw: bytes | None = None,
-                   gz: bool = True) -> tuple[Path, Path, Path]:
+def corrupt_folder(
+    tmp_path, idx_bytes, images_raw: bytes | None = None, labels_raw: bytes | None = None, gz: bool = True
+) -> tuple[Path, Path, Path]:
     """A test split of 5 images whose images or labels file is replaced by ``*_raw`` bytes."""
     images = np.full((5, 28, 28), 7, np.uint8)
     labels = np.arange(5, dtype=np.uint8)
@@ -169,7 +177,7 @@ GOOD_IDX = bytes.fromhex("00000803 00000005 0000001c 0000001c") + GOOD_IMAGES.to
     ("raw", "fragment"),
     [
         (GOOD_IDX[:-100], "truncated"),
-        (GOOD_IDX[:16 + 28 * 28 * 2], "truncated"),
+        (GOOD_IDX[: 16 + 28 * 28 * 2], "truncated"),
         (GOOD_IDX[:16], "truncated"),  # header only
         (GOOD_IDX + b"\0" * 10, "padded"),
         (GOOD_IDX + b"\0", "padded"),
@@ -184,8 +192,8 @@ def test_truncated_padded_or_empty_images_file(tmp_path, idx_bytes, raw, fragmen
     if not raw:  # empty file: write it directly (an empty .gz decompresses to nothing, an empty raw file is empty)
         images_path.write_bytes(gzip.compress(b"") if gz else b"")
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test", data_dir=folder)
-    one_line_error(excinfo, images_path, fragment)
+        data_loading.load_split("test", data_dir=folder)
+    assert_one_line(excinfo, images_path, fragment)
 
 
 @pytest.mark.parametrize("content", [b"", b"\x1f\x8b"], ids=["empty-file", "gzip-magic-only"])
@@ -193,32 +201,32 @@ def test_empty_or_tiny_gz_file(tmp_path, idx_bytes, content):
     folder, images_path, _ = corrupt_folder(tmp_path, idx_bytes)
     images_path.write_bytes(content)
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test", data_dir=folder)
-    one_line_error(excinfo, images_path)
+        data_loading.load_split("test", data_dir=folder)
+    assert_one_line(excinfo, images_path)
 
 
 def test_truncated_labels_file(tmp_path, idx_bytes):
     short_labels = idx_bytes(np.arange(5, dtype=np.uint8))[:-2]
     folder, _, labels_path = corrupt_folder(tmp_path, idx_bytes, labels_raw=short_labels)
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test", data_dir=folder)
-    one_line_error(excinfo, labels_path, "truncated")
+        data_loading.load_split("test", data_dir=folder)
+    assert_one_line(excinfo, labels_path, "truncated")
 
 
 def test_images_file_passed_as_labels(tmp_path, idx_bytes):
     folder, images_path, labels_path = corrupt_folder(tmp_path, idx_bytes)
     labels_path.write_bytes(images_path.read_bytes())
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test", data_dir=folder)
-    one_line_error(excinfo, labels_path, "not an IDX labels file", "2051", "2049")
+        data_loading.load_split("test", data_dir=folder)
+    assert_one_line(excinfo, labels_path, "not an IDX labels file", "2051", "2049")
 
 
 def test_labels_file_passed_as_images(tmp_path, idx_bytes):
     folder, images_path, labels_path = corrupt_folder(tmp_path, idx_bytes)
     images_path.write_bytes(labels_path.read_bytes())
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test", data_dir=folder)
-    one_line_error(excinfo, images_path, "not an IDX images file")
+        data_loading.load_split("test", data_dir=folder)
+    assert_one_line(excinfo, images_path, "not an IDX images file")
 
 
 @pytest.mark.parametrize(
@@ -228,27 +236,29 @@ def test_read_idx_rejects_wrong_magic(tmp_path, magic):
     path = tmp_path / "weird-idx3-ubyte"
     path.write_bytes(magic.to_bytes(4, "big") + GOOD_IDX[4:])
     with pytest.raises(FashionZooError) as excinfo:
-        data.read_idx(path, data.IMAGES_MAGIC)
-    one_line_error(excinfo, path, "magic")
+        data_loading.read_idx(path, data_loading.IMAGES_MAGIC)
+    assert_one_line(excinfo, path, "magic")
 
 
 def test_raw_file_named_gz_is_rejected(tmp_path):
     path = tmp_path / "t10k-images-idx3-ubyte.gz"
     path.write_bytes(GOOD_IDX)  # not gzipped although the name says so
     with pytest.raises(FashionZooError) as excinfo:
-        data.read_idx(path, data.IMAGES_MAGIC)
-    one_line_error(excinfo, path)
+        data_loading.read_idx(path, data_loading.IMAGES_MAGIC)
+    assert_one_line(excinfo, path)
 
 
 @pytest.mark.parametrize(("n_images", "n_labels"), [(5, 4), (4, 5), (5, 0)])
 def test_count_mismatch_between_images_and_labels(tmp_path, idx_bytes, n_images, n_labels):
     folder, images_path, labels_path = corrupt_folder(
-        tmp_path, idx_bytes, images_raw=idx_bytes(np.zeros((n_images, 28, 28), np.uint8)),
+        tmp_path,
+        idx_bytes,
+        images_raw=idx_bytes(np.zeros((n_images, 28, 28), np.uint8)),
         labels_raw=idx_bytes(np.zeros(n_labels, np.uint8)),
     )
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test", data_dir=folder)
-    one_line_error(excinfo, images_path, labels_path.name, f"{n_images} images", f"{n_labels} labels")
+        data_loading.load_split("test", data_dir=folder)
+    assert_one_line(excinfo, images_path, labels_path.name, f"{n_images} images", f"{n_labels} labels")
 
 
 @pytest.mark.parametrize("where", [0.3, 0.5, 0.7])
@@ -262,8 +272,8 @@ def test_corrupt_gzip(tmp_path, idx_bytes, where):
         blob[i] ^= 0xFF
     images_path.write_bytes(bytes(blob))
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test", data_dir=folder)
-    one_line_error(excinfo, images_path, "corrupt")
+        data_loading.load_split("test", data_dir=folder)
+    assert_one_line(excinfo, images_path, "corrupt")
 
 
 def test_cut_gzip_stream(tmp_path, idx_bytes):
@@ -271,8 +281,8 @@ def test_cut_gzip_stream(tmp_path, idx_bytes):
     blob = images_path.read_bytes()
     images_path.write_bytes(blob[: len(blob) // 2])
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test", data_dir=folder)
-    one_line_error(excinfo, images_path)
+        data_loading.load_split("test", data_dir=folder)
+    assert_one_line(excinfo, images_path)
 
 
 @pytest.mark.parametrize("bad_label", [10, 255])
@@ -280,14 +290,14 @@ def test_label_out_of_range(tmp_path, idx_bytes, bad_label):
     labels = np.array([0, 1, bad_label, 3, 9], np.uint8)
     folder, _, labels_path = corrupt_folder(tmp_path, idx_bytes, labels_raw=idx_bytes(labels))
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test", data_dir=folder)
-    one_line_error(excinfo, labels_path, str(bad_label), "out of range")
+        data_loading.load_split("test", data_dir=folder)
+    assert_one_line(excinfo, labels_path, str(bad_label), "out of range")
 
 
 def test_unreadable_path_is_a_clean_error(tmp_path):
     with pytest.raises(FashionZooError) as excinfo:
-        data.read_idx(tmp_path / "nope-idx1-ubyte.gz", data.LABELS_MAGIC)
-    one_line_error(excinfo, tmp_path / "nope-idx1-ubyte.gz")
+        data_loading.read_idx(tmp_path / "nope-idx1-ubyte.gz", data_loading.LABELS_MAGIC)
+    assert_one_line(excinfo, tmp_path / "nope-idx1-ubyte.gz")
 
 
 # ------------------------------------------------------------------------------------ data folder order
@@ -298,46 +308,46 @@ def test_data_folder_order(make_idx_folder, isolated, monkeypatch, tmp_path):
     from_env = make_idx_folder(tmp_path / "env", sizes={"test": 4}).path
     cached_as_official(monkeypatch, make_idx_folder(cache_dir(isolated), sizes={"test": 5}))
 
-    assert data.data_folder() == (cache_dir(isolated), True)
-    assert len(data.load_split("test")) == 5
+    assert data_loading.data_folder() == (cache_dir(isolated), True)
+    assert len(data_loading.load_split("test")) == 5
 
     monkeypatch.setenv("FASHIONZOO_DATA_DIR", str(from_env))
-    assert data.data_folder() == (from_env, False)
-    assert len(data.load_split("test")) == 4
+    assert data_loading.data_folder() == (from_env, False)
+    assert len(data_loading.load_split("test")) == 4
 
-    assert data.data_folder(data_dir=explicit) == (explicit, False)
-    assert data.data_folder(data_dir=str(explicit)) == (explicit, False)
-    assert len(data.load_split("test", data_dir=explicit)) == 3
+    assert data_loading.data_folder(data_dir=explicit) == (explicit, False)
+    assert data_loading.data_folder(data_dir=str(explicit)) == (explicit, False)
+    assert len(data_loading.load_split("test", data_dir=explicit)) == 3
 
 
 def test_empty_env_var_means_unset(isolated, monkeypatch):
     monkeypatch.setenv("FASHIONZOO_DATA_DIR", "")
-    assert data.data_folder() == (cache_dir(isolated), True)
+    assert data_loading.data_folder() == (cache_dir(isolated), True)
 
 
 def test_cache_folder_is_per_dataset(isolated):
-    assert data.data_folder("mnist") == (cache_dir(isolated, "mnist"), True)
+    assert data_loading.data_folder("mnist") == (cache_dir(isolated, "mnist"), True)
 
 
 def test_missing_explicit_folder(tmp_path, monkeypatch, make_idx_folder):
     monkeypatch.setenv("FASHIONZOO_DATA_DIR", str(make_idx_folder(sizes={"test": 2}).path))  # must not be a fallback
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test", data_dir=tmp_path / "absent")
-    one_line_error(excinfo, tmp_path / "absent", "--data-dir", "does not exist")
+        data_loading.load_split("test", data_dir=tmp_path / "absent")
+    assert_one_line(excinfo, tmp_path / "absent", "--data-dir", "does not exist")
 
 
 def test_missing_env_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("FASHIONZOO_DATA_DIR", str(tmp_path / "absent"))
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test")
-    one_line_error(excinfo, tmp_path / "absent", "FASHIONZOO_DATA_DIR")
+        data_loading.load_split("test")
+    assert_one_line(excinfo, tmp_path / "absent", "FASHIONZOO_DATA_DIR")
 
 
 def test_explicit_folder_that_is_a_file(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(FashionZooError) as excinfo:
-        data.data_folder(data_dir=tmp_path / "file")
-    one_line_error(excinfo, tmp_path / "file")
+        data_loading.data_folder(data_dir=tmp_path / "file")
+    assert_one_line(excinfo, tmp_path / "file")
 
 
 def notices(caplog) -> list[str]:
@@ -347,10 +357,10 @@ def notices(caplog) -> list[str]:
 
 def test_local_folder_notice_once(make_idx_folder, caplog):
     folder = make_idx_folder(sizes={"test": 2}).path
-    data.load_split("test", data_dir=folder)
-    data.load_split("test", data_dir=folder)  # announced once per folder
-    assert len(notices(caplog)) == 1 and "\n" not in notices(caplog)[0]
-    assert str(folder) in notices(caplog)[0] and "checksums are not enforced" in notices(caplog)[0]
+    data_loading.load_split("test", data_dir=folder)
+    data_loading.load_split("test", data_dir=folder)  # announced once per folder
+    assert len(notices(caplog)) == 1
+    assert_one_line(notices(caplog)[0], folder, "checksums are not enforced")
 
 
 def test_local_folder_notice_reaches_the_cli_stderr(make_idx_folder):
@@ -368,7 +378,7 @@ def test_local_folder_notice_reaches_the_cli_stderr(make_idx_folder):
 
 def test_cache_folder_prints_no_notice(make_idx_folder, isolated, caplog, monkeypatch):
     cached_as_official(monkeypatch, make_idx_folder(cache_dir(isolated), sizes={"test": 2}))
-    data.load_split("test")
+    data_loading.load_split("test")
     assert notices(caplog) == []
 
 
@@ -379,11 +389,11 @@ def test_missing_file_in_local_folder_never_downloads(make_idx_folder, monkeypat
     def no_download(*args, **kwargs):
         raise AssertionError("a local data folder must never trigger a download")
 
-    monkeypatch.setattr(data, "download", no_download)
-    monkeypatch.setattr(data.urllib.request, "urlopen", no_download)
+    monkeypatch.setattr(data_loading, "download", no_download)
+    monkeypatch.setattr(data_loading.urllib.request, "urlopen", no_download)
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test", data_dir=folder)
-    one_line_error(excinfo, folder / TEST_NAMES[1], "missing")
+        data_loading.load_split("test", data_dir=folder)
+    assert_one_line(excinfo, folder / TEST_NAMES[1], "missing")
     assert sorted(p.name for p in folder.iterdir()) == [TEST_NAMES[0]]
 
 
@@ -443,7 +453,10 @@ def mirror(monkeypatch, make_idx_folder, tmp_path):
     source = make_idx_folder(tmp_path / "served", sizes={"train": 11, "test": 6})
     state = SimpleNamespace(
         files={p.name: p.read_bytes() for p in source.path.iterdir()},
-        arrays=source.arrays, modes={}, requests=[], prefix="/files/",
+        arrays=source.arrays,
+        modes={},
+        requests=[],
+        prefix="/files/",
     )
     server = ThreadingHTTPServer(("127.0.0.1", 0), MirrorHandler)
     server.daemon_threads = True
@@ -461,17 +474,26 @@ def mirror(monkeypatch, make_idx_folder, tmp_path):
         thread.join(timeout=5)
 
 
-def use_spec(monkeypatch, mirror, name: str = "fashion-mnist", wrong_md5: tuple[str, ...] = (),
-             mirrors: tuple[str, ...] = ("http://mirror.invalid/",)) -> data.DatasetSpec:
+def use_spec(
+    monkeypatch,
+    mirror,
+    name: str = "fashion-mnist",
+    wrong_md5: tuple[str, ...] = (),
+    mirrors: tuple[str, ...] = ("http://mirror.invalid/",),
+) -> data_datasets.DatasetSpec:
     """Replace ``DATASETS[name]`` by a spec whose MD5s are those of the served files (except ``wrong_md5``)."""
     files = {}
-    for role, official in data.DATASETS[name].files.items():
+    for role, official in data_datasets.DATASETS[name].files.items():
         served = mirror.files[official.name]
-        files[role] = data.DataFile(official.name, "0" * 32 if official.name in wrong_md5 else md5(served),
-                                    hashlib.sha256(served).hexdigest(),
-                                    hashlib.sha256(gzip.decompress(served)).hexdigest(), len(served))  # fmt: skip
-    spec = dataclasses.replace(data.DATASETS[name], files=files, mirrors=mirrors, system_dir=None)
-    monkeypatch.setitem(data.DATASETS, name, spec)
+        files[role] = data_datasets.DataFile(
+            official.name,
+            "0" * 32 if official.name in wrong_md5 else md5(served),
+            hashlib.sha256(served).hexdigest(),
+            hashlib.sha256(gzip.decompress(served)).hexdigest(),
+            len(served),
+        )
+    spec = dataclasses.replace(data_datasets.DATASETS[name], files=files, mirrors=mirrors, system_dir=None)
+    monkeypatch.setitem(data_datasets.DATASETS, name, spec)
     return spec
 
 
@@ -484,7 +506,7 @@ def test_a_mirror_serving_a_longer_file_is_cut_off_at_the_official_size(mirror, 
         if mode == "ok":
             mirror.files = {**mirror.files, TEST_NAMES[0]: mirror.files[TEST_NAMES[0]] + b"more"}
         with pytest.raises(FashionZooError, match=message):
-            data.load_split("test")
+            data_loading.load_split("test")
         assert leftovers(cache_dir(isolated)) == []  # nothing half-written, no temporary file
 
 
@@ -492,7 +514,7 @@ def test_a_cached_file_rewritten_in_place_with_its_old_mtime_is_checked_again(mi
     """``rsync -t --inplace`` or a backup restore keep the inode, size and mtime of a rewritten file: the change
     time, which nothing can set back, tells."""
     use_spec(monkeypatch, mirror)
-    data.load_split("test")
+    data_loading.load_split("test")
     labels = cache_dir(isolated) / "t10k-labels-idx1-ubyte.gz"
     before = labels.stat()
     time.sleep(0.05)  # past a coarse clock tick (kernels before 6.13 stamp ctime per tick): the ctime must move
@@ -502,12 +524,12 @@ def test_a_cached_file_rewritten_in_place_with_its_old_mtime_is_checked_again(mi
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert after.st_ctime_ns != before.st_ctime_ns  # the precondition the check relies on
     with pytest.raises(FashionZooError, match="the cached file is not the official t10k-labels"):
-        data.load_split("test")
+        data_loading.load_split("test")
 
 
 def test_download_into_cache_then_reuse(mirror, isolated, monkeypatch, caplog):
     use_spec(monkeypatch, mirror)
-    loaded = data.load_split("test")
+    loaded = data_loading.load_split("test")
     np.testing.assert_array_equal(loaded.images, mirror.arrays["test"][0])
     np.testing.assert_array_equal(loaded.labels, mirror.arrays["test"][1])
     folder = cache_dir(isolated)
@@ -517,13 +539,13 @@ def test_download_into_cache_then_reuse(mirror, isolated, monkeypatch, caplog):
     assert sorted(mirror.requests) == sorted(mirror.prefix + n for n in TEST_NAMES)
     assert loaded.files == {n: hashlib.sha256(gzip.decompress(mirror.files[n])).hexdigest() for n in TEST_NAMES}
 
-    again = data.load_split("test")
+    again = data_loading.load_split("test")
     np.testing.assert_array_equal(again.images, loaded.images)
     assert len(mirror.requests) == 2, "a second load must read the cache, not the network"
     assert notices(caplog) == []  # the verified cache needs no notice
     assert isolated.sleeps == []
 
-    train = data.load_split("train")
+    train = data_loading.load_split("train")
     assert len(train) == 11 and len(mirror.requests) == 4
     assert leftovers(folder) == sorted(TEST_NAMES + TRAIN_NAMES)
 
@@ -531,20 +553,20 @@ def test_download_into_cache_then_reuse(mirror, isolated, monkeypatch, caplog):
 def test_mirror_url_without_trailing_slash(mirror, isolated, monkeypatch):
     use_spec(monkeypatch, mirror)
     monkeypatch.setenv("FASHIONZOO_DATA_MIRROR", mirror.url.rstrip("/"))
-    assert len(data.load_split("test")) == 6
+    assert len(data_loading.load_split("test")) == 6
 
 
 def test_official_mirrors_are_tried_in_order(mirror, isolated, monkeypatch):
     monkeypatch.delenv("FASHIONZOO_DATA_MIRROR")
     use_spec(monkeypatch, mirror, mirrors=(mirror.root + "/gone/", mirror.url))
-    assert len(data.load_split("test")) == 6
+    assert len(data_loading.load_split("test")) == 6
     assert [r.split("/")[1] for r in mirror.requests] == ["gone", "files", "gone", "files"]
     assert leftovers(cache_dir(isolated)) == sorted(TEST_NAMES)
 
 
 def test_mnist_downloads_into_its_own_cache(mirror, isolated, monkeypatch):
     use_spec(monkeypatch, mirror, name="mnist")
-    assert len(data.load_split("test", dataset="mnist")) == 6
+    assert len(data_loading.load_split("test", dataset="mnist")) == 6
     assert leftovers(cache_dir(isolated, "mnist")) == sorted(TEST_NAMES)
     assert not cache_dir(isolated).exists()
 
@@ -552,8 +574,8 @@ def test_mnist_downloads_into_its_own_cache(mirror, isolated, monkeypatch):
 def test_wrong_md5_saves_nothing(mirror, isolated, monkeypatch):
     use_spec(monkeypatch, mirror, wrong_md5=(TEST_NAMES[0],))
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test")
-    message = one_line_error(excinfo, TEST_NAMES[0], "checksum")
+        data_loading.load_split("test")
+    message = assert_one_line(excinfo, TEST_NAMES[0], "checksum")
     assert md5(mirror.files[TEST_NAMES[0]]) in message
     assert leftovers(cache_dir(isolated)) == []
 
@@ -561,8 +583,8 @@ def test_wrong_md5_saves_nothing(mirror, isolated, monkeypatch):
 def test_wrong_md5_of_second_file_keeps_only_the_verified_one(mirror, isolated, monkeypatch):
     use_spec(monkeypatch, mirror, wrong_md5=(TEST_NAMES[1],))
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test")
-    one_line_error(excinfo, TEST_NAMES[1], "checksum")
+        data_loading.load_split("test")
+    assert_one_line(excinfo, TEST_NAMES[1], "checksum")
     assert leftovers(cache_dir(isolated)) == [TEST_NAMES[0]]  # the good file is verified and kept
 
 
@@ -570,8 +592,8 @@ def test_http_404(mirror, isolated, monkeypatch):
     use_spec(monkeypatch, mirror)
     mirror.modes[TEST_NAMES[0]] = "404"
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test")
-    one_line_error(excinfo, mirror.url + TEST_NAMES[0], "HTTP 404", "--data-dir")
+        data_loading.load_split("test")
+    assert_one_line(excinfo, mirror.url + TEST_NAMES[0], "HTTP 404", "--data-dir")
     assert leftovers(cache_dir(isolated)) == []
     assert len(mirror.requests) == 1, "a 404 is not worth retrying"
 
@@ -580,8 +602,8 @@ def test_http_500_is_retried_a_bounded_number_of_times(mirror, isolated, monkeyp
     use_spec(monkeypatch, mirror)
     mirror.modes[TEST_NAMES[0]] = "500"
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test")
-    one_line_error(excinfo, mirror.url + TEST_NAMES[0], "HTTP 500")
+        data_loading.load_split("test")
+    assert_one_line(excinfo, mirror.url + TEST_NAMES[0], "HTTP 500")
     assert 2 <= len(mirror.requests) <= 5
     assert len(isolated.sleeps) <= len(mirror.requests) and sum(isolated.sleeps) < 30
     assert leftovers(cache_dir(isolated)) == []
@@ -594,8 +616,8 @@ def test_server_down(isolated, monkeypatch):
     url = f"http://127.0.0.1:{port}/"
     monkeypatch.setenv("FASHIONZOO_DATA_MIRROR", url)
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test")
-    one_line_error(excinfo, url + TEST_NAMES[0], "download failed")
+        data_loading.load_split("test")
+    assert_one_line(excinfo, url + TEST_NAMES[0], "download failed")
     assert 1 <= len(isolated.sleeps) <= 5, "retries must be bounded"
     assert all(0 <= s <= 10 for s in isolated.sleeps)
     assert leftovers(cache_dir(isolated)) == []
@@ -607,16 +629,16 @@ def test_connection_dropped_mid_file(mirror, isolated, monkeypatch, mode):
     use_spec(monkeypatch, mirror)
     mirror.modes[TEST_NAMES[0]] = mode
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test")
-    one_line_error(excinfo, TEST_NAMES[0])
+        data_loading.load_split("test")
+    assert_one_line(excinfo, TEST_NAMES[0])
     assert leftovers(cache_dir(isolated)) == []
 
 
 def test_existing_cache_files_need_no_server(make_idx_folder, isolated, monkeypatch):
     cached_as_official(monkeypatch, make_idx_folder(cache_dir(isolated), sizes={"test": 3}))
     monkeypatch.setenv("FASHIONZOO_DATA_MIRROR", "http://127.0.0.1:9/")
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download expected"))
-    assert len(data.load_split("test")) == 3
+    monkeypatch.setattr(data_loading.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download expected"))
+    assert len(data_loading.load_split("test")) == 3
 
 
 # ------------------------------------------------------------------------------------- datasets, splits
@@ -624,7 +646,7 @@ def test_existing_cache_files_need_no_server(make_idx_folder, isolated, monkeypa
 
 def test_mnist_from_a_local_folder(make_idx_folder, isolated, caplog):
     folder = make_idx_folder(sizes={"test": 4}, seed=5)
-    loaded = data.load_split("test", dataset="mnist", data_dir=folder.path)
+    loaded = data_loading.load_split("test", dataset="mnist", data_dir=folder.path)
     np.testing.assert_array_equal(loaded.images, folder.arrays["test"][0])
     assert "reading mnist" in notices(caplog)[0]
 
@@ -632,28 +654,28 @@ def test_mnist_from_a_local_folder(make_idx_folder, isolated, caplog):
 def test_unknown_dataset(make_idx_folder):
     folder = make_idx_folder(sizes={"test": 2})
     with pytest.raises(FashionZooError) as excinfo:
-        data.load_split("test", dataset="cifar10", data_dir=folder.path)
-    one_line_error(excinfo, "cifar10", "fashion-mnist", "mnist")
+        data_loading.load_split("test", dataset="cifar10", data_dir=folder.path)
+    assert_one_line(excinfo, "cifar10", "fashion-mnist", "mnist")
 
 
 def test_unknown_split(make_idx_folder):
     folder = make_idx_folder(sizes={"test": 2})
     with pytest.raises((ValueError, FashionZooError)):
-        data.load_split("validation", data_dir=folder.path)
+        data_loading.load_split("validation", data_dir=folder.path)
 
 
-def numbered_split(n: int) -> data.Split:
+def numbered_split(n: int) -> data_loading.Split:
     """A split whose image ``i`` is filled with ``i`` and whose label is ``i % 10``: rows can be traced."""
     images = np.repeat(np.arange(n, dtype=np.uint8), 28 * 28).reshape(n, 28, 28)
-    return data.Split(images, (np.arange(n) % 10).astype(np.uint8), {"train-images-idx3-ubyte.gz": "abc"})
+    return data_loading.Split(images, (np.arange(n) % 10).astype(np.uint8), {"train-images-idx3-ubyte.gz": "abc"})
 
 
 @pytest.mark.parametrize(("n", "fraction"), [(200, 0.1), (200, 0.25), (101, 0.5), (50, 0.0), (7, 1 / 3)])
 def test_train_val_split(n, fraction):
     full = numbered_split(n)
-    train, val = data.train_val_split(full, fraction)
+    train, val = data_loading.train_val_split(full, fraction)
     np.random.seed(123)  # the global RNG must not matter
-    train2, val2 = data.train_val_split(full, fraction)
+    train2, val2 = data_loading.train_val_split(full, fraction)
     for a, b in ((train, train2), (val, val2)):
         np.testing.assert_array_equal(a.images, b.images)
         np.testing.assert_array_equal(a.labels, b.labels)
@@ -671,7 +693,7 @@ def test_train_val_split(n, fraction):
 
 
 def test_train_val_split_is_shuffled_not_a_tail():
-    _, val = data.train_val_split(numbered_split(200), 0.2)
+    _, val = data_loading.train_val_split(numbered_split(200), 0.2)
     ids = val.images[:, 0, 0].astype(int)
     assert ids.min() < 100 < ids.max()
 
@@ -686,7 +708,7 @@ needs_real_data = pytest.mark.skipif(
 
 @needs_real_data
 def test_real_test_split_is_the_official_file(caplog):
-    test = data.load_split("test", data_dir=SHARED_DATA_DIR)
+    test = data_loading.load_split("test", data_dir=SHARED_DATA_DIR)
     assert test.images.shape == (10_000, 28, 28) and test.images.dtype == np.uint8
     assert test.labels.shape == (10_000,)
     assert np.bincount(test.labels).tolist() == [1000] * 10
@@ -696,28 +718,31 @@ def test_real_test_split_is_the_official_file(caplog):
 
 @needs_real_data
 def test_real_train_split_is_the_official_file():
-    train = data.load_split("train", data_dir=SHARED_DATA_DIR)
+    train = data_loading.load_split("train", data_dir=SHARED_DATA_DIR)
     assert train.images.shape == (60_000, 28, 28) and train.labels.shape == (60_000,)
     assert np.bincount(train.labels).tolist() == [6000] * 10
-    fit, val = data.train_val_split(train, 0.1)
+    fit, val = data_loading.train_val_split(train, 0.1)
     assert len(fit) == 54_000 and len(val) == 6_000
-    test = data.load_split("test", data_dir=SHARED_DATA_DIR)
-    assert data.DATASETS["fashion-mnist"].is_official({**train.files, **test.files})
-    assert not data.DATASETS["mnist"].is_official({**train.files, **test.files})
+    test = data_loading.load_split("test", data_dir=SHARED_DATA_DIR)
+    assert data_datasets.DATASETS["fashion-mnist"].is_official({**train.files, **test.files})
+    assert not data_datasets.DATASETS["mnist"].is_official({**train.files, **test.files})
 
 
 def test_mnist_official_files(shared_mnist, caplog):
-    test = data.load_split("test", dataset="mnist", data_dir=shared_mnist)
-    train = data.load_split("train", dataset="mnist", data_dir=shared_mnist)
+    test = data_loading.load_split("test", dataset="mnist", data_dir=shared_mnist)
+    train = data_loading.load_split("train", dataset="mnist", data_dir=shared_mnist)
     assert len(test) == 10_000 and len(train) == 60_000
-    assert data.DATASETS["mnist"].is_official({**train.files, **test.files})
+    assert data_datasets.DATASETS["mnist"].is_official({**train.files, **test.files})
     assert notices(caplog) == []
 
 
 def test_local_folder_with_other_files_is_flagged_not_official(make_idx_folder, isolated, caplog):
     folder = make_idx_folder()
-    train, test = data.load_split("train", data_dir=folder.path), data.load_split("test", data_dir=folder.path)
-    assert not data.DATASETS["fashion-mnist"].is_official({**train.files, **test.files})
+    train, test = (
+        data_loading.load_split("train", data_dir=folder.path),
+        data_loading.load_split("test", data_dir=folder.path),
+    )
+    assert not data_datasets.DATASETS["fashion-mnist"].is_official({**train.files, **test.files})
     assert "not enforced" in notices(caplog)[0]
 
 
@@ -728,15 +753,21 @@ def test_distribution_package_copy_is_a_verified_source(isolated, monkeypatch, t
     system = tmp_path / "usr-share-datasets"
     system.mkdir()
     for name in TEST_NAMES:  # repackaged: a different gzip header (a file name and mtime in it)
-        with gzip.open(SHARED_DATA_DIR / name, "rb") as source, open(system / name, "wb") as raw, \
-                gzip.GzipFile(filename="repacked", mode="wb", fileobj=raw, mtime=1_591_315_200) as target:  # fmt: skip
+        with (
+            gzip.open(SHARED_DATA_DIR / name, "rb") as source,
+            open(system / name, "wb") as raw,
+            gzip.GzipFile(filename="repacked", mode="wb", fileobj=raw, mtime=1_591_315_200) as target,
+        ):
             shutil.copyfileobj(source, target)
         assert (system / name).read_bytes() != (SHARED_DATA_DIR / name).read_bytes()
-    monkeypatch.setitem(data.DATASETS, "fashion-mnist",
-                        dataclasses.replace(data.DATASETS["fashion-mnist"], system_dir=str(system)))  # fmt: skip
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download expected"))
-    test = data.load_split("test")
-    assert len(test) == 10_000 and test.files == data.load_split("test", data_dir=SHARED_DATA_DIR).files
+    monkeypatch.setitem(
+        data_datasets.DATASETS,
+        "fashion-mnist",
+        dataclasses.replace(data_datasets.DATASETS["fashion-mnist"], system_dir=str(system)),
+    )
+    monkeypatch.setattr(data_loading.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download expected"))
+    test = data_loading.load_split("test")
+    assert len(test) == 10_000 and test.files == data_loading.load_split("test", data_dir=SHARED_DATA_DIR).files
 
     with gzip.open(system / TEST_NAMES[1], "wb") as tampered:  # all-zero labels: not the official content
         tampered.write(gzip.decompress((SHARED_DATA_DIR / TEST_NAMES[1]).read_bytes())[:8] + bytes(10_000))
@@ -746,7 +777,7 @@ def test_distribution_package_copy_is_a_verified_source(isolated, monkeypatch, t
         downloads.append(url)
         raise FashionZooError(f"{url}: offline")
 
-    monkeypatch.setattr(data, "download", offline)
+    monkeypatch.setattr(data_loading, "download", offline)
     with pytest.raises(FashionZooError, match="offline"):
-        data.load_split("test")
+        data_loading.load_split("test")
     assert downloads and downloads[0].endswith(TEST_NAMES[1])  # the tampered copy was passed over

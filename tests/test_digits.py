@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashionzoo.digits import BOX, CENTRE, mnist_style
-from fashionzoo.preprocessing import preprocess_file
+from fashionzoo.photos.convert import preprocess_file
+from fashionzoo.photos.digits import BOX, CENTRE, mnist_style
 
 
 def digit_photo(digit: np.ndarray, scale: int = 12, margin: int = 90, seed: int = 0) -> Image.Image:
@@ -29,7 +29,7 @@ def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
 
 
 def test_an_mnist_image_passes_through_unchanged(shared_mnist: Path) -> None:
-    from fashionzoo.data import load_split
+    from fashionzoo.data.loading import load_split
 
     digits = load_split("test", "mnist", shared_mnist).images[:20]
     for digit in digits:
@@ -37,7 +37,7 @@ def test_an_mnist_image_passes_through_unchanged(shared_mnist: Path) -> None:
 
 
 def test_a_digit_photo_is_fitted_into_20x20_and_centred_by_mass(shared_mnist: Path, tmp_path: Path) -> None:
-    from fashionzoo.data import load_split
+    from fashionzoo.data.loading import load_split
 
     digits = load_split("test", "mnist", shared_mnist).images[:10]
     for i, digit in enumerate(digits):
@@ -74,11 +74,11 @@ def test_predict_with_mnist_weights_uses_the_digit_pipeline(shared_mnist: Path, 
     from click.testing import CliRunner
 
     from fashionzoo.cli import main
-    from fashionzoo.data import load_split
-    from fashionzoo.runtime import Classifier
+    from fashionzoo.data.loading import load_split
+    from fashionzoo.runtime.classifier import Classifier
 
     clf = Classifier.from_pretrained("mlp-small.mnist")
-    assert clf.classes == tuple("0123456789") and clf.preprocessing.pipeline == "mnist"
+    assert clf.classes == tuple("0123456789") and clf.input_spec.pipeline == "mnist"
     test = load_split("test", "mnist", shared_mnist)
     for i in range(20):
         digit_photo(test.images[i], seed=i).save(tmp_path / f"{i:02d}.jpg", quality=90)

@@ -33,16 +33,22 @@ ACTOR_TITLE = b"ray::MapWorker(MapBatches(Predictor))"
 def ray_cluster(shared_data: Path) -> Iterator[LocalCluster]:
     """A head node and a worker node of one CPU each, running this checkout's fashionzoo; killed at the end."""
     source = str(Path(fashionzoo.__file__).resolve().parents[1])
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")])),
-           "FASHIONZOO_DATA_DIR": str(shared_data)}  # fmt: skip
+    env = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")])),
+        "FASHIONZOO_DATA_DIR": str(shared_data),
+    }
     with LocalCluster(head_cpus=1, worker_cpus=[1], env=env) as cluster:
         yield cluster
 
 
 def _fashionzoo(cluster: LocalCluster, *args: str, **popen: object) -> subprocess.Popen:
     """A ``fashionzoo`` command connected to the cluster (a process of its own: a Ray driver)."""
-    return subprocess.Popen([sys.executable, "-m", "fashionzoo", *args, "--engine", "ray", "--address",
-                             cluster.address], env=cluster.driver_env(), text=True, **popen)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "fashionzoo", *args, "--engine", "ray", "--address", cluster.address],
+        env=cluster.driver_env(),
+        text=True,
+        **popen,
+    )
 
 
 def _run(cluster: LocalCluster, *args: str) -> str:
@@ -69,11 +75,24 @@ def _local(source: str, out: Path, *options: str) -> pq.Table:
     return pq.read_table(out)
 
 
+@pytest.mark.slow  # a two-node Ray cluster
 def test_ray_predictions_are_the_local_ones_row_for_row(ray_cluster: LocalCluster, tmp_path: Path) -> None:
     folder = _images(tmp_path / "photos", 150)
     local = _local(str(folder), tmp_path / "local.parquet")
-    summary = json.loads(_run(ray_cluster, "predict", str(folder), "--out", str(tmp_path / "ray.parquet"),
-                              "--top-k", "3", "--batch-size", "16", "--json"))  # fmt: skip
+    summary = json.loads(
+        _run(
+            ray_cluster,
+            "predict",
+            str(folder),
+            "--out",
+            str(tmp_path / "ray.parquet"),
+            "--top-k",
+            "3",
+            "--batch-size",
+            "16",
+            "--json",
+        )
+    )
     on_ray = pq.read_table(tmp_path / "ray.parquet")
     assert on_ray.equals(local)
     assert local.num_rows == 152 and summary["images"] == 152 and summary["failures"] == 2
@@ -83,18 +102,29 @@ def test_ray_predictions_are_the_local_ones_row_for_row(ray_cluster: LocalCluste
     assert "not an image" in errors[str(folder / "broken.png")] and "empty" in errors[str(folder / "empty.jpg")]
 
 
+@pytest.mark.slow  # a two-node Ray cluster
 def test_path_lists_with_object_store_paths(ray_cluster: LocalCluster, tmp_path: Path) -> None:
     folder = _images(tmp_path / "photos", 20, seed=1)
     local = {row["path"]: row for row in _local(str(folder), tmp_path / "local.parquet").to_pylist()}
     uri = folder.as_uri()  # file://...: the object-store code path (pyarrow file system, a fetched copy)
-    listed = [str(folder / "img-00003.png"), "", f"{uri}/img-00004.png", f"{uri}/empty.jpg",
-              str(folder / "broken.png"), str(folder / "missing.png"), f"{uri}/missing.png"]  # fmt: skip
+    listed = [
+        str(folder / "img-00003.png"),
+        "",
+        f"{uri}/img-00004.png",
+        f"{uri}/empty.jpg",
+        str(folder / "broken.png"),
+        str(folder / "missing.png"),
+        f"{uri}/missing.png",
+    ]
     (tmp_path / "list.txt").write_text("\n".join(listed) + "\n")
     _run(ray_cluster, "predict", str(tmp_path / "list.txt"), "--out", str(tmp_path / "list.jsonl"), "--top-k", "3")
     rows = [json.loads(line) for line in (tmp_path / "list.jsonl").read_text().splitlines()]
     assert [row["path"] for row in rows] == [p for p in listed if p]  # in order, blank line skipped
-    local_row = {**local, f"{uri}/img-00004.png": local[str(folder / "img-00004.png")],
-                 f"{uri}/empty.jpg": local[str(folder / "empty.jpg")]}  # fmt: skip
+    local_row = {
+        **local,
+        f"{uri}/img-00004.png": local[str(folder / "img-00004.png")],
+        f"{uri}/empty.jpg": local[str(folder / "empty.jpg")],
+    }
     for row in rows[:4]:  # named as listed: the uri, never the worker's local copy
         expected = local_row[row["path"]]
         error = expected["error"] and expected["error"].replace(expected["path"], row["path"])
@@ -103,17 +133,20 @@ def test_path_lists_with_object_store_paths(ray_cluster: LocalCluster, tmp_path:
 
 
 def test_object_store_folders_list_their_images(tmp_path: Path) -> None:
-    from fashionzoo.distributed import _uri_folder
+    from fashionzoo.distributed.predict import _uri_folder
 
     folder = _images(tmp_path / "photos", 2)
     (folder / "notes.txt").write_text("not listed")
     uri = folder.as_uri()
-    assert [row["path"] for row in _uri_folder(uri)] == [f"{uri}/{n}" for n in
-                                                         ("broken.png", "empty.jpg", "img-00000.png", "img-00001.png")]
+    assert [row["path"] for row in _uri_folder(uri)] == [
+        f"{uri}/{n}" for n in ("broken.png", "empty.jpg", "img-00000.png", "img-00001.png")
+    ]
     (folder / "sub").mkdir()
     (folder / "sub" / "deeper.png").write_bytes(b"")
-    assert [row["path"] for row in _uri_folder(uri, recursive=True)][-2:] == [f"{uri}/img-00001.png",
-                                                                             f"{uri}/sub/deeper.png"]  # fmt: skip
+    assert [row["path"] for row in _uri_folder(uri, recursive=True)][-2:] == [
+        f"{uri}/img-00001.png",
+        f"{uri}/sub/deeper.png",
+    ]
     assert f"{uri}/sub/deeper.png" not in [row["path"] for row in _uri_folder(uri)]
     assert "cannot list" in _uri_folder(uri + "/none")[0]["error"]
     assert "no image files" in _uri_folder(tmp_path.as_uri())[0]["error"]
@@ -130,12 +163,23 @@ def _actor_pids(cluster: LocalCluster) -> list[int]:
     return pids
 
 
+@pytest.mark.slow  # a two-node Ray cluster
 def test_killing_an_inference_actor_loses_and_repeats_nothing(ray_cluster: LocalCluster, tmp_path: Path) -> None:
     folder = _images(tmp_path / "photos", 2000, seed=2)
     log = tmp_path / "stderr.log"
     with open(log, "w") as stderr:
-        process = _fashionzoo(ray_cluster, "predict", str(folder), "--out", str(tmp_path / "ray.parquet"),
-                              "--batch-size", "16", "--progress", stdout=subprocess.DEVNULL, stderr=stderr)
+        process = _fashionzoo(
+            ray_cluster,
+            "predict",
+            str(folder),
+            "--out",
+            str(tmp_path / "ray.parquet"),
+            "--batch-size",
+            "16",
+            "--progress",
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     try:
         deadline = time.monotonic() + 240
         while "images done" not in log.read_text() and process.poll() is None and time.monotonic() < deadline:
@@ -153,13 +197,27 @@ def test_killing_an_inference_actor_loses_and_repeats_nothing(ray_cluster: Local
     assert on_ray.equals(_local(str(folder), tmp_path / "local.parquet", "--top-k", "1"))
 
 
+@pytest.mark.slow  # a two-node Ray cluster
 def test_search_runs_its_trials_as_tune_trials(ray_cluster: LocalCluster, tmp_path: Path) -> None:
-    from fashionzoo.data import load_split, train_val_split
-    from fashionzoo.registry import get_entry
-    from fashionzoo.training import Trial, distribution_strategy, score_trial, search_trials
+    from fashionzoo.data.loading import load_split, train_val_split
+    from fashionzoo.registry.lookup import get_entry
+    from fashionzoo.training.fit import distribution_strategy
+    from fashionzoo.training.search import Trial, score_trial, search_trials
 
-    out = json.loads(_run(ray_cluster, "train", "lenet5-tuned", "--limit", "100", "--epochs", "1", "--out",
-                          str(tmp_path / "tuned"), "--json"))  # fmt: skip
+    out = json.loads(
+        _run(
+            ray_cluster,
+            "train",
+            "lenet5-tuned",
+            "--limit",
+            "100",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "tuned"),
+            "--json",
+        )
+    )
     search = json.loads((tmp_path / "tuned" / "search.json").read_text())
     assert out["search"] == search
     recipe = get_entry("lenet5-tuned").recipe.replace(epochs=1)
@@ -167,8 +225,10 @@ def test_search_runs_its_trials_as_tune_trials(ray_cluster: LocalCluster, tmp_pa
     assert search["best"] == max(search["trials"], key=lambda t: t["val_accuracy"])["params"]
     assert len(search["cross_validation"]["folds"]) == 5
     metrics = json.loads((tmp_path / "tuned" / "metrics.json").read_text())
-    assert metrics["build_kwargs"]["dense1"] == search["best"]["dense1"] and metrics["recipe"]["lr"] == \
-        search["best"]["lr"]  # fmt: skip
+    assert (
+        metrics["build_kwargs"]["dense1"] == search["best"]["dense1"]
+        and metrics["recipe"]["lr"] == search["best"]["lr"]
+    )
     # the first trial again, in this process: the same training, seed and validation accuracy
     train, val = train_val_split(load_split("train"), recipe.val_fraction)
     train, val = train.head(100), val.head(20)
@@ -178,9 +238,24 @@ def test_search_runs_its_trials_as_tune_trials(ray_cluster: LocalCluster, tmp_pa
     assert again == search["trials"][0]["val_accuracy"]
 
 
+@pytest.mark.slow  # a two-node Ray cluster
 def test_seed_sweep_reports_the_spread(ray_cluster: LocalCluster, tmp_path: Path) -> None:
-    summary = json.loads(_run(ray_cluster, "train", "mlp-small", "--seeds", "3,5", "--limit", "200", "--epochs",
-                              "1", "--out", str(tmp_path / "sweep"), "--json"))  # fmt: skip
+    summary = json.loads(
+        _run(
+            ray_cluster,
+            "train",
+            "mlp-small",
+            "--seeds",
+            "3,5",
+            "--limit",
+            "200",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "sweep"),
+            "--json",
+        )
+    )
     assert summary == json.loads((tmp_path / "sweep" / "seeds.json").read_text())
     assert [run["seed"] for run in summary["runs"]] == [3, 5]
     for run in summary["runs"]:
@@ -193,8 +268,10 @@ def test_seed_sweep_reports_the_spread(ray_cluster: LocalCluster, tmp_path: Path
         assert summary[key]["std"] == pytest.approx(np.std(values, ddof=1))
 
 
-def test_ray_takes_a_relative_list_and_the_options_of_the_local_predict(ray_cluster: LocalCluster, tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.slow  # a two-node Ray cluster
+def test_ray_takes_a_relative_list_and_the_options_of_the_local_predict(
+    ray_cluster: LocalCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A list named relative to the driver's folder (Ray's readers run elsewhere), --uncertain-below and --recursive
     as the single-machine predict takes them; --save-inputs and a missing list refused in one line."""
     _images(tmp_path / "photos", 6, seed=3)
@@ -205,27 +282,52 @@ def test_ray_takes_a_relative_list_and_the_options_of_the_local_predict(ray_clus
     options = ["--top-k", "3", "--uncertain-below", "0.99"]
     local = _local("photos", tmp_path / "local.parquet", "--recursive", *options).to_pylist()
     assert sum(row["uncertain"] is True for row in local) >= 3 and local[-1]["path"] == "photos/sub/deeper.png"
-    process = _fashionzoo(ray_cluster, "predict", "list.txt", "--out", "listed.jsonl", *options,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)  # fmt: skip
+    process = _fashionzoo(
+        ray_cluster,
+        "predict",
+        "list.txt",
+        "--out",
+        "listed.jsonl",
+        *options,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
     assert process.wait(timeout=400) == 0, process.stderr.read()[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "listed.jsonl").read_text().splitlines()]
     by_path = {row["path"]: row for row in local}
     assert rows == [by_path["photos/img-00000.png"], by_path["photos/img-00001.png"]]  # uncertain flags included
     _run(ray_cluster, "predict", "photos", "--out", str(tmp_path / "all.parquet"), "--recursive", *options)
     assert pq.read_table(tmp_path / "all.parquet").to_pylist() == local
-    for args, message in ((["missing.txt", "--out", "x.jsonl"], "missing.txt: no such list of paths"),
-                          (["photos", "--out", "x.jsonl", "--save-inputs", "seen"], "--save-inputs is for")):
-        process = _fashionzoo(ray_cluster, "predict", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              cwd=tmp_path)  # fmt: skip
+    for args, message in (
+        (["missing.txt", "--out", "x.jsonl"], "missing.txt: no such list of paths"),
+        (["photos", "--out", "x.jsonl", "--save-inputs", "seen"], "--save-inputs is for"),
+    ):
+        process = _fashionzoo(
+            ray_cluster, "predict", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+        )
         _, err = process.communicate(timeout=120)
         assert process.returncode == 1 and message in err.strip().splitlines()[-1], err[-2000:]
     assert not (tmp_path / "x.jsonl").exists()
 
 
+@pytest.mark.slow  # a two-node Ray cluster
 def test_a_failing_trial_fails_the_job_once_not_after_retries(ray_cluster: LocalCluster, tmp_path: Path) -> None:
-    process = _fashionzoo(ray_cluster, "train", "mlp-small", "--seeds", "0", "--epochs", "1", "--data-dir",
-                          str(tmp_path / "none"), "--out", str(tmp_path / "sweep"), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE)  # fmt: skip
+    process = _fashionzoo(
+        ray_cluster,
+        "train",
+        "mlp-small",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--data-dir",
+        str(tmp_path / "none"),
+        "--out",
+        str(tmp_path / "sweep"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     _, err = process.communicate(timeout=400)
     last = err.strip().splitlines()[-1]
     assert process.returncode == 1 and last.startswith("fashionzoo: error: trial 1 of ") and "none" in last, err
@@ -233,8 +335,8 @@ def test_a_failing_trial_fails_the_job_once_not_after_retries(ray_cluster: Local
 
 
 def test_an_object_store_output_appears_whole_or_not_at_all(tmp_path: Path) -> None:
-    from fashionzoo import predictions
-    from fashionzoo.runtime import Failure
+    from fashionzoo.runtime import prediction_files as predictions
+    from fashionzoo.runtime.results import Failure
 
     def rows(fail_after: int | None) -> Iterator:
         for i in range(3):
@@ -257,23 +359,26 @@ def test_an_object_store_output_appears_whole_or_not_at_all(tmp_path: Path) -> N
 
 
 def test_an_address_that_accepts_no_connection_fails_at_once() -> None:
-    from fashionzoo.distributed import _check_reachable, _remote_reason
+    from fashionzoo.distributed.cluster import _check_reachable, remote_reason
 
     started = time.monotonic()
     with pytest.raises(fashionzoo.FashionZooError, match="cannot connect to the Ray cluster at 127.0.0.1:1 "):
         _check_reachable("127.0.0.1:1")  # Ray itself retried for about 14 minutes
     assert time.monotonic() - started < 10
-    ray_text = ("ray::MapBatches(Predictor)() (pid=1)\n  File \"x.py\", line 1\nKeyError: 'Field \"path\" does not "
-                "exist'\n\nray.exceptions.RayTaskError: retried\nTo change retry attempts, backoff, or which errors "
-                "are retried, configure ... if")  # fmt: skip
-    assert _remote_reason(RuntimeError(ray_text)) == "KeyError: 'Field \"path\" does not exist'"
+    ray_text = (
+        'ray::MapBatches(Predictor)() (pid=1)\n  File "x.py", line 1\nKeyError: \'Field "path" does not '
+        "exist'\n\nray.exceptions.RayTaskError: retried\nTo change retry attempts, backoff, or which errors "
+        "are retried, configure ... if"
+    )
+    assert remote_reason(RuntimeError(ray_text)) == "KeyError: 'Field \"path\" does not exist'"
 
 
-def test_a_local_list_is_checked_on_the_driver_before_the_cluster(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_local_list_is_checked_on_the_driver_before_the_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import pyarrow as pa
 
-    from fashionzoo.distributed import checked_source
+    from fashionzoo.distributed.predict import checked_source
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "list.txt").write_text("a.png\n")
@@ -284,8 +389,11 @@ def test_a_local_list_is_checked_on_the_driver_before_the_cluster(tmp_path: Path
     (tmp_path / "parts.parquet").mkdir()  # a list written as a folder of parts: left to Ray
     assert checked_source("parts.parquet") == str(tmp_path / "parts.parquet")
     assert checked_source("photos/") == "photos/" and checked_source("s3://b/list.txt") == "s3://b/list.txt"
-    for name, message in (("missing.txt", "no such list of paths"), ("blank.txt", "an empty list of paths"),
-                          ("other.parquet", r"no 'path' column \(it has: file\)"),
-                          ("empty.parquet", "an empty list of paths")):  # fmt: skip
+    for name, message in (
+        ("missing.txt", "no such list of paths"),
+        ("blank.txt", "an empty list of paths"),
+        ("other.parquet", r"no 'path' column \(it has: file\)"),
+        ("empty.parquet", "an empty list of paths"),
+    ):
         with pytest.raises(fashionzoo.FashionZooError, match=message):
             checked_source(name)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import fake_run_record
 
-from fashionzoo import runs
-from fashionzoo.evaluation import confusion_matrix, metrics_from_probs
-from fashionzoo.registry import get_entry
-from fashionzoo.reports import standard_error, write_model_card, write_run_figures
+from fashionzoo.models.evaluation import confusion_matrix, metrics_from_probs
+from fashionzoo.publish.reports import standard_error, write_model_card, write_run_figures
+from fashionzoo.registry.lookup import get_entry
+from fashionzoo.training import runs
 
 CLASSES = ("a", "b", "c")
 
@@ -48,10 +48,13 @@ def test_model_card_is_a_function_of_the_record(tmp_path: Path) -> None:
     entry = get_entry("lenet5")
     record = fake_run_record("lenet5", "lenet5.weights.h5", accuracy=0.8949).replace(
         test={"accuracy": 0.8949, "loss": 0.2987, "n": 10_000, "confusion_matrix": np.eye(10, dtype=int).tolist()},
-        val={"accuracy": 0.9, "loss": 0.3, "n": 6_000}, machine={"cpu": "a CPU", "device": "cpu"},
-        versions={"fashionzoo": "1", "keras": "3", "tensorflow": "2"}, epochs=8, wall_time_s=49.0,
+        val={"accuracy": 0.9, "loss": 0.3, "n": 6_000},
+        machine={"cpu": "a CPU", "device": "cpu"},
+        versions={"fashionzoo": "1", "keras": "3", "tensorflow": "2"},
+        epochs=8,
+        wall_time_s=49.0,
         onnx_latency={"p50_ms": 0.04, "images_per_s": 25_000.0},
-    )  # fmt: skip
+    )
     first, second = tmp_path / "a.md", tmp_path / "b.md"
     write_model_card(record, entry, first)
     write_model_card(record, entry, second)

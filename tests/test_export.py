@@ -4,50 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import fake_run_record
+from conftest import Exported, fake_run_record
 
 import fashionzoo
-from fashionzoo import FashionZooError, runs
-from fashionzoo._files import sha256_file
+from fashionzoo import FashionZooError
 from fashionzoo.cli import main
-from fashionzoo.preprocessing import to_model_input
-from fashionzoo.registry import FASHION_CLASSES, Preprocessing, get_entry
+from fashionzoo.core.files import sha256_file
+from fashionzoo.data.datasets import FASHION_CLASSES, InputSpec
+from fashionzoo.photos.convert import to_model_input
+from fashionzoo.registry.lookup import get_entry
+from fashionzoo.training import runs
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-
-
-@dataclasses.dataclass
-class Exported:
-    path: Path
-    weights: Path
-    model: object  # the Keras model whose weights were saved
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Exported]:
-    """A randomly initialised LeNet-5 (seeded), its weights and run metrics.json, exported once for the module."""
-    import keras
-
-    from fashionzoo.export import export_onnx
-
-    folder = tmp_path_factory.mktemp("export")
-    keras.utils.set_random_seed(7)
-    model = fashionzoo.build("lenet5")
-    weights = folder / "lenet5.weights.h5"
-    model.save_weights(weights)
-    runs.write_record(folder, fake_run_record("lenet5", weights.name, accuracy=0.1234).replace(
-        weights_sha256=sha256_file(weights)))  # the record measured these very weights
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FASHIONZOO_DATA_DIR", str(shared_data))
-        patch.setenv("FASHIONZOO_HOME", str(folder / "home"))
-        yield Exported(export_onnx("lenet5", folder / "lenet5.onnx", weights=weights), weights, model)
 
 
 @pytest.fixture
@@ -62,15 +36,20 @@ def _metadata(path: Path) -> dict[str, str]:
 
 def test_export_records_metadata_and_parity(exported: Exported) -> None:
     meta = _metadata(exported.path)
-    assert meta["fashionzoo.model"] == "lenet5"
+    assert meta["fashionzoo.model"] == exported.name == "lenet5"
     assert meta["fashionzoo.version"] == fashionzoo.__version__
     assert json.loads(meta["fashionzoo.classes"]) == list(FASHION_CLASSES)
-    assert json.loads(meta["fashionzoo.input"]) == {"height": 28, "width": 28, "channels": 1, "scale": 1 / 255,
-                                                    "pipeline": "fashion-mnist"}  # fmt: skip
-    assert Preprocessing.from_json(meta["fashionzoo.input"]) == get_entry("lenet5").preprocessing
+    assert json.loads(meta["fashionzoo.input"]) == {
+        "height": 28,
+        "width": 28,
+        "channels": 1,
+        "scale": 1 / 255,
+        "pipeline": "fashion-mnist",
+    }
+    assert InputSpec.from_json(meta["fashionzoo.input"]) == get_entry("lenet5").input_spec
     assert meta["fashionzoo.dataset"] == "fashion-mnist"
     assert "divided by 255" in meta["fashionzoo.preprocessing"]
-    assert meta["fashionzoo.test_accuracy"] == "0.1234"  # from the run's metrics.json beside the weights
+    assert meta["fashionzoo.test_accuracy"] == str(Exported.RECORDED_ACCURACY)  # the record beside the weights
     assert meta["fashionzoo.weights_sha256"] == sha256_file(exported.weights)
     assert 0.0 <= float(meta["fashionzoo.parity_max_abs_diff"]) <= 1e-5
 
@@ -78,15 +57,17 @@ def test_export_records_metadata_and_parity(exported: Exported) -> None:
 def test_an_accuracy_only_for_the_weights_a_record_measured(exported: Exported, tmp_path: Path) -> None:
     """Weights beside a record that predates ``weights_sha256``, or that measured other bytes: no test accuracy in
     the file (another run's 0.8874 was written for untrained weights)."""
-    from fashionzoo.export import _weights_facts
+    from fashionzoo.publish.export import _weights_facts
 
     weights = tmp_path / "lenet5.weights.h5"
     weights.write_bytes(exported.weights.read_bytes())
-    for record in (fake_run_record("lenet5", weights.name, accuracy=0.8874),
-                   fake_run_record("lenet5", weights.name, accuracy=0.8874).replace(weights_sha256="0" * 64)):
+    for record in (
+        fake_run_record("lenet5", weights.name, accuracy=0.8874),
+        fake_run_record("lenet5", weights.name, accuracy=0.8874).replace(weights_sha256="0" * 64),
+    ):
         runs.write_record(tmp_path, record)
         facts = _weights_facts(get_entry("lenet5"), weights)
-        assert facts == {"fashionzoo.weights_sha256": sha256_file(weights)}  # fmt: skip
+        assert facts == {"fashionzoo.weights_sha256": sha256_file(weights)}
 
 
 def test_exported_graph_is_valid_with_named_io(exported: Exported) -> None:
@@ -109,9 +90,10 @@ def test_dynamic_batch_matches_keras(exported: Exported, batch: int) -> None:
     np.testing.assert_allclose(probs, np.asarray(exported.model(x, training=False)), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # converts a model with tf2onnx
 @pytest.mark.usefixtures("_data_env")
 def test_failed_parity_writes_nothing(exported: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fashionzoo import export
+    from fashionzoo.publish import export
 
     real = export._onnx_probs
     monkeypatch.setattr(export, "_onnx_probs", lambda proto, x: real(proto, x) + 1e-4)
@@ -121,16 +103,20 @@ def test_failed_parity_writes_nothing(exported: Exported, tmp_path: Path, monkey
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
 
 
+@pytest.mark.slow  # converts a model with tf2onnx
 @pytest.mark.usefixtures("_data_env")
-def test_cli_export_honours_opset_and_default_path(exported: Exported, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_cli_export_honours_opset_and_default_path(
+    exported: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["export", "lenet", "--weights", str(exported.weights), "--opset", "13"])
     assert result.exit_code == 0, result.output
     written = tmp_path / "lenet5.onnx"
     assert result.stdout.startswith("lenet5.onnx: opset 13, max abs difference from Keras ")
-    assert result.stderr.splitlines() == ["fashionzoo: lenet5: converting to ONNX with tf2onnx (opset 13)",
-                                          "fashionzoo: lenet5: checking ONNX Runtime against Keras on the test images"]
+    assert result.stderr.splitlines() == [
+        "fashionzoo: lenet5: converting to ONNX with tf2onnx (opset 13)",
+        "fashionzoo: lenet5: checking ONNX Runtime against Keras on the test images",
+    ]
     model = onnx.load(str(written))
     assert next(o.version for o in model.opset_import if o.domain == "") == 13
     assert float(_metadata(written)["fashionzoo.parity_max_abs_diff"]) <= 1e-5
@@ -145,12 +131,13 @@ def test_cli_export_missing_weights_is_a_one_line_error(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow  # converts a model with tf2onnx
 @pytest.mark.usefixtures("_data_env")
 def test_test_time_flip_travels_in_the_onnx_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A model with ``test_time_flip``: the ONNX file averages each image with its mirror image, like Keras."""
     import keras
 
-    from fashionzoo.export import export_onnx
+    from fashionzoo.publish.export import export_onnx
 
     entry = dataclasses.replace(get_entry("lenet5"), test_time_flip=True)
     keras.utils.set_random_seed(11)

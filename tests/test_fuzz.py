@@ -1,4 +1,4 @@
-"""Fuzzing the readers of untrusted bytes: ``data.read_idx`` and ``preprocessing.preprocess_file``.
+"""Fuzzing the readers of untrusted bytes: ``data_loading.read_idx`` and ``preprocessing.preprocess_file``.
 
 Valid small files (``scripts/fuzz.py``: IDX images/labels, PNG/JPEG/GIF/WebP in several modes) are mutated by
 hypothesis: bytes flipped, cut, appended, inserted, overwritten, header dimensions rewritten (huge ones
@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_one_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fashionzoo import data
-from fashionzoo._files import FashionZooError
+from fashionzoo.core.errors import FashionZooError
+from fashionzoo.data import loading as data_loading
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "fuzz.py"
@@ -164,23 +165,22 @@ def _traced_peak(call) -> tuple[object, int]:
     ],
 )
 def test_idx_header_declaring_huge_dims_is_refused_before_reading(tmp_path: Path, gz: bool, shape: tuple) -> None:
-    raw = struct.pack(">I3I", data.IMAGES_MAGIC, *shape) + bytes(5000)
+    raw = struct.pack(">I3I", data_loading.IMAGES_MAGIC, *shape) + bytes(5000)
     path = tmp_path / ("huge-idx3-ubyte.gz" if gz else "huge-idx3-ubyte")
     path.write_bytes(gzip.compress(raw) if gz else raw)
 
-    error, peak = _traced_peak(lambda: data.read_idx(path, data.IMAGES_MAGIC))
+    error, peak = _traced_peak(lambda: data_loading.read_idx(path, data_loading.IMAGES_MAGIC))
 
     assert isinstance(error, FashionZooError)
-    message = str(error)
-    assert "\n" not in message and "limit" in message and str(shape[0]) in message
+    assert_one_line(error, "limit", shape[0])
     assert peak < 1 << 20
 
 
 def test_idx_header_declaring_more_than_the_file_holds_reads_only_what_is_there(tmp_path: Path) -> None:
     path = tmp_path / "short-idx3-ubyte.gz"
-    path.write_bytes(gzip.compress(struct.pack(">I3I", data.IMAGES_MAGIC, 60_000, 28, 28) + bytes(1000)))
+    path.write_bytes(gzip.compress(struct.pack(">I3I", data_loading.IMAGES_MAGIC, 60_000, 28, 28) + bytes(1000)))
 
-    error, peak = _traced_peak(lambda: data.read_idx(path, data.IMAGES_MAGIC))
+    error, peak = _traced_peak(lambda: data_loading.read_idx(path, data_loading.IMAGES_MAGIC))
 
     assert isinstance(error, FashionZooError) and "truncated" in str(error)
     assert peak < 4 << 20  # not the 47 MB the header announces
@@ -209,10 +209,10 @@ def test_gzip_bomb_helper_is_a_valid_gzip_file() -> None:
 def test_idx_gzip_bomb_is_not_decompressed(tmp_path: Path) -> None:
     """256 MiB of zeros behind a 10-label header, about 256 kB on disk: refused as padded, not decompressed."""
     path = tmp_path / "bomb-idx1-ubyte.gz"
-    path.write_bytes(gzip_bomb(struct.pack(">II", data.LABELS_MAGIC, 10) + bytes(10), 256))
+    path.write_bytes(gzip_bomb(struct.pack(">II", data_loading.LABELS_MAGIC, 10) + bytes(10), 256))
     assert path.stat().st_size < 1 << 20
 
-    error, peak = _traced_peak(lambda: data.read_idx(path, data.LABELS_MAGIC))
+    error, peak = _traced_peak(lambda: data_loading.read_idx(path, data_loading.LABELS_MAGIC))
 
     assert isinstance(error, FashionZooError) and "padded" in str(error)
     assert peak < 4 << 20  # read_idx used to decompress all of it: 2 x 256 MiB
@@ -220,10 +220,10 @@ def test_idx_gzip_bomb_is_not_decompressed(tmp_path: Path) -> None:
 
 def test_legal_idx_files_still_load(tmp_path: Path) -> None:
     images = np.random.default_rng(0).integers(0, 256, (1200, 28, 28), dtype=np.uint8)  # > one 1 MiB read chunk
-    raw = struct.pack(">I3I", data.IMAGES_MAGIC, *images.shape) + images.tobytes()
+    raw = struct.pack(">I3I", data_loading.IMAGES_MAGIC, *images.shape) + images.tobytes()
     for name, content in (("a-idx3-ubyte", raw), ("a-idx3-ubyte.gz", gzip.compress(raw))):
         (tmp_path / name).write_bytes(content)
-        np.testing.assert_array_equal(data.read_idx(tmp_path / name, data.IMAGES_MAGIC), images)
+        np.testing.assert_array_equal(data_loading.read_idx(tmp_path / name, data_loading.IMAGES_MAGIC), images)
 
 
 # -- the long-run script ---------------------------------------------------------------------------------------------

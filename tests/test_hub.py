@@ -1,4 +1,4 @@
-"""fashionzoo.hub against a real (local) Hub-like HTTP server: resolution order, cache, verification, failures.
+"""fashionzoo.publish.hub against a real (local) Hub-like HTTP server: resolution order, cache, verification, failures.
 
 Nothing here mocks ``huggingface_hub.hf_hub_download``: every download goes through its HTTP code to
 :class:`hub_server.HubServer`. Only the retry back-off sleeps of huggingface_hub are skipped (and recorded).
@@ -11,95 +11,38 @@ import hashlib
 import json
 import os
 import threading
-import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import huggingface_hub
 import huggingface_hub.file_download
 import huggingface_hub.utils._http
 import pytest
+from helpers import (
+    COMMIT_A,
+    COMMIT_B,
+    CONTENT_A,
+    CONTENT_B,
+    FILENAME,
+    REPO,
+    assert_cli_error,
+    assert_one_line,
+    cached_files,
+    make_entry,
+    repo_cache,
+)
 from hub_server import HubServer, flip_first_byte
 
 import fashionzoo
-from fashionzoo import hub
-from fashionzoo._files import FashionZooError
-from fashionzoo.registry import FileRecord, ModelEntry, WeightsRecord, get_entry
-
-REPO = "fashionzoo-test/lenet5"
-COMMIT_A = hashlib.sha1(b"fashionzoo-test commit A").hexdigest()
-COMMIT_B = hashlib.sha1(b"fashionzoo-test commit B").hexdigest()
-FILENAME = "lenet5.weights.h5"
-CONTENT_A = os.urandom(4096 + 17)
-CONTENT_B = os.urandom(2048 + 5)
-
-
-def make_entry(content: bytes = CONTENT_A, revision: str | None = COMMIT_A, filename: str = FILENAME,
-               shipped: tuple[str, ...] = (), repo_id: str = REPO) -> ModelEntry:  # fmt: skip
-    """The lenet5 entry with a test weights record describing ``content``."""
-    record = FileRecord(filename=filename, sha256=hashlib.sha256(content).hexdigest(), size=len(content))
-    weights = WeightsRecord(repo_id=repo_id, revision=revision, files={"weights": record}, metrics={},
-                            shipped=shipped)  # fmt: skip
-    return dataclasses.replace(get_entry("lenet5"), weights=weights)
-
-
-def repo_cache() -> Path:
-    return hub.cache_dir() / f"models--{REPO.replace('/', '--')}"
-
-
-def cached_files() -> list[Path]:
-    """Every file or link (blob, snapshot link, partial download) under the test repo's cache folder."""
-    root = repo_cache()
-    return sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()) if root.exists() else []
-
-
-def one_line_error(excinfo: pytest.ExceptionInfo[FashionZooError]) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message, message
-    assert message
-    return message
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Skip (and record) huggingface_hub's retry back-off sleeps: its retries still happen, just without waiting."""
-    calls: list[float] = []
-    fake_time = types.SimpleNamespace(sleep=calls.append)
-    monkeypatch.setattr(huggingface_hub.utils._http, "time", fake_time)
-    monkeypatch.setattr(huggingface_hub.file_download, "time", fake_time)
-    return calls
-
-
-@pytest.fixture
-def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sleeps: list[float]) -> Path:
-    """An isolated environment: FASHIONZOO_HOME in tmp_path, online, no token, short timeouts."""
-    monkeypatch.setenv("FASHIONZOO_HOME", str(tmp_path / "home"))
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    # Read by huggingface_hub at import time: pin them whatever the calling shell had.
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf" / "stored_tokens"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DOWNLOAD_TIMEOUT", 5)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_ETAG_TIMEOUT", 5)
-    return tmp_path
-
-
-@pytest.fixture
-def server(hub_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    """A running Hub look-alike serving CONTENT_A at COMMIT_A and CONTENT_B at COMMIT_B; HF_ENDPOINT points at it."""
-    with HubServer() as running:
-        running.add(REPO, COMMIT_A, FILENAME, CONTENT_A)
-        running.add(REPO, COMMIT_B, FILENAME, CONTENT_B)
-        monkeypatch.setenv("HF_ENDPOINT", running.url)
-        yield running
-
+from fashionzoo.core.errors import FashionZooError
+from fashionzoo.publish import hub
+from fashionzoo.registry.entry import ModelEntry
+from fashionzoo.registry.lookup import get_entry
 
 # -- downloads and the cache ----------------------------------------------------------------------------------------
 
 
 def test_first_download_lands_in_the_cache(server: HubServer) -> None:
-    path = hub.resolve(make_entry())
+    path = hub.released_file(make_entry())
 
     assert path.is_relative_to(hub.cache_dir())
     assert path == repo_cache() / "snapshots" / COMMIT_A / FILENAME
@@ -112,11 +55,11 @@ def test_first_download_lands_in_the_cache(server: HubServer) -> None:
 
 
 def test_cached_copy_is_reused_without_any_request(server: HubServer) -> None:
-    first = hub.resolve(make_entry())
+    first = hub.released_file(make_entry())
     seen = server.count()
     assert seen == 2
 
-    second = hub.resolve(make_entry())
+    second = hub.released_file(make_entry())
 
     assert second == first
     assert second.read_bytes() == CONTENT_A
@@ -124,8 +67,8 @@ def test_cached_copy_is_reused_without_any_request(server: HubServer) -> None:
 
 
 def test_the_pinned_revision_is_downloaded(server: HubServer) -> None:
-    path_a = hub.resolve(make_entry(CONTENT_A, COMMIT_A))
-    path_b = hub.resolve(make_entry(CONTENT_B, COMMIT_B))
+    path_a = hub.released_file(make_entry(CONTENT_A, COMMIT_A))
+    path_b = hub.released_file(make_entry(CONTENT_B, COMMIT_B))
 
     assert path_a.read_bytes() == CONTENT_A
     assert path_b.read_bytes() == CONTENT_B
@@ -139,7 +82,7 @@ def test_download_through_an_lfs_style_redirect(server: HubServer) -> None:
     """The Hub answers LFS files with a 302 to a CDN on another origin: HEAD stops there, GET follows it."""
     server.lfs_redirect = True
 
-    path = hub.resolve(make_entry())
+    path = hub.released_file(make_entry())
 
     assert path.read_bytes() == CONTENT_A
     methods_paths = server.requests
@@ -151,9 +94,9 @@ def test_download_through_an_lfs_style_redirect(server: HubServer) -> None:
 def test_record_pinned_to_a_revision_the_entry_does_not_match(server: HubServer) -> None:
     """A record whose SHA-256 describes CONTENT_A but pins COMMIT_B gets CONTENT_B: rejected and not cached."""
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(make_entry(CONTENT_A, COMMIT_B))
+        hub.released_file(make_entry(CONTENT_A, COMMIT_B))
 
-    assert "SHA-256" in one_line_error(excinfo)
+    assert "SHA-256" in assert_one_line(excinfo)
     assert cached_files() == []
 
 
@@ -162,13 +105,13 @@ def test_record_pinned_to_a_revision_the_entry_does_not_match(server: HubServer)
 
 def test_a_link_planted_in_the_cache_never_deletes_its_target(server: HubServer, tmp_path: Path) -> None:
     """A shared cache's snapshot link pointed at a file elsewhere: the check fails and removes the link only."""
-    path = hub.resolve(make_entry())
+    path = hub.released_file(make_entry())
     victim = tmp_path / "someone-elses-file.txt"
     victim.write_text("private")
     path.unlink()
     path.symlink_to(victim)
     with pytest.raises(FashionZooError, match="SHA-256 does not match"):
-        hub.resolve(make_entry())
+        hub.released_file(make_entry())
     assert victim.read_text() == "private" and not os.path.lexists(path)
 
 
@@ -182,19 +125,19 @@ def test_tampered_download_is_rejected_and_not_cached(server: HubServer, tamper)
     server.tamper = tamper
 
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(make_entry())
+        hub.released_file(make_entry())
 
-    message = one_line_error(excinfo)
+    message = assert_one_line(excinfo)
     assert "SHA-256" in message and FILENAME in message
     assert server.count("GET") == 1  # it was really downloaded, then rejected
     assert cached_files() == []  # no blob, no snapshot link, no *.incomplete
 
     server.tamper = None  # the genuine file downloads cleanly afterwards
-    assert hub.resolve(make_entry()).read_bytes() == CONTENT_A
+    assert hub.released_file(make_entry()).read_bytes() == CONTENT_A
 
 
 def test_cached_copy_tampered_on_disk_is_deleted_then_downloaded_again(server: HubServer) -> None:
-    path = hub.resolve(make_entry())
+    path = hub.released_file(make_entry())
     blob = path.resolve()
     assert blob != path and blob.parent.name == "blobs"
     blob.chmod(0o644)
@@ -202,19 +145,21 @@ def test_cached_copy_tampered_on_disk_is_deleted_then_downloaded_again(server: H
     before = server.count()
 
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(make_entry())
+        hub.released_file(make_entry())
 
-    message = one_line_error(excinfo)
+    message = assert_one_line(excinfo)
     assert "SHA-256" in message and "deleted" in message
     assert server.count() == before  # the cache was trusted, checked, and failed: no request
     assert not path.exists() and not path.is_symlink() and not blob.exists()
     assert cached_files() == []
 
-    again = hub.resolve(make_entry())
+    again = hub.released_file(make_entry())
 
     assert again.read_bytes() == CONTENT_A
-    assert server.requests[before:] == [("HEAD", server.resolve_path(REPO, COMMIT_A, FILENAME)),
-                                        ("GET", server.resolve_path(REPO, COMMIT_A, FILENAME))]  # fmt: skip
+    assert server.requests[before:] == [
+        ("HEAD", server.resolve_path(REPO, COMMIT_A, FILENAME)),
+        ("GET", server.resolve_path(REPO, COMMIT_A, FILENAME)),
+    ]
 
 
 # -- failures ----------------------------------------------------------------------------------------------------------
@@ -231,9 +176,9 @@ def test_cached_copy_tampered_on_disk_is_deleted_then_downloaded_again(server: H
 )
 def test_not_on_the_hub_is_a_404_error(server: HubServer, entry: ModelEntry) -> None:
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(entry)
+        hub.released_file(entry)
 
-    message = one_line_error(excinfo)
+    message = assert_one_line(excinfo)
     assert "404" in message and entry.weights.files["weights"].filename in message
     assert server.count("HEAD") == 1 and server.count("GET") == 0
     assert not list(hub.cache_dir().rglob("*.incomplete"))
@@ -243,9 +188,9 @@ def test_server_error_on_every_request_names_the_status(server: HubServer, sleep
     server.force_status = 500
 
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(make_entry())
+        hub.released_file(make_entry())
 
-    assert "500" in one_line_error(excinfo)
+    assert "500" in assert_one_line(excinfo)
 
 
 def test_server_error_on_every_request_is_retried_then_fails_on_one_line(
@@ -254,9 +199,9 @@ def test_server_error_on_every_request_is_retried_then_fails_on_one_line(
     server.force_status = 500
 
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(make_entry())
+        hub.released_file(make_entry())
 
-    one_line_error(excinfo)
+    assert_one_line(excinfo)
     assert server.count("GET") == 0
     assert server.count("HEAD") > 1 and sleeps  # huggingface_hub retried the metadata call (without waiting here)
     assert cached_files() == []
@@ -266,9 +211,9 @@ def test_server_error_on_the_download_names_the_status(server: HubServer) -> Non
     server.force_status, server.force_methods = 503, frozenset({"GET"})
 
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(make_entry())
+        hub.released_file(make_entry())
 
-    assert "503" in one_line_error(excinfo)
+    assert "503" in assert_one_line(excinfo)
     assert server.count("HEAD") == 1 and server.count("GET") >= 1
     assert cached_files() == []
 
@@ -279,9 +224,9 @@ def test_server_down_is_one_line_error(hub_env: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("HF_ENDPOINT", url)  # nothing listens on that port any more
 
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(make_entry())
+        hub.released_file(make_entry())
 
-    message = one_line_error(excinfo)
+    message = assert_one_line(excinfo)
     assert "reached" in message
     assert sleeps  # the connection was attempted and retried
     assert cached_files() == []
@@ -291,7 +236,7 @@ def test_connection_dropped_mid_file_leaves_no_partial_file(server: HubServer, s
     server.drop_mid_body = True
 
     with pytest.raises(Exception):  # noqa: B017 - which exception is the subject of the next test
-        hub.resolve(make_entry())
+        hub.released_file(make_entry())
 
     assert server.count("GET") > 1  # huggingface_hub retried the download before giving up
     assert cached_files() == []
@@ -301,29 +246,30 @@ def test_connection_dropped_mid_file_is_a_fashionzoo_error(server: HubServer, sl
     server.drop_mid_body = True
 
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(make_entry())
+        hub.released_file(make_entry())
 
-    one_line_error(excinfo)
+    assert_one_line(excinfo)
     assert cached_files() == []
 
 
 def test_one_dropped_connection_is_retried(server: HubServer, sleeps: list[float]) -> None:
     server.drop_mid_body, server.drop_times = True, 1
 
-    path = hub.resolve(make_entry())
+    path = hub.released_file(make_entry())
 
     assert path.read_bytes() == CONTENT_A
     assert server.count("GET") == 2
     assert cached_files() == [path.resolve(), path]
 
 
-def test_one_dropped_connection_is_resumed_with_a_range_request(server: HubServer, sleeps: list[float],
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_one_dropped_connection_is_resumed_with_a_range_request(
+    server: HubServer, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """huggingface_hub keeps only whole chunks (10 MB by default) of a cut body; with 1 KiB chunks it resumes."""
     monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 1024)
     server.drop_mid_body, server.drop_times = True, 1
 
-    path = hub.resolve(make_entry())
+    path = hub.released_file(make_entry())
 
     assert path.read_bytes() == CONTENT_A
     gets = server.headers_of("GET")
@@ -335,9 +281,9 @@ def test_download_disagreeing_with_its_metadata_is_a_one_line_error(server: HubS
     server.tamper, server.tamper_methods = (lambda content: content + b"extra"), frozenset({"GET"})
 
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(make_entry())
+        hub.released_file(make_entry())
 
-    assert "disk space" not in one_line_error(excinfo)
+    assert "disk space" not in assert_one_line(excinfo)
     assert cached_files() == []
 
 
@@ -345,7 +291,7 @@ def test_download_disagreeing_with_its_metadata_leaves_nothing_cached(server: Hu
     server.tamper, server.tamper_methods = (lambda content: content + b"extra"), frozenset({"GET"})
 
     with pytest.raises(FashionZooError):
-        hub.resolve(make_entry())
+        hub.released_file(make_entry())
 
     assert server.count("GET") == 1
     assert cached_files() == []
@@ -357,7 +303,7 @@ def test_a_failed_fetch_does_not_break_a_concurrent_download_of_the_same_repo(se
 
     def download() -> None:
         try:
-            outcome["path"] = hub.resolve(make_entry())
+            outcome["path"] = hub.released_file(make_entry())
         except Exception as error:  # noqa: BLE001 - reported to the main thread
             outcome["error"] = error
 
@@ -367,7 +313,7 @@ def test_a_failed_fetch_does_not_break_a_concurrent_download_of_the_same_repo(se
         assert server.paused.wait(timeout=10)
         assert list(repo_cache().glob("blobs/*.incomplete"))  # the download is in progress
         with pytest.raises(FashionZooError):  # another file of the same repo, not on the Hub
-            hub.resolve(make_entry(filename="missing.onnx"))
+            hub.released_file(make_entry(filename="missing.onnx"))
     finally:
         server.pause_mid_body.set()
         worker.join(timeout=10)
@@ -376,25 +322,25 @@ def test_a_failed_fetch_does_not_break_a_concurrent_download_of_the_same_repo(se
     assert Path(outcome["path"]).read_bytes() == CONTENT_A
 
 
-def test_offline_with_an_empty_cache_fails_without_a_request(server: HubServer,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_offline_with_an_empty_cache_fails_without_a_request(
+    server: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(make_entry())
+        hub.released_file(make_entry())
 
-    assert "offline" in one_line_error(excinfo)
+    assert "offline" in assert_one_line(excinfo)
     assert server.requests == []
     assert cached_files() == []
 
 
-def test_offline_with_a_warm_cache_works_without_a_request(server: HubServer,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    online = hub.resolve(make_entry())
+def test_offline_with_a_warm_cache_works_without_a_request(server: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    online = hub.released_file(make_entry())
     server.clear()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
-    offline = hub.resolve(make_entry())
+    offline = hub.released_file(make_entry())
 
     assert offline == online and offline.read_bytes() == CONTENT_A
     assert server.requests == []
@@ -402,9 +348,9 @@ def test_offline_with_a_warm_cache_works_without_a_request(server: HubServer,
 
 def test_unpublished_record_is_an_error_without_a_request(server: HubServer) -> None:
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(make_entry(revision=None))
+        hub.released_file(make_entry(revision=None))
 
-    message = one_line_error(excinfo)
+    message = assert_one_line(excinfo)
     assert "not published" in message and FILENAME in message
     assert server.requests == []
 
@@ -413,9 +359,9 @@ def test_model_without_weights_is_an_error(server: HubServer) -> None:
     entry = dataclasses.replace(get_entry("lenet5"), weights=None)
 
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(entry)
+        hub.released_file(entry)
 
-    assert "no weights" in one_line_error(excinfo)
+    assert "no weights" in assert_one_line(excinfo)
     assert server.requests == []
 
 
@@ -426,8 +372,8 @@ def test_explicit_path_is_returned_as_is(server: HubServer, tmp_path: Path) -> N
     local = tmp_path / "mine.weights.h5"
     local.write_bytes(b"not the released file")  # an explicit file is the user's: not checked against the record
 
-    assert hub.resolve(make_entry(), path=local) == local
-    assert hub.resolve(make_entry(), path=str(local)) == local
+    assert hub.released_file(make_entry(), path=local) == local
+    assert hub.released_file(make_entry(), path=str(local)) == local
     assert server.requests == []
 
 
@@ -435,9 +381,9 @@ def test_missing_explicit_path_is_an_error(server: HubServer, tmp_path: Path) ->
     missing = tmp_path / "nowhere.weights.h5"
 
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(make_entry(), path=missing)
+        hub.released_file(make_entry(), path=missing)
 
-    assert str(missing) in one_line_error(excinfo)
+    assert str(missing) in assert_one_line(excinfo)
     assert server.requests == []
 
 
@@ -453,7 +399,7 @@ def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_shipped_file_is_used_without_a_request(server: HubServer, shipped: Path) -> None:
     (shipped / FILENAME).write_bytes(CONTENT_A)
 
-    path = hub.resolve(make_entry(shipped=("weights",)))
+    path = hub.released_file(make_entry(shipped=("weights",)))
 
     assert path == shipped / FILENAME
     assert server.requests == []
@@ -464,16 +410,16 @@ def test_corrupted_shipped_file_is_an_error_and_kept(server: HubServer, shipped:
     (shipped / FILENAME).write_bytes(flip_first_byte(CONTENT_A))
 
     with pytest.raises(FashionZooError) as excinfo:
-        hub.resolve(make_entry(shipped=("weights",)))
+        hub.released_file(make_entry(shipped=("weights",)))
 
-    message = one_line_error(excinfo)
+    message = assert_one_line(excinfo)
     assert "SHA-256" in message and "reinstall" in message
     assert (shipped / FILENAME).exists()  # never delete files inside the package
     assert server.requests == []
 
 
 def test_shipped_key_without_the_file_falls_back_to_the_hub(server: HubServer, shipped: Path) -> None:
-    path = hub.resolve(make_entry(shipped=("weights",)))
+    path = hub.released_file(make_entry(shipped=("weights",)))
 
     assert path.is_relative_to(hub.cache_dir()) and path.read_bytes() == CONTENT_A
     assert server.count("GET") == 1
@@ -482,7 +428,7 @@ def test_shipped_key_without_the_file_falls_back_to_the_hub(server: HubServer, s
 def test_file_not_marked_shipped_is_not_taken_from_the_package(server: HubServer, shipped: Path) -> None:
     (shipped / FILENAME).write_bytes(CONTENT_A)
 
-    path = hub.resolve(make_entry(shipped=()))
+    path = hub.released_file(make_entry(shipped=()))
 
     assert path.is_relative_to(hub.cache_dir())
     assert server.count("GET") == 1
@@ -506,8 +452,9 @@ def released_run_files() -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
-def test_push_uploads_a_run_and_its_commit_serves_the_files(hub_env: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            as_json: bool) -> None:  # fmt: skip
+def test_push_uploads_a_run_and_its_commit_serves_the_files(
+    hub_env: Path, monkeypatch: pytest.MonkeyPatch, as_json: bool
+) -> None:
     import re
 
     from click.testing import CliRunner
@@ -518,14 +465,30 @@ def test_push_uploads_a_run_and_its_commit_serves_the_files(hub_env: Path, monke
     (run / "backup").mkdir(parents=True)
     (run / "inputs").mkdir()
     released = released_run_files()
-    others = {"notes.txt": b"not part of a release", "backup/latest.weights.h5": b"optimizer state",
-              "inputs/customer-photo.png": b"a saved input", "other-model.onnx": b"another model"}  # fmt: skip
+    others = {
+        "notes.txt": b"not part of a release",
+        "backup/latest.weights.h5": b"optimizer state",
+        "inputs/customer-photo.png": b"a saved input",
+        "other-model.onnx": b"another model",
+    }
     for name, content in {**released, **others}.items():
         (run / name).write_bytes(content)
     with HubServer() as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
-        result = CliRunner().invoke(main, ["push", "mlp-64-32", "--repo-id", "someone/mlp", "--run", str(run),
-                                           "--token", "hf_test_token", *(["--json"] if as_json else [])])  # fmt: skip
+        result = CliRunner().invoke(
+            main,
+            [
+                "push",
+                "mlp-64-32",
+                "--repo-id",
+                "someone/mlp",
+                "--run",
+                str(run),
+                "--token",
+                "hf_test_token",
+                *(["--json"] if as_json else []),
+            ],
+        )
         assert result.exit_code == 0, result.output
         if as_json:
             summary = json.loads(result.stdout)
@@ -535,15 +498,19 @@ def test_push_uploads_a_run_and_its_commit_serves_the_files(hub_env: Path, monke
             commit = re.search(r"at commit ([0-9a-f]{40})", result.stdout)[1]
         assert server.files[("someone/mlp", commit)] == released  # nothing else (subfolders matched '*' before)
         assert [path for method, path in server.requests if method == "POST"] == [
-            "/api/repos/create", "/api/validate-yaml", "/api/models/someone/mlp/preupload/main",
-            "/api/models/someone/mlp/commit/main"]
+            "/api/repos/create",
+            "/api/validate-yaml",
+            "/api/models/someone/mlp/preupload/main",
+            "/api/models/someone/mlp/commit/main",
+        ]
         assert all(h.get("authorization") == "Bearer hf_test_token" for h in server.headers_of("POST"))
-        fetched = huggingface_hub.hf_hub_download("someone/mlp", "mlp-64-32.weights.h5", revision=commit,
-                                                  cache_dir=hub_env / "fetched", endpoint=server.url)  # fmt: skip
+        fetched = huggingface_hub.hf_hub_download(
+            "someone/mlp", "mlp-64-32.weights.h5", revision=commit, cache_dir=hub_env / "fetched", endpoint=server.url
+        )
         assert Path(fetched).read_bytes() == released["mlp-64-32.weights.h5"]
         (run / "mlp-64-32.weights.h5").write_bytes(b"weights trained since the release")
         stale = CliRunner().invoke(main, ["push", "mlp-64-32", "--repo-id", "someone/mlp", "--run", str(run)])
-        assert stale.exit_code == 1 and "mlp-64-32.weights.h5 missing or not the released file" in stale.stderr
+        assert_cli_error(stale, "mlp-64-32.weights.h5 missing or not the released file")
 
 
 def test_push_failure_is_one_line(hub_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -558,8 +525,8 @@ def test_push_failure_is_one_line(hub_env: Path, monkeypatch: pytest.MonkeyPatch
     with HubServer() as server:
         server.force_status, server.force_methods = 403, frozenset({"POST"})
         monkeypatch.setenv("HF_ENDPOINT", server.url)
-        result = CliRunner().invoke(main, ["push", "mlp-64-32", "--repo-id", "someone/mlp", "--run", str(run),
-                                           "--token", "hf_bad"])  # fmt: skip
-    assert result.exit_code == 1
-    assert "upload failed" in result.stderr and "HF_TOKEN" in result.stderr
+        result = CliRunner().invoke(
+            main, ["push", "mlp-64-32", "--repo-id", "someone/mlp", "--run", str(run), "--token", "hf_bad"]
+        )
+    assert_cli_error(result, "upload failed", "HF_TOKEN")
     assert len(result.stderr.strip().splitlines()) == 1

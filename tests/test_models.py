@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fashionzoo
-from fashionzoo.registry import REGISTRY, get_entry
+from fashionzoo.registry.lookup import REGISTRY, get_entry
 
 # Counts worked out by hand from the layer definitions of ../shared/docs/reference-models.md.
 HAND_COUNTS = {
@@ -16,9 +16,11 @@ HAND_COUNTS = {
     "mlp-64-128-64-32": (784 * 64 + 64) + (64 * 128 + 128) + (128 * 64 + 64) + (64 * 32 + 32) + (32 * 10 + 10),
     "mlp-128-64": (784 * 128 + 128) + (128 * 64 + 64) + (64 * 10 + 10),
     # stem conv + BN; block 32; block 64 (+1x1 projection); block 128 (+projection); head. BN = 4 per channel.
-    "zoo-resnet": (9 * 32 + 4 * 32) + 2 * (9 * 32 * 32 + 4 * 32)
+    "zoo-resnet": (9 * 32 + 4 * 32)
+    + 2 * (9 * 32 * 32 + 4 * 32)
     + (9 * 32 * 64 + 9 * 64 * 64 + 32 * 64 + 3 * 4 * 64)
-    + (9 * 64 * 128 + 9 * 128 * 128 + 64 * 128 + 3 * 4 * 128) + (128 * 10 + 10),
+    + (9 * 64 * 128 + 9 * 128 * 128 + 64 * 128 + 3 * 4 * 128)
+    + (128 * 10 + 10),
 }
 
 

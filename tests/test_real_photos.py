@@ -11,21 +11,26 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from fashionzoo._files import FashionZooError
 from fashionzoo.cli import main
-from fashionzoo.photos import as_photo
-from fashionzoo.preprocessing import convert_file, convert_image, load_image, preprocess_file
-from fashionzoo.real_photos import (
-    Photo,
-    auroc,
-    balanced_accuracy,
+from fashionzoo.core.errors import FashionZooError
+from fashionzoo.data.datasets import FASHION_CLASSES
+from fashionzoo.photos.calibration import (
+    PhotoCalibration,
+    apply_calibration,
     fit_calibration,
     fit_offsets,
-    load_manifest,
+    shifted,
     youden_threshold,
 )
-from fashionzoo.registry import DEFAULT_MODEL, FASHION_CLASSES, PhotoCalibration, WeightsRecord, get_entry
-from fashionzoo.runtime import Classifier, calibrated, expand_inputs, shifted
+from fashionzoo.photos.convert import convert_file, convert_image, preprocess_file
+from fashionzoo.photos.decode import load_image
+from fashionzoo.photos.scoring import Photo, auroc, balanced_accuracy, load_manifest
+from fashionzoo.photos.synthetic import as_photo
+from fashionzoo.registry.catalogue import DEFAULT_MODEL
+from fashionzoo.registry.lookup import get_entry
+from fashionzoo.registry.specs import WeightsRecord
+from fashionzoo.runtime.classifier import Classifier
+from fashionzoo.runtime.inputs import expand_inputs
 
 REAL_PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
 """The shared development photos, beside the repository like the shared Fashion-MNIST copy (tests/conftest.py)."""
@@ -44,9 +49,12 @@ def test_auroc_counts_pairs_and_half_ties() -> None:
 
 
 def test_balanced_accuracy_is_the_mean_over_classes_and_skips_out_of_class() -> None:
-    photos = [Photo(Path(f"{i}.jpg"), "phone", name, frozenset(ids)) for i, (name, ids) in
-              enumerate([("shoes", {5, 7, 9}), ("shoes", {5, 7, 9}), ("shoes", {5, 7, 9}), ("shirt", {6}),
-                         ("hat", set())])]  # fmt: skip
+    photos = [
+        Photo(Path(f"{i}.jpg"), "phone", name, frozenset(ids))
+        for i, (name, ids) in enumerate(
+            [("shoes", {5, 7, 9}), ("shoes", {5, 7, 9}), ("shoes", {5, 7, 9}), ("shirt", {6}), ("hat", set())]
+        )
+    ]
     report = balanced_accuracy(photos, [7, 9, 0, 6, 3])
     assert report["phone"]["per_class"] == {"shoes": pytest.approx(2 / 3), "shirt": 1.0}
     assert report["phone"]["balanced_accuracy"] == pytest.approx((2 / 3 + 1) / 2) and report["phone"]["n"] == 4
@@ -61,8 +69,9 @@ def test_predict_recursive_save_inputs_and_uncertain(tmp_path: Path, monkeypatch
     monkeypatch.chdir(tmp_path)
     flat = CliRunner().invoke(main, ["predict", "in", "--json"])
     assert [json.loads(line)["file"] for line in flat.stdout.splitlines()] == ["in/top.png"]
-    run = CliRunner().invoke(main, ["predict", "in", "--recursive", "--json", "--save-inputs", "seen",
-                                    "--uncertain-below", "1"])  # fmt: skip
+    run = CliRunner().invoke(
+        main, ["predict", "in", "--recursive", "--json", "--save-inputs", "seen", "--uncertain-below", "1"]
+    )
     assert run.exit_code == 0, run.output
     rows = [json.loads(line) for line in run.stdout.splitlines()]
     assert [row["file"] for row in rows] == ["in/sub/deep.jpg", "in/top.png"]
@@ -73,8 +82,9 @@ def test_predict_recursive_save_inputs_and_uncertain(tmp_path: Path, monkeypatch
     assert np.array_equal(seen, preprocess_file(tmp_path / "in" / "top.png"))
     sure = CliRunner().invoke(main, ["predict", "in", "-r", "--json", "--uncertain-below", "0"])
     assert not any(json.loads(line)["uncertain"] for line in sure.stdout.splitlines())
-    written = CliRunner().invoke(main, ["predict", "in", "-r", "--out", "rows.jsonl", "--save-inputs", "seen-too",
-                                        "--uncertain-below", "1"])  # fmt: skip
+    written = CliRunner().invoke(
+        main, ["predict", "in", "-r", "--out", "rows.jsonl", "--save-inputs", "seen-too", "--uncertain-below", "1"]
+    )
     assert written.exit_code == 0, written.output
     rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     assert [row["path"] for row in rows] == ["in/sub/deep.jpg", "in/top.png"] and all(row["uncertain"] for row in rows)
@@ -96,6 +106,7 @@ def test_threads_keep_input_order_and_results(tmp_path: Path) -> None:
     assert [(r.label, r.probability) for r in threaded] == [(r.label, r.probability) for r in serial]
 
 
+@pytest.mark.slow  # the default model on every development photo
 def test_default_model_balanced_accuracy_on_the_development_photos() -> None:
     if not (REAL_PHOTOS / "manifest.csv").is_file():
         pytest.skip(f"shared real photos not found at {REAL_PHOTOS}")
@@ -165,17 +176,24 @@ def test_the_calibration_shifts_photos_only_and_sets_the_threshold(tmp_path: Pat
 
 def test_the_released_calibration_travels_with_the_weights_record() -> None:
     released = get_entry(DEFAULT_MODEL).weights
-    assert released is not None and released.photos is not None and len(released.photos.offsets) == 10
-    assert Classifier.from_pretrained(DEFAULT_MODEL).photo_calibration == released.photos
-    assert set(released.photos.by_scene) == {"plain", "person"}
+    assert (
+        released is not None
+        and released.photo_calibration is not None
+        and len(released.photo_calibration.offsets) == 10
+    )
+    assert Classifier.from_pretrained(DEFAULT_MODEL).photo_calibration == released.photo_calibration
+    assert set(released.photo_calibration.by_scene) == {"plain", "person"}
     shown = json.loads(CliRunner().invoke(main, ["info", DEFAULT_MODEL, "--json"]).stdout)["photo_calibration"]
-    assert shown == {"offsets": list(released.photos.offsets), "uncertain_below": released.photos.uncertain_below,
-                     "by_scene": {scene: list(row) for scene, row in released.photos.by_scene.items()}}
+    assert shown == {
+        "offsets": list(released.photo_calibration.offsets),
+        "uncertain_below": released.photo_calibration.uncertain_below,
+        "by_scene": {scene: list(row) for scene, row in released.photo_calibration.by_scene.items()},
+    }
     text = CliRunner().invoke(main, ["info", DEFAULT_MODEL]).stdout
     assert "photo calibration, person scene: T-shirt/top" in text and "uncertain below" in text
     assert WeightsRecord.from_json(json.loads(json.dumps(released.to_json()))) == released
-    without = WeightsRecord.from_json({**released.to_json(), "photos": None})
-    assert without.photos is None and "photos" not in without.to_json()
+    without = WeightsRecord.from_json({**released.to_json(), "photo_calibration": None})
+    assert without.photo_calibration is None and "photo_calibration" not in without.to_json()
     with pytest.raises(ValueError, match="not finite offsets"):
         PhotoCalibration((float("nan"),) * 10, 0.5)
     with pytest.raises(ValueError, match="of one length"):
@@ -189,18 +207,19 @@ def test_each_scene_is_shifted_by_its_own_offsets() -> None:
     the calibration's general offsets."""
     calibration = PhotoCalibration((0.0, 2.0), 0.5, {"person": (2.0, 0.0)})
     probs = np.full((4, 2), 0.5, np.float32)
-    shifted_rows = calibrated(probs, [None, "plain", "person", "textured"], calibration)
+    shifted_rows = apply_calibration(probs, [None, "plain", "person", "textured"], calibration)
     assert np.allclose(shifted_rows[0], 0.5)
     assert shifted_rows[1, 1] > 0.85 and shifted_rows[3, 1] > 0.85 and shifted_rows[2, 0] > 0.85
-    assert np.allclose(calibrated(probs, "person", calibration), shifted_rows[2])
+    assert np.allclose(apply_calibration(probs, "person", calibration), shifted_rows[2])
     with pytest.raises(FashionZooError, match="3 scenes for 4 images"):
-        calibrated(probs, ["plain"] * 3, calibration)
+        apply_calibration(probs, ["plain"] * 3, calibration)
     with pytest.raises(FashionZooError, match="unknown scene 'beach'"):
-        calibrated(probs, "beach", calibration)
+        apply_calibration(probs, "beach", calibration)
     with pytest.raises(FashionZooError, match="unknown scene True"):  # the photo flag of the release before
-        calibrated(probs, True, calibration)
-    assert hash(calibration) == hash(PhotoCalibration.from_json({"offsets": [0.0, 2.0], "uncertain_below": 0.5,
-                                                                  "by_scene": {"person": [2.0, 0.0]}}))  # fmt: skip
+        apply_calibration(probs, True, calibration)
+    assert hash(calibration) == hash(
+        PhotoCalibration.from_json({"offsets": [0.0, 2.0], "uncertain_below": 0.5, "by_scene": {"person": [2.0, 0.0]}})
+    )
 
 
 def test_scene_offsets_are_fitted_on_their_domain_and_scene() -> None:
@@ -215,25 +234,35 @@ def test_scene_offsets_are_fitted_on_their_domain_and_scene() -> None:
     scenes = ["plain"] * len(studio) + ["person"] * len(worn)
     shoes = [Photo(Path(f"shoe{i}.jpg"), "studio", FASHION_CLASSES[7], frozenset({7})) for i in range(10)]
     faceless = _photos([0] * 10, "worn")  # worn photos with no face found: plain, leaning far towards class 6
-    phone = [Photo(Path("in.jpg"), "phone", "dress", frozenset({3})),
-             Photo(Path("out.jpg"), "phone", "hat", frozenset())]  # the threshold needs both kinds
-    extra = np.concatenate([np.eye(10)[[7] * 10] * 0.9 + 0.01, np.eye(10)[[6] * 10] * 0.9 + 0.01,
-                            np.eye(10)[[3, 0]] * 0.9 + 0.01])  # fmt: skip
-    fitted = fit_calibration(studio + worn + shoes + faceless + phone, np.concatenate([probs, extra]),
-                             scenes + ["plain"] * 20 + ["plain", "plain"])  # fmt: skip
+    phone = [
+        Photo(Path("in.jpg"), "phone", "dress", frozenset({3})),
+        Photo(Path("out.jpg"), "phone", "hat", frozenset()),
+    ]  # the threshold needs both kinds
+    extra = np.concatenate(
+        [np.eye(10)[[7] * 10] * 0.9 + 0.01, np.eye(10)[[6] * 10] * 0.9 + 0.01, np.eye(10)[[3, 0]] * 0.9 + 0.01]
+    )
+    fitted = fit_calibration(
+        studio + worn + shoes + faceless + phone,
+        np.concatenate([probs, extra]),
+        scenes + ["plain"] * 20 + ["plain", "plain"],
+    )
     truth = np.array(labels + mirrored)
-    assert (calibrated(probs, scenes, fitted).argmax(axis=1) == truth).all()
-    assert (calibrated(probs, scenes, PhotoCalibration(fitted.offsets, 0.5)).argmax(axis=1) == truth).mean() <= 0.75
-    without_faceless = fit_calibration(studio + worn + shoes + phone, np.concatenate([probs, extra[:10], extra[20:]]),
-                                       scenes + ["plain"] * 12)  # fmt: skip
+    assert (apply_calibration(probs, scenes, fitted).argmax(axis=1) == truth).all()
+    assert (
+        apply_calibration(probs, scenes, PhotoCalibration(fitted.offsets, 0.5)).argmax(axis=1) == truth
+    ).mean() <= 0.75
+    without_faceless = fit_calibration(
+        studio + worn + shoes + phone, np.concatenate([probs, extra[:10], extra[20:]]), scenes + ["plain"] * 12
+    )
     plain, alone = np.array(fitted.by_scene["plain"]), np.array(without_faceless.by_scene["plain"])
     shown = [0, 1, 7]  # the classes of the studio photos; the others follow the general offsets, fitted on all
     assert np.allclose(plain[shown] - plain[shown].mean(), alone[shown] - alone[shown].mean(), atol=0.002)
     general, person = np.array(fitted.offsets), np.array(fitted.by_scene["person"])
     unseen = list(range(2, 10))
     assert np.allclose(person[unseen] - person[[0, 1]].mean(), general[unseen] - general[[0, 1]].mean(), atol=0.005)
-    assert set(fit_calibration(studio + phone, np.concatenate([leaning, extra[20:]]),
-                               ["plain"] * 42).by_scene) == {"plain"}  # no worn photos: no person offsets
+    assert set(fit_calibration(studio + phone, np.concatenate([leaning, extra[20:]]), ["plain"] * 42).by_scene) == {
+        "plain"
+    }  # no worn photos: no person offsets
 
 
 def test_both_backends_apply_the_released_calibration_to_photos(tmp_path: Path) -> None:
@@ -250,7 +279,10 @@ def test_both_backends_apply_the_released_calibration_to_photos(tmp_path: Path) 
 
     pixels, scene = convert_image(load_image(tmp_path / "top.png"))  # an image in memory, read as predict reads it
     assert scene == "plain"
-    raw, offsets = probabilities("--uncalibrated"), get_entry(DEFAULT_MODEL).weights.photos.offsets_for(scene)
+    raw, offsets = (
+        probabilities("--uncalibrated"),
+        get_entry(DEFAULT_MODEL).weights.photo_calibration.offsets_for(scene),
+    )
     for backend in ((), ("--backend", "keras")):
         assert np.allclose(probabilities(*backend), shifted(raw[np.newaxis], offsets)[0], atol=1e-4)
         assert np.allclose(probabilities(*backend, "--uncalibrated"), raw, atol=1e-4)

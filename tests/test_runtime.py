@@ -16,39 +16,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import IDX_NAMES, build_idx, fake_split
+from conftest import Exported, fake_split
 from PIL import Image
 
 import fashionzoo
 from fashionzoo import FashionZooError, runtime
 from fashionzoo.cli import main
-from fashionzoo.preprocessing import to_model_input
-from fashionzoo.registry import FASHION_CLASSES
-from fashionzoo.runtime import Classifier, Failure, classify_files, providers_for
+from fashionzoo.data.datasets import FASHION_CLASSES
+from fashionzoo.models import loading as models_loading
+from fashionzoo.photos.convert import to_model_input
+from fashionzoo.runtime import loading as runtime_loading
+from fashionzoo.runtime.classifier import Classifier, classify_files
+from fashionzoo.runtime.results import Failure
+from fashionzoo.runtime.session import providers_for
 
 ort = pytest.importorskip("onnxruntime")
 PREDICTION = re.compile(
-    r"^(?P<file>.+): (?P<label>[^(]+) \((?P<p>[01]\.\d\d)\)(?P<rest>(, [^,]+ [01]\.\d\d)*)(?P<flag> \[uncertain\])?$"
+    r"^(?P<file>.+): (?P<label>[^(]+) \((?P<p>[01]\.\d\d)\)"
+    r"(?P<rest>(, [^,(]+ \([01]\.\d\d\))*)(?P<flag> \[uncertain\])?$"
 )
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
-    """(ONNX file, weights, Keras model) of a seeded random LeNet-5, checked on 64 random images (no shared data)."""
-    import keras
-
-    from fashionzoo.export import export_onnx
-
-    folder = tmp_path_factory.mktemp("runtime")
-    data = folder / "data"
-    data.mkdir()
-    for name, array in zip(IDX_NAMES["test"], fake_split(64, seed=3), strict=True):
-        (data / name.removesuffix(".gz")).write_bytes(build_idx(array))
-    keras.utils.set_random_seed(11)
-    model = fashionzoo.build("lenet5")
-    weights = folder / "lenet5.weights.h5"
-    model.save_weights(weights)
-    return export_onnx("lenet5", folder / "lenet5.onnx", weights=weights, data_dir=data), weights, model
 
 
 @pytest.fixture
@@ -63,8 +49,8 @@ def images_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def test_classifier_matches_keras(exported: tuple[Path, Path, object]) -> None:
-    path, _, model = exported
+def test_classifier_matches_keras(exported: Exported) -> None:
+    path, model = exported.path, exported.model
     clf = Classifier(onnx_path=path)
     assert clf.classes == FASHION_CLASSES and clf.name == "lenet5"
     images = fake_split(50, seed=5)[0]
@@ -79,26 +65,26 @@ def test_classifier_matches_keras(exported: tuple[Path, Path, object]) -> None:
 
 
 def test_python_api_takes_what_users_pass_and_refuses_the_rest_in_one_line(
-    exported: tuple[Path, Path, object], images_dir: Path
+    exported: Exported, images_dir: Path
 ) -> None:
     """A review of the Python API: each of these was a wrong answer or a traceback."""
-    from fashionzoo import models  # Keras
 
-    path, _, model = exported
+    path, model = exported.path, exported.model
     clf = fashionzoo.Classifier(path, name=fashionzoo.get_entry("lenet5"))  # an entry as well as a name
     assert fashionzoo.Classifier is Classifier and clf.name == "lenet5"
     file = images_dir / "img0.png"
     one = [p.label for p in clf.classify(str(file))]  # one file, not one Failure per character of its name
-    assert len(one) == 1 and one == [p.label for p in clf.classify(file)] == [p.label for p in clf.classify(
-        [os.fsencode(file)])]  # fmt: skip
+    assert len(one) == 1 and one == [p.label for p in clf.classify(file)] == [
+        p.label for p in clf.classify([os.fsencode(file)])
+    ]
     assert [p.error for p in clf.classify([3])] == ["3: not a file name"]
     images = fake_split(4, seed=6)[0]
     expected = np.asarray(model(to_model_input(images), training=False))  # Keras: the same checks
-    for probs in (clf.predict_probs(images[..., np.newaxis]), models.predict_probs(model, images)):
+    for probs in (clf.predict_probs(images[..., np.newaxis]), models_loading.predict_probs(model, images)):
         np.testing.assert_allclose(probs, expected, atol=1e-5, rtol=0)  # the models' own (N, 28, 28, 1) layout
-    assert models.predict_probs(model, images[:0]).shape == (0, 10)
+    assert models_loading.predict_probs(model, images[:0]).shape == (0, 10)
     with pytest.raises(FashionZooError, match="expected uint8 images"):  # Keras scaled floats a second time
-        models.predict_probs(model, images / 255.0)
+        models_loading.predict_probs(model, images / 255.0)
     with pytest.raises(FashionZooError, match=r"got \(3, 30, 30\); convert other images with .*convert_image"):
         clf.predict_probs(np.zeros((3, 30, 30), np.uint8))
     with pytest.raises(FashionZooError, match=r"run takes a float32 batch \(N, 28, 28, 1\) .* not float64"):
@@ -109,15 +95,26 @@ def test_python_api_takes_what_users_pass_and_refuses_the_rest_in_one_line(
         Classifier.from_pretrained("lenet5", onnx_path=path, int8=True)
 
 
-@pytest.mark.parametrize("change", [{"scale": 0}, {"scale": -1}, {"scale": 1e-300}, {"scale": 1e6}, {"scale": "x"},
-                                    {"scale": None}, {"scale": float("nan")}, {"channels": True}, {"height": 32}],
-                         ids=str)  # fmt: skip
-def test_an_edited_input_spec_is_refused_in_one_line(exported: tuple[Path, Path, object], tmp_path: Path,
-                                                     change: dict) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"scale": 0},
+        {"scale": -1},
+        {"scale": 1e-300},
+        {"scale": 1e6},
+        {"scale": "x"},
+        {"scale": None},
+        {"scale": float("nan")},
+        {"channels": True},
+        {"height": 32},
+    ],
+    ids=str,
+)
+def test_an_edited_input_spec_is_refused_in_one_line(exported: Exported, tmp_path: Path, change: dict) -> None:
     """An ONNX file whose ``fashionzoo.input`` was edited: tracebacks, or the same class for every image, before."""
     import onnx
 
-    model = onnx.load(exported[0])
+    model = onnx.load(exported.path)
     prop = next(p for p in model.metadata_props if p.key == "fashionzoo.input")
     prop.value = json.dumps({**json.loads(prop.value), **change})
     onnx.save(model, tmp_path / "edited.onnx")
@@ -125,8 +122,8 @@ def test_an_edited_input_spec_is_refused_in_one_line(exported: tuple[Path, Path,
         Classifier(tmp_path / "edited.onnx")
 
 
-def test_sessions_are_shared(exported: tuple[Path, Path, object]) -> None:
-    path = exported[0]
+def test_sessions_are_shared(exported: Exported) -> None:
+    path = exported.path
     first = Classifier.from_pretrained("lenet5", onnx_path=path)
     second = Classifier.from_pretrained("lenet5", onnx_path=str(path))
     assert first is not second and first.session is second.session
@@ -134,15 +131,15 @@ def test_sessions_are_shared(exported: tuple[Path, Path, object]) -> None:
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA is available here")
-def test_cuda_request_falls_back_to_cpu(exported: tuple[Path, Path, object], caplog: pytest.LogCaptureFixture,
-                                       tmp_path: Path) -> None:  # fmt: skip
+def test_cuda_request_falls_back_to_cpu(exported: Exported, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     assert providers_for("cuda") == ["CPUExecutionProvider"]
-    assert [r.getMessage() for r in caplog.records] == ["--device cuda asked, but onnxruntime has no CUDA device (pip "
-                                                        "install onnxruntime-gpu); using the CPU"]  # fmt: skip
+    assert [r.getMessage() for r in caplog.records] == [
+        "--device cuda asked, but onnxruntime has no CUDA device (pip install onnxruntime-gpu); using the CPU"
+    ]
     caplog.clear()
     assert providers_for("auto") == providers_for("cpu") == ["CPUExecutionProvider"]
     assert caplog.records == []
-    clf = Classifier(exported[0], device="cuda", inter_op_threads=1)
+    clf = Classifier(exported.path, device="cuda", inter_op_threads=1)
     assert clf.session.get_providers() == ["CPUExecutionProvider"]
     assert clf.run(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 10)  # the single-image path: a second session
     assert len(caplog.records) == 1  # said once, not once per session
@@ -150,8 +147,21 @@ def test_cuda_request_falls_back_to_cpu(exported: tuple[Path, Path, object], cap
         providers_for("tpu")
     image = Image.fromarray(fake_split(1, seed=8)[0][0])
     image.save(tmp_path / "one.png")
-    keras_run = CliRunner().invoke(main, ["predict", "--backend", "keras", "--device", "cuda", "--model", "lenet5",
-                                          "--weights", str(exported[1]), str(tmp_path / "one.png")])
+    keras_run = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--backend",
+            "keras",
+            "--device",
+            "cuda",
+            "--model",
+            "lenet5",
+            "--weights",
+            str(exported.weights),
+            str(tmp_path / "one.png"),
+        ],
+    )
     assert keras_run.exit_code == 0, keras_run.output  # the Keras backend ran on the CPU without a word before
     assert "--device cuda asked, but TensorFlow has no CUDA device" in keras_run.stderr
 
@@ -160,9 +170,12 @@ def _identity_onnx(path: Path, shape: list) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "flat",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])  # fmt: skip
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "flat",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
     return path
 
@@ -196,9 +209,17 @@ def test_classify_streams_in_order_with_failures(images_dir: Path) -> None:
     assert calls == [2, 1]
     assert [r.file for r in results] == [files[0], "missing.png", "x*", files[1], files[2]]
     assert isinstance(results[1], Failure) and results[1].error == "missing.png: no such file (check the path)"
-    assert results[0].as_dict() == {"file": files[0], "label": "Ankle boot", "class_id": 9, "probability": 0.9,
-                                    "uncertain": False, "top_k": [{"label": "Ankle boot", "probability": 0.9},
-                                              {"label": "Bag", "probability": 0.8}]}  # fmt: skip
+    assert results[0].as_dict() == {
+        "file": files[0],
+        "label": "Ankle boot",
+        "class_id": 9,
+        "probability": 0.9,
+        "uncertain": False,
+        "top_k": [
+            {"label": "Ankle boot", "class_id": 9, "probability": 0.9},
+            {"label": "Bag", "class_id": 8, "probability": 0.8},
+        ],
+    }
 
 
 def test_many_files_load_in_worker_processes_in_order(tmp_path: Path) -> None:
@@ -206,7 +227,7 @@ def test_many_files_load_in_worker_processes_in_order(tmp_path: Path) -> None:
     input order, as loading them one by one here; the processes exist while loading and are gone afterwards."""
     rng = np.random.default_rng(5)
     files: list[str | Failure] = []
-    for i in range(runtime._PROCESSES_FROM + 20):
+    for i in range(runtime_loading._PROCESSES_FROM + 20):
         path = tmp_path / f"photo{i:03d}.png"
         photo = np.full((40, 30), 255, np.uint8)
         photo[5 + i % 7 : 35, 4 : 26 - i % 5] = rng.integers(0, 200, dtype=np.uint8)
@@ -214,15 +235,16 @@ def test_many_files_load_in_worker_processes_in_order(tmp_path: Path) -> None:
         files.append(str(path))
     files[7] = str(tmp_path / "missing.png")
     files[270] = Failure("x*", "x*: no file matches this pattern")
-    serial = list(runtime._load_all(files, 1, 64, "fashion-mnist"))
+    serial = list(runtime_loading.load_all(files, 1, 64, "fashion-mnist"))
     children: list[int] = []
     loaded = []
-    for entry in runtime._load_all(files, 2, 64, "fashion-mnist"):
+    for entry in runtime_loading.load_all(files, 2, 64, "fashion-mnist"):
         children = children or [child.pid for child in multiprocessing.active_children()]
         loaded.append(entry)
     assert len(children) == 2 and not multiprocessing.active_children()
-    assert [e if isinstance(e, Failure) else e[0] for e in loaded] == [e if isinstance(e, Failure) else e[0]
-                                                                       for e in serial]  # fmt: skip
+    assert [e if isinstance(e, Failure) else e[0] for e in loaded] == [
+        e if isinstance(e, Failure) else e[0] for e in serial
+    ]
     assert isinstance(loaded[7], Failure) and loaded[270] == files[270]
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(loaded, serial, strict=True) if not isinstance(a, Failure))
 
@@ -251,9 +273,24 @@ def _gone(pid: int) -> bool:
 
 def _predict_with_loaders(folder: Path, *options: str) -> tuple[subprocess.Popen, list[int]]:
     """``predict FOLDER --json`` in a process of its own, once its two loading processes are at work."""
-    process = subprocess.Popen([sys.executable, "-m", "fashionzoo", "predict", str(folder), "--json", "--model",
-                                "cnn-small", "--workers", "2", *options], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fashionzoo",
+            "predict",
+            str(folder),
+            "--json",
+            "--model",
+            "cnn-small",
+            "--workers",
+            "2",
+            *options,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(loaders := _children(process.pid)) < 2:
         time.sleep(0.02)
@@ -261,6 +298,7 @@ def _predict_with_loaders(folder: Path, *options: str) -> tuple[subprocess.Popen
     return process, loaders
 
 
+@pytest.mark.slow  # two predict processes over 4,000 photos
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
 def test_loading_processes_end_with_their_parent_and_a_dead_one_fails_its_files(tmp_path: Path) -> None:
     """A predict killed from outside left its loading processes blocked on their pipes forever; a loading process
@@ -285,8 +323,10 @@ def test_loading_processes_end_with_their_parent_and_a_dead_one_fails_its_files(
 
 
 def test_a_caller_that_stops_early_leaves_no_loading_process(tmp_path: Path) -> None:
-    files = [str(path) for path in sorted(_photo_links(tmp_path / "links", runtime._PROCESSES_FROM + 50).iterdir())]
-    loading = runtime._load_all(files, 2, 64, "fashion-mnist")
+    files = [
+        str(path) for path in sorted(_photo_links(tmp_path / "links", runtime_loading._PROCESSES_FROM + 50).iterdir())
+    ]
+    loading = runtime_loading.load_all(files, 2, 64, "fashion-mnist")
     next(loading)
     assert multiprocessing.active_children()
     loading.close()  # as a for loop's break does
@@ -309,35 +349,54 @@ def test_recursive_walk_of_a_very_deep_tree(tmp_path: Path) -> None:
 
 
 def test_runtime_import_pulls_no_tensorflow() -> None:
-    code = ("import sys, fashionzoo, fashionzoo.runtime, fashionzoo.cli\n"
-            "try: fashionzoo.load('nope')\n"  # a wrong name is refused before TensorFlow is imported
-            "except fashionzoo.FashionZooError: pass\n"
-            "assert fashionzoo.Classifier is fashionzoo.runtime.Classifier\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))\n"
-            "assert not bad, bad")  # fmt: skip
+    code = (
+        "import sys, fashionzoo, fashionzoo.runtime, fashionzoo.cli\n"
+        "try: fashionzoo.load('nope')\n"  # a wrong name is refused before TensorFlow is imported
+        "except fashionzoo.FashionZooError: pass\n"
+        "assert fashionzoo.Classifier is fashionzoo.runtime.classifier.Classifier\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))\n"
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_predict_onnx_backend_pulls_no_tensorflow(exported: tuple[Path, Path, object], images_dir: Path) -> None:
-    args = ["predict", "--onnx", str(exported[0]), "--model", "lenet5", "--json", str(images_dir / "img0.png")]
-    code = ("import sys; from fashionzoo.cli import main; "
-            f"main({args!r}, standalone_mode=False); "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx')); "
-            "assert not bad, bad")  # fmt: skip
+def test_predict_onnx_backend_pulls_no_tensorflow(exported: Exported, images_dir: Path) -> None:
+    args = ["predict", "--onnx", str(exported.path), "--model", "lenet5", "--json", str(images_dir / "img0.png")]
+    code = (
+        "import sys; from fashionzoo.cli import main; "
+        f"main({args!r}, standalone_mode=False); "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx')); "
+        "assert not bad, bad"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["file"] == str(images_dir / "img0.png")
 
 
-def test_predict_json_dir_and_glob(exported: tuple[Path, Path, object], images_dir: Path) -> None:
+def test_predict_json_dir_and_glob(exported: Exported, images_dir: Path) -> None:
     pattern = str(images_dir / "img[12].png")
-    result = CliRunner().invoke(main, ["predict", "--onnx", str(exported[0]), "--model", "lenet5", "--json",
-                                       "--top-k", "3", "--batch-size", "2", str(images_dir), pattern])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--onnx",
+            str(exported.path),
+            "--model",
+            "lenet5",
+            "--json",
+            "--top-k",
+            "3",
+            "--batch-size",
+            "2",
+            str(images_dir),
+            pattern,
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     names = ["img0.png", "img1.png", "img2.png", "img1.png", "img2.png"]
     assert [Path(row["file"]).name for row in rows] == names
-    probs = Classifier(exported[0]).predict_probs(np.stack([np.asarray(Image.open(images_dir / n)) for n in names]))
+    probs = Classifier(exported.path).predict_probs(np.stack([np.asarray(Image.open(images_dir / n)) for n in names]))
     for row, expected in zip(rows, probs, strict=True):
         assert set(row) == {"file", "label", "class_id", "probability", "uncertain", "top_k"}
         assert row["class_id"] == int(expected.argmax()) and row["label"] == FASHION_CLASSES[row["class_id"]]
@@ -347,8 +406,8 @@ def test_predict_json_dir_and_glob(exported: tuple[Path, Path, object], images_d
         assert abs(row["probability"] - float(expected.max())) < 1e-5
 
 
-def test_predict_human_output_and_keras_backend_agree(exported: tuple[Path, Path, object], images_dir: Path) -> None:
-    path, weights, _ = exported
+def test_predict_human_output_and_keras_backend_agree(exported: Exported, images_dir: Path) -> None:
+    path, weights = exported.path, exported.weights
     common = ["predict", "--model", "lenet5", "--top-k", "2", str(images_dir)]
     onnx_run = CliRunner().invoke(main, [*common, "--onnx", str(path)])
     keras_run = CliRunner().invoke(main, [*common, "--backend", "keras", "--weights", str(weights)])
@@ -361,8 +420,9 @@ def test_predict_human_output_and_keras_backend_agree(exported: tuple[Path, Path
     assert mixed.exit_code == 1 and mixed.stderr.startswith("fashionzoo: error: --onnx is for --backend onnx")
 
 
-def test_predict_bad_inputs_fail_one_line_each(exported: tuple[Path, Path, object], images_dir: Path,
-                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_predict_bad_inputs_fail_one_line_each(
+    exported: Exported, images_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()
     good = images_dir / "img0.png"
@@ -381,10 +441,15 @@ def test_predict_bad_inputs_fail_one_line_each(exported: tuple[Path, Path, objec
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    inputs = [str(good), str(tmp_path / "missing.png"), *(str(bad / n) for n in
-              ("notimage.png", "empty.png", "truncated.png", "bomb.png")), str(locked), str(images_dir / "img1.png"),
-              str(tmp_path / "nothing*.png")]  # fmt: skip
-    result = CliRunner().invoke(main, ["predict", "--onnx", str(exported[0]), "--model", "lenet5", *inputs])
+    inputs = [
+        str(good),
+        str(tmp_path / "missing.png"),
+        *(str(bad / n) for n in ("notimage.png", "empty.png", "truncated.png", "bomb.png")),
+        str(locked),
+        str(images_dir / "img1.png"),
+        str(tmp_path / "nothing*.png"),
+    ]
+    result = CliRunner().invoke(main, ["predict", "--onnx", str(exported.path), "--model", "lenet5", *inputs])
     assert result.exit_code == 1
     assert [line.split(":")[0] for line in result.stdout.splitlines()] == [str(good), str(images_dir / "img1.png")]
     errors = result.stderr.splitlines()

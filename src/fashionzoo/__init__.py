@@ -14,31 +14,36 @@
 
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fashionzoo._files import FashionZooError
-from fashionzoo.registry import DEFAULT_MODEL, FASHION_CLASSES, ModelEntry, get_entry, list_models, resolve
+from fashionzoo.core.errors import FashionZooError
+from fashionzoo.core.version import __version__
+from fashionzoo.data.datasets import FASHION_CLASSES
+from fashionzoo.registry import DEFAULT_MODEL, ModelEntry, get_entry, list_models, resolve
 
 if TYPE_CHECKING:
     import keras
 
     from fashionzoo.runtime import Classifier
 
-try:
-    __version__ = metadata.version("fashionzoo")  # one source: pyproject.toml
-except metadata.PackageNotFoundError:  # a source tree on sys.path without an install
-    __version__ = "0+unknown"
 __all__ = [
-    "DEFAULT_MODEL", "FASHION_CLASSES", "Classifier", "FashionZooError", "ModelEntry",
-    "build", "get_entry", "list_models", "load",
-]  # fmt: skip
+    "DEFAULT_MODEL",
+    "__version__",
+    "FASHION_CLASSES",
+    "Classifier",
+    "FashionZooError",
+    "ModelEntry",
+    "build",
+    "get_entry",
+    "list_models",
+    "load",
+]
 
 
 def __getattr__(name: str) -> Any:
-    """``Classifier`` (:class:`fashionzoo.runtime.Classifier`, ONNX Runtime, no TensorFlow), imported on first
-    use so that ``import fashionzoo`` stays light."""
+    """``Classifier`` (:class:`fashionzoo.runtime.Classifier`, ONNX Runtime, no TensorFlow), imported on first use
+    so that ``import fashionzoo`` stays light."""
     if name == "Classifier":
         from fashionzoo.runtime import Classifier
 
@@ -49,7 +54,7 @@ def __getattr__(name: str) -> Any:
 def build(name: str | ModelEntry, **overrides: Any) -> keras.Model:
     """An untrained Keras model by registry name or alias (``overrides`` change builder arguments)."""
     entry = resolve(name)  # a wrong name is refused before TensorFlow is imported
-    from fashionzoo.models import build as _build
+    from fashionzoo.models.builders import build as _build
 
     return _build(entry, **overrides)
 
@@ -63,6 +68,6 @@ def load(
     Models with test-time flipping (the flagship) average each image with its mirror image inside the model;
     ``test_time_flip=False`` returns the bare network."""
     entry = resolve(name)  # a wrong name is refused before TensorFlow is imported
-    from fashionzoo.models import load as _load
+    from fashionzoo.models.loading import load as _load
 
     return _load(entry, weights, test_time_flip=test_time_flip)

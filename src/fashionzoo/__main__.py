@@ -1,6 +1,6 @@
 """``python -m fashionzoo``: the command line."""
 
-from fashionzoo.cli import main
+from fashionzoo.cli.common import main
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,161 @@
+"""Photo calibration: what it is, how it shifts a photo's probabilities, and how it is fitted."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fashionzoo.core.errors import FashionZooError
+from fashionzoo.photos.scoring import SCENE_DOMAINS, Photo, phone_confidence
+
+SCENES = ("plain", "person", "textured")
+"""What a photo's garment is found on (:func:`fashionzoo.photos.segmentation.find_garment`): a plain background (product
+photos), a person wearing it, or a textured background (phone photos on beds and floors)."""
+
+
+@dataclass(frozen=True)
+class PhotoCalibration:
+    """How ``predict`` reads these weights' probabilities on real photos, chosen on the development photos
+    (``benchmarks/calibrate_photos.py``; docs/photos.md).
+
+    ``offsets``, one per class, are added to the log-probabilities of a photo's prediction before they are
+    normalised again: a prior shift that undoes the classes a converted photo leans towards (a real T-shirt's
+    silhouette reads as a Shirt). ``by_scene`` holds offsets of their own for photos of some :data:`SCENES` (a
+    garment on a person leans otherwise than one on a plain background), used instead of ``offsets`` for those.
+    ``uncertain_below`` is the threshold on the shifted top probability under which a prediction is marked
+    uncertain. Images already in the data set's 28x28 format are not shifted."""
+
+    offsets: tuple[float, ...]
+    uncertain_below: float
+    by_scene: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "offsets", tuple(self.offsets))
+        object.__setattr__(self, "by_scene", {scene: tuple(row) for scene, row in self.by_scene.items()})
+        values = [self.offsets, *self.by_scene.values()]
+        if (
+            not 0.0 <= self.uncertain_below <= 1.0
+            or not all(math.isfinite(v) for row in values for v in row)
+            or any(len(row) != len(self.offsets) for row in values)
+        ):
+            raise ValueError(f"photo calibration {self} is not finite offsets of one length and a threshold in [0, 1]")
+        if not set(self.by_scene) <= set(SCENES):
+            raise ValueError(f"photo calibration scenes {sorted(self.by_scene)} are not among {', '.join(SCENES)}")
+
+    def __hash__(self) -> int:  # the generated hash fails on the dict
+        return hash((self.offsets, self.uncertain_below, tuple(sorted(self.by_scene.items()))))
+
+    def offsets_for(self, scene: str) -> tuple[float, ...]:
+        """The offsets for a photo of ``scene``."""
+        return self.by_scene.get(scene, self.offsets)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> PhotoCalibration:
+        return cls(tuple(raw["offsets"]), raw["uncertain_below"], dict(raw.get("by_scene", {})))
+
+
+def fit_offsets(photos: Sequence[Photo], probs: np.ndarray, steps: int = 1000, rate: float = 0.5) -> np.ndarray:
+    """Per-class log-probability offsets (mean 0) that minimise the cross-entropy of the in-class photos'
+    accepted classes, every domain weighing the same and every class the same within its domain (the balanced
+    accuracy's weighting), by gradient descent (the loss is convex in the offsets).
+
+    A domain whose labels include groups of classes (the phone set: shoes, long sleeves) is left out: its labels
+    cannot tell the classes of a group apart and never show a bag, so offsets fitted on it would learn those gaps
+    rather than how photos lean (measured on the development photos: docs/photos.md, "Photo calibration")."""
+    grouped = {photo.domain for photo in photos if len(photo.accepted) > 1}
+    keep = [bool(photo.accepted) and photo.domain not in grouped for photo in photos]
+    inside = [photo for photo, kept in zip(photos, keep, strict=True) if kept]
+    if not inside:
+        raise FashionZooError("fitting a photo calibration needs photos labelled with single classes")
+    per_class = Counter((photo.domain, photo.category) for photo in inside)
+    classes_per_domain = Counter(domain for domain, _ in per_class)
+    weights = np.array([1.0 / (per_class[p.domain, p.category] * classes_per_domain[p.domain]) for p in inside])
+    weights /= weights.sum()
+    accepted = np.zeros((len(inside), probs.shape[1]), dtype=bool)
+    for row, photo in enumerate(inside):
+        accepted[row, list(photo.accepted)] = True
+    seen = np.asarray(probs)[keep]
+    offsets = np.zeros(probs.shape[1])
+    for _ in range(steps):
+        q = shifted(seen, offsets.tolist()).astype(np.float64)
+        on_accepted = (q * accepted).sum(axis=1, keepdims=True)
+        offsets -= rate * (weights[:, None] * (q - q * accepted / np.maximum(on_accepted, 1e-12))).sum(axis=0)
+        offsets -= offsets.mean()
+    return offsets
+
+
+def fit_calibration(photos: Sequence[Photo], probs: np.ndarray, scenes: Sequence[str | None]) -> PhotoCalibration:
+    """The photo calibration of weights whose uncalibrated probabilities on ``photos`` (each of ``scenes``) are
+    ``probs``: offsets fitted on every in-class studio and worn photo; offsets of their own for the scenes of
+    :data:`SCENE_DOMAINS` that have such photos, where a class those photos never show (worn photos show no shoes or
+    bags) keeps its standing against the others from the general offsets, instead of being pushed down for its
+    absence; all rounded to 3 decimals. The uncertain threshold is chosen on the shifted probabilities
+    (:func:`youden_threshold`)."""
+    general = fit_offsets(photos, probs)
+    by_scene = {}
+    for scene, domain in SCENE_DOMAINS.items():
+        chosen = [
+            i
+            for i, (photo, seen) in enumerate(zip(photos, scenes, strict=True))
+            if photo.domain == domain and seen == scene and photo.accepted
+        ]
+        if not chosen:
+            continue
+        own = fit_offsets([photos[i] for i in chosen], probs[chosen])
+        shown = sorted({k for i in chosen for k in photos[i].accepted})
+        unseen = [k for k in range(probs.shape[1]) if k not in shown]
+        own[unseen] = general[unseen] - np.mean(general[shown] - own[shown])
+        by_scene[scene] = tuple(np.round(own, 3).tolist())
+    offsets = tuple(np.round(general, 3).tolist())
+    threshold = youden_threshold(
+        photos, apply_calibration(probs, scenes, PhotoCalibration(offsets, 0.5, by_scene)).max(1)
+    )
+    return PhotoCalibration(offsets, threshold, by_scene)
+
+
+def youden_threshold(photos: Sequence[Photo], confidence: Sequence[float], tie: float = 0.01) -> float:
+    """The threshold on the top probability, in steps of 0.05, that best separates the in-class phone photos from
+    the out-of-class ones (Youden's J: in-class kept minus out-of-class kept). Of those within ``tie`` of the best
+    J (a few photos), the lowest, which flags the fewest photos of the ten classes."""
+    positives, negatives = phone_confidence(photos, confidence)
+    if not len(positives) or not len(negatives):
+        raise FashionZooError("choosing the uncertain threshold needs in-class and out-of-class phone photos")
+    grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+    youden = np.array([(positives >= t).mean() - (negatives >= t).mean() for t in grid])
+    return float(grid[np.flatnonzero(youden >= youden.max() - tie)[0]])
+
+
+def apply_calibration(
+    probs: np.ndarray, scenes: str | Sequence[str | None] | None, calibration: PhotoCalibration | None
+) -> np.ndarray:
+    """``probs`` (N, classes) with the rows of photos shifted by ``calibration``'s offsets for their scene
+    (``scenes``: one for all rows, or one per row, as :func:`convert_file` gives them); the data set's own images
+    (scene None), and everything when ``calibration`` is None, are left as they are."""
+    rows = [scenes] * len(probs) if scenes is None or isinstance(scenes, (str, bool)) else list(scenes)
+    if len(rows) != len(probs):
+        raise FashionZooError(f"{len(rows)} scenes for {len(probs)} images: give one scene per image, or one for all")
+    unknown = [scene for scene in rows if scene is not None and scene not in SCENES]
+    if unknown:
+        raise FashionZooError(
+            f"unknown scene {unknown[0]!r} (use one of {', '.join(SCENES)}, as convert_image "
+            "returns it, or None for an image in the data set's format)"
+        )
+    if calibration is None or all(scene is None for scene in rows):
+        return probs
+    probs = np.array(probs, dtype=np.float32)
+    for scene in {row for row in rows if row is not None}:
+        chosen = np.array([row == scene for row in rows])
+        probs[chosen] = shifted(probs[chosen], calibration.offsets_for(scene))
+    return probs
+
+
+def shifted(probs: np.ndarray, offsets: Sequence[float]) -> np.ndarray:
+    """Probabilities (N, classes) with ``offsets`` added to their logarithms, normalised again (float32)."""
+    logits = np.log(np.maximum(np.asarray(probs, dtype=np.float64), 1e-12)) + np.asarray(offsets, dtype=np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -1,0 +1,221 @@
+"""The training loop: data, augmentation, compile, fit, fine-tuning."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fashionzoo.core.devices import choose
+from fashionzoo.core.errors import FashionZooError
+from fashionzoo.data.loading import Split, load_split, train_val_split
+from fashionzoo.models.builders import build
+from fashionzoo.models.loading import predict_probs
+from fashionzoo.photos.convert import to_model_input
+from fashionzoo.registry.entry import ModelEntry
+from fashionzoo.registry.specs import Recipe
+
+
+def distribution_strategy(device: str) -> tuple[tf.distribute.Strategy, str]:
+    """``cpu``, ``cuda`` or ``auto``: a MirroredStrategy over the GPUs (one GPU: OneDeviceStrategy),
+    else the CPU; asking for ``cuda`` without a visible GPU falls back to the CPU with a notice."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if choose(device, bool(gpus), "TensorFlow", "pip install 'fashionzoo[cuda]'") == "cuda":
+        if len(gpus) > 1:
+            return tf.distribute.MirroredStrategy(), f"cuda x{len(gpus)}"
+        return tf.distribute.OneDeviceStrategy("/gpu:0"), "cuda"
+    if gpus:  # asked for the CPU on a machine with a GPU: hide the GPU from this run
+        return tf.distribute.OneDeviceStrategy("/cpu:0"), "cpu"
+    return tf.distribute.get_strategy(), "cpu"  # the default strategy: no multi-device iterator overhead
+
+
+log = logging.getLogger(__name__)
+STEPS_PER_EXECUTION = int(os.environ.get("FASHIONZOO_STEPS_PER_EXECUTION", "32"))  # fewer Python round trips
+
+
+def augmenter(specs: tuple[str, ...], seed: int) -> keras.Sequential:
+    """Training-time augmentation layers from recipe specs: ``flip`` (horizontal), ``translate:FRACTION``
+    (random shifts up to that fraction of the size, empty pixels black), ``erase:PROBABILITY`` (random erasing)."""
+    steps = []
+    for spec in specs:
+        kind, *args = spec.split(":")
+        if kind == "flip":
+            steps.append(keras.layers.RandomFlip("horizontal", seed=seed))
+        elif kind == "translate":
+            steps.append(
+                keras.layers.RandomTranslation(
+                    float(args[0]), float(args[0]), fill_mode="constant", interpolation="nearest", seed=seed + 1
+                )
+            )
+        elif kind == "erase":
+            steps.append(keras.layers.RandomErasing(float(args[0]), fill_value=0.0, value_range=(0, 1), seed=seed + 2))
+        else:
+            raise FashionZooError(f"unknown augmentation {spec!r} (use 'flip', 'translate:F' or 'erase:P')")
+    return keras.Sequential(steps, name="augment")
+
+
+def _dataset(
+    split: Split, entry: ModelEntry, batch_size: int, seed: int | None, augment: tuple[str, ...] = ()
+) -> tf.data.Dataset:
+    """A tf.data pipeline of (inputs as ``entry``'s weights expect them, one-hot labels); shuffled with ``seed`` and
+    augmented when given."""
+    inputs = to_model_input(split.images, entry.input_spec)
+    data = tf.data.Dataset.from_tensor_slices((inputs, tf.one_hot(split.labels, len(entry.classes))))
+    if seed is not None:
+        data = data.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+    data = data.batch(batch_size)
+    if augment:
+        layers = augmenter(augment, seed or 0)
+        data = data.map(lambda x, y: (layers(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str) -> Iterator[None]:
+    """Layers built inside compute with Keras dtype policy ``name`` (``mixed_bfloat16``: bfloat16 arithmetic,
+    float32 weights); the global policy is restored afterwards."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def in_float32(entry: ModelEntry, model: keras.Model, build_kwargs: dict[str, Any]) -> keras.Model:
+    """``model`` rebuilt in float32 with its trained weights: what is saved, measured and exported."""
+    if model.compute_dtype == "float32":
+        return model
+    rebuilt = build(entry, **build_kwargs)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
+    lr: Any = recipe.lr
+    warmup_steps = recipe.warmup_epochs * steps_per_epoch
+    if recipe.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup_steps else recipe.lr,
+            decay_steps=recipe.epochs * steps_per_epoch - warmup_steps,
+            warmup_target=recipe.lr if warmup_steps else None,
+            warmup_steps=warmup_steps,
+        )
+    elif recipe.schedule != "constant" or warmup_steps:
+        raise FashionZooError(
+            f"unknown learning-rate schedule {recipe.schedule!r} (use 'constant' or 'cosine'; warm-up needs 'cosine')"
+        )
+    config: dict[str, Any] = {"learning_rate": lr}
+    if recipe.weight_decay:
+        config["weight_decay"] = recipe.weight_decay
+    if recipe.momentum:
+        config.update(momentum=recipe.momentum, nesterov=True)
+    optimizer = keras.optimizers.get({"class_name": recipe.optimizer, "config": config})
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=["accuracy"],
+        steps_per_execution=STEPS_PER_EXECUTION,
+        jit_compile=recipe.xla or "auto",
+    )
+
+
+def _fit_epochs(
+    entry: ModelEntry,
+    model: keras.Model,
+    recipe: Recipe,
+    train: Split,
+    val: Split,
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int,
+    *,
+    seed: int,
+    first_epoch: int,
+    last_epoch: int,
+) -> keras.callbacks.History:
+    """``model.fit`` from ``first_epoch`` to ``last_epoch`` on the (augmented, shuffled with ``seed``) training
+    split, validated on ``val``."""
+    return model.fit(
+        _dataset(train, entry, recipe.batch_size, seed, recipe.augment),
+        validation_data=_dataset(val, entry, 1024, None),
+        initial_epoch=first_epoch,
+        epochs=last_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the dataset shuffles itself; Keras warned on every run that it ignores its own shuffle
+    )
+
+
+def fit_model(
+    entry: ModelEntry,
+    recipe: Recipe,
+    train: Split,
+    val: Split,
+    strategy: tf.distribute.Strategy,
+    build_kwargs: dict[str, Any],
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int,
+) -> tuple[keras.Model, keras.callbacks.History]:
+    keras.utils.set_random_seed(recipe.seed)
+    with strategy.scope(), _dtype_policy(recipe.precision):
+        model = build(entry, **build_kwargs)
+        _compile(model, recipe, steps_per_epoch=-(-len(train) // recipe.batch_size))
+    history = _fit_epochs(
+        entry, model, recipe, train, val, callbacks, verbose, seed=recipe.seed, first_epoch=0, last_epoch=recipe.epochs
+    )
+    return model, history
+
+
+def fine_tune(
+    entry: ModelEntry,
+    model: keras.Model,
+    recipe: Recipe,
+    train: Split,
+    val: Split,
+    strategy: tf.distribute.Strategy,
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int,
+) -> None:
+    """Phase two of a transfer recipe: every layer trainable (batch-norm statistics stay frozen: the backbone
+    runs in inference mode), ``fine_tune_epochs`` more epochs at the constant ``fine_tune_lr``."""
+    with strategy.scope():
+        for layer in model.layers:
+            layer.trainable = True
+        _compile(model, recipe.replace(lr=recipe.fine_tune_lr, schedule="constant", warmup_epochs=0), 1)
+    _fit_epochs(
+        entry,
+        model,
+        recipe,
+        train,
+        val,
+        callbacks,
+        verbose,
+        seed=recipe.seed + 1,
+        first_epoch=recipe.epochs,
+        last_epoch=recipe.epochs + recipe.fine_tune_epochs,
+    )
+
+
+def predict_split(entry: ModelEntry, model: keras.Model, split: Split) -> np.ndarray:
+    """Class probabilities for a split, its images prepared as ``entry``'s weights expect them."""
+    return predict_probs(model, split.images, input_spec=entry.input_spec)
+
+
+def load_splits(
+    entry: ModelEntry, recipe: Recipe, data_dir: str | os.PathLike | None, limit: int | None
+) -> tuple[Split, Split, Split, dict[str, str]]:
+    """The training, validation and test splits of ``entry``'s data set (the first ``limit`` training images and a
+    fifth as many for validation, with ``limit``), and the SHA-256 of each data file read."""
+    full_train = load_split("train", entry.tag, data_dir)
+    test = load_split("test", entry.tag, data_dir)
+    train_split, val_split = train_val_split(full_train, recipe.val_fraction)
+    if limit:
+        train_split, val_split = train_split.head(limit), val_split.head(max(limit // 5, 1))
+    return train_split, val_split, test, {**full_train.files, **test.files}

@@ -1,0 +1,232 @@
+"""``predict`` (``fashionzoo.runtime``) attacked from the command line, in fresh processes: 10,000 files with bounded
+memory, ONNX models that break at run time or give NaN, symbolic link loops, empty paths, escape sequences and
+non-UTF-8 names, blank images."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import CLI_ENV, assert_cli_error, garment_pngs, run_cli, strict_json
+from PIL import Image
+
+from fashionzoo.publish import hub
+from fashionzoo.registry.lookup import get_entry
+
+
+@pytest.mark.slow  # 10,000 files written, then classified
+def test_predict_streams_a_directory_of_10000_images_with_bounded_memory(tmp_path: Path) -> None:
+    """10,000 files go through in batches with a progress count, and the process stays small."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10_000):
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / f"{i:05d}.png")
+    onnx_path = hub.released_file(get_entry("lenet5"), "onnx")
+    # VmHWM: the peak RSS of this process image (ru_maxrss would include the forking pytest process)
+    code = (
+        "import sys\n"
+        "from fashionzoo.cli import main\n"
+        "try:\n"
+        f"    main(['predict', {str(folder)!r}, '--onnx', {str(onnx_path)!r}, '--model', 'lenet5', '--json',\n"
+        "          '--progress', '--batch-size', '500'])\n"
+        "except SystemExit:\n"
+        "    peak = next(line for line in open('/proc/self/status') if line.startswith('VmHWM'))\n"
+        "    print('peak_kb', peak.split()[1], file=sys.stderr)\n"
+        "    raise\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 10_000 and rows[0]["file"].endswith("00000.png") and rows[-1]["file"].endswith("09999.png")
+    assert "fashionzoo: 500 files done" in result.stderr and "fashionzoo: 10000 files done" in result.stderr
+    peak_mb = int(result.stderr.split("peak_kb")[-1].split()[0]) / 1024
+    assert peak_mb < 400, f"peak memory {peak_mb:.0f} MB"
+
+
+# -- ONNX models that break --------------------------------------------------------------------------------------------
+
+
+def tiny_onnx(path: Path, kind: str, classes: list[str] | None = None) -> Path:
+    """A small hand-built ONNX classifier, [N, 28, 28, 1] -> declared [N, 10]: ``softmax`` (first 10 pixels),
+    ``one-row`` (one row whatever N), ``fails`` (a Reshape that fails unless N is a multiple of 5), ``nan`` (pixels
+    divided by 0: NaN and infinity). ``classes`` go into the fashionzoo.classes metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, constants = [], []
+
+    def const(name: str, values: list, dtype: type = np.int64) -> str:
+        constants.append(numpy_helper.from_array(np.array(values, dtype), name))
+        return name
+
+    shape = {"one-row": [1, 784], "fails": [-1, 10]}.get(kind, [-1, 784])
+    source = "image"
+    if kind == "one-row":
+        nodes.append(helper.make_node("ReduceMean", ["image"], ["mean"], axes=[0], keepdims=1))
+        source = "mean"
+    nodes.append(helper.make_node("Reshape", [source, const("shape", shape)], ["flat"]))
+    logits = "flat"
+    if kind != "fails":
+        nodes.append(
+            helper.make_node(
+                "Slice", ["flat", const("starts", [0]), const("ends", [10]), const("axes", [1])], ["logits"]
+            )
+        )
+        logits = "logits"
+    if kind == "nan":
+        nodes.append(helper.make_node("Div", [logits, const("zero", [0.0], np.float32)], ["probabilities"]))
+    else:
+        nodes.append(helper.make_node("Softmax", [logits], ["probabilities"], axis=1))
+    inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 28, 28, 1])]
+    outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])]
+    graph = helper.make_graph(nodes, kind, inputs, outputs, constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if classes:
+        helper.set_model_props(model, {"fashionzoo.classes": json.dumps(classes)})
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "fragment"), [("one-row", "returned shape (1, 10) for 2 images"), ("fails", "failed while running")]
+)
+def test_predict_with_an_onnx_model_that_breaks_at_run_time(tmp_path: Path, kind: str, fragment: str) -> None:
+    model = tiny_onnx(tmp_path / f"{kind}.onnx", kind)
+    images = garment_pngs(tmp_path / "photos", "a.png", "b.png")
+
+    result = run_cli("predict", *map(str, images), "--onnx", str(model), "--model", "lenet5")
+
+    assert_cli_error(result, str(model), fragment)
+
+
+def test_predict_json_with_a_model_giving_nan_and_infinity_is_strict_json(tmp_path: Path) -> None:
+    model = tiny_onnx(tmp_path / "nan.onnx", "nan")
+    image = garment_pngs(tmp_path, "shirt.png")[0]
+
+    result = run_cli("predict", str(image), "--onnx", str(model), "--model", "lenet5", "--json")
+
+    message = assert_cli_error(result, "shirt.png", "non-finite probabilities")
+    assert [strict_json(line) for line in result.stdout.splitlines()] == [
+        {"file": str(image), "error": message.removeprefix("fashionzoo: error: ")}
+    ]  # no probability, no NaN
+
+
+# -- symbolic link loops in folders ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loop_dir(tmp_path: Path) -> Path:
+    """loopdir/{a,b}.png, loopdir/sub/c.png, two '..' links in sub and a self-looping self.png."""
+    folder = tmp_path / "loopdir"
+    garment_pngs(folder, "a.png", "b.png")
+    garment_pngs(folder / "sub", "c.png")
+    (folder / "sub" / "up1").symlink_to("..")
+    (folder / "sub" / "up2").symlink_to("..")
+    (folder / "self.png").symlink_to("self.png")
+    return folder
+
+
+def test_recursive_pattern_over_link_loops_walks_each_folder_once(loop_dir: Path) -> None:
+    result = run_cli("predict", str(loop_dir / "**" / "*.png"), "--model", "lenet5", "--json", timeout=120)
+
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    classified = sorted(Path(row["file"]).relative_to(loop_dir).as_posix() for row in rows if "error" not in row)
+    assert classified == ["a.png", "b.png", "sub/c.png"]
+    failed = sorted(Path(row["file"]).relative_to(loop_dir).as_posix() for row in rows if "error" in row)
+    assert failed == ["self.png", "sub/up1", "sub/up2"]  # --json has a line for every input
+    errors = [line for line in result.stderr.splitlines() if line.startswith("fashionzoo: error:")]
+    assert sorted(errors) == sorted(
+        [
+            f"fashionzoo: error: {loop_dir / 'self.png'}: a broken or looping symbolic link (check the path)",
+            f"fashionzoo: error: {loop_dir / 'sub' / 'up1'}: symbolic link loop (it leads back to a folder above it); "
+            "not followed",
+            f"fashionzoo: error: {loop_dir / 'sub' / 'up2'}: symbolic link loop (it leads back to a folder above it); "
+            "not followed",
+        ]
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_a_self_looping_link_does_not_hide_the_good_images_of_its_folder(loop_dir: Path) -> None:
+    result = run_cli("predict", str(loop_dir), "--model", "lenet5", "--json", timeout=120)
+
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(Path(row["file"]).name for row in rows if "error" not in row) == ["a.png", "b.png"]
+    assert_cli_error(result, "self.png", "looping symbolic link")
+
+
+# -- names and blank images --------------------------------------------------------------------------------------------
+
+
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path: Path) -> None:
+    garment_pngs(tmp_path, "here.png")
+
+    result = run_cli("predict", "", "--model", "lenet5", cwd=tmp_path)
+
+    assert_cli_error(result, "empty path")
+    assert result.stdout == ""  # here.png is not classified
+
+
+def test_newlines_and_escapes_in_names_and_class_names_are_escaped(tmp_path: Path) -> None:
+    image = garment_pngs(tmp_path, "evil\n\x1b[2J.png")[0]
+    classes = [f"class{i}\x1b[31m\nred" for i in range(10)]
+    model = tiny_onnx(tmp_path / "named.onnx", "softmax", classes=classes)
+
+    result = run_cli(
+        "predict",
+        str(image),
+        str(tmp_path / "gone\x1b]0;x\x07.png"),
+        "--onnx",
+        str(model),
+        "--model",
+        "lenet5",
+        "--top-k",
+        "2",
+    )
+
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stderr
+    assert len(result.stdout.splitlines()) == 1
+    assert "evil\\n\\x1b[2J.png: class" in result.stdout and "\\x1b[31m\\nred" in result.stdout
+    assert_cli_error(result, "gone\\x1b]0;x\\x07.png")
+
+
+def test_a_non_utf8_file_name_round_trips_through_json(tmp_path: Path) -> None:
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.png"
+    garment_pngs(tmp_path, os.fsdecode(b"caf\xe9.png"))
+    gone = os.fsencode(tmp_path) + b"/gone\xe9.png"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "fashionzoo", "predict", raw, gone, "--model", "lenet5", "--json"],
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, **CLI_ENV},
+    )
+
+    assert result.returncode == 1, result.stderr[-2000:]  # the missing file
+    row, failed = (strict_json(line) for line in result.stdout.decode("utf-8").splitlines())  # valid UTF-8
+    assert row["file"].endswith("caf\ufffd.png") and failed["file"].endswith("gone\ufffd.png") and failed["error"]
+    assert base64.b64decode(row["file_base64"]) == raw  # the exact bytes, to find the file again
+    assert base64.b64decode(failed["file_base64"]) == gone
+
+
+@pytest.mark.parametrize("image", ["white", "black", "1x1"])
+def test_a_blank_image_is_not_classified(tmp_path: Path, image: str) -> None:
+    path = tmp_path / f"{image}.png"
+    {
+        "white": Image.new("RGB", (300, 400), "white"),
+        "black": Image.new("L", (28, 28), 0),
+        "1x1": Image.new("RGB", (1, 1), (200, 10, 10)),
+    }[image].save(path)
+
+    result = run_cli("predict", str(path), "--model", "lenet5")
+
+    assert_cli_error(result, f"{image}.png", "blank image", "nothing to classify")
+    assert result.stdout == ""
