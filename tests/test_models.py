@@ -57,7 +57,9 @@ def test_weights_tags_by_name_and_their_errors() -> None:
     assert get_entry("CNN-B.MNIST").full_name == "cnn-small.mnist" and get_entry("cnn.fashion-mnist").full_name == "cnn"
     with pytest.raises(fashionzoo.FashionZooError, match="model 'cnn' has no 'mnist' weights; it has: cnn$"):
         get_entry("cnn.mnist")
-    with pytest.raises(fashionzoo.FashionZooError, match=r"no 'imagenet' weights \(tags: fashion-mnist, mnist\)"):
+    with pytest.raises(
+        fashionzoo.FashionZooError, match=r"no 'imagenet' weights \(tags: fashion-mnist, mnist, photos\)"
+    ):
         get_entry("cnn.imagenet")
     with pytest.raises(fashionzoo.FashionZooError, match="unknown model 'cnn.'"):
         get_entry("cnn.")

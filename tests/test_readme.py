@@ -25,6 +25,7 @@ RUN = ("fashionzoo list", "fashionzoo info", "fashionzoo eval", "fashionzoo pred
 
 NOT_RUN = {
     "fashionzoo train": "trains for minutes to hours (test_training.py trains on small data)",
+    "FASHIONZOO_PHOTOS_DIR=": "trains the photo weights for minutes (test_photo_training.py trains a small recipe)",
     "fashionzoo release": "needs a full-recipe run (test_release.py retrains two models and releases them)",
     "fashionzoo push": "uploads to the Hugging Face Hub (test_hub.py pushes to a local look-alike)",
     "fashionzoo bench": "a timing run of minutes (test_benchmark.py runs a tiny one)",

@@ -177,7 +177,8 @@ def test_a_record_from_before_a_recipe_field_existed_reads_with_its_default(tmp_
     raw = json.loads((DOCS / "zoo-resnet" / runs.METRICS).read_text())
     assert raw["recipe"].pop("precision") == "mixed_bfloat16"
     (tmp_path / runs.METRICS).write_text(json.dumps(raw))
-    assert runs.read_record(tmp_path).full_recipe == {**raw["recipe"], "precision": "float32"}
+    full = runs.read_record(tmp_path).full_recipe
+    assert full == {**runs.RECIPE_DEFAULTS, **raw["recipe"], "precision": "float32"} and full["photo_share"] == 0.0
     assert runs.read_record(tmp_path).recipe == raw["recipe"]  # kept as written: the card made from it too
 
 

@@ -75,6 +75,64 @@ def full_name(model: str, tag: str) -> str:
 
 
 @dataclass(frozen=True)
+class PhotoPool:
+    """A pool of labelled real photos that weights may train on beside a data set's images: where it is found, its
+    licence, the SHA-256 of its manifest and of its photo files (the official pool), and the Fashion-MNIST classes each
+    of its labels allows (an empty set: none of the ten, taught as "unsure")."""
+
+    name: str
+    env_var: str  # names the pool's folder
+    manifest: str
+    manifest_sha256: str
+    photos_sha256: str  # of the lines "file<TAB>SHA-256 of the file" of every labelled photo, sorted by file
+    licence: str
+    source: str
+    label_classes: dict[str, frozenset[int]]
+
+    @property
+    def recorded_names(self) -> tuple[str, str]:
+        """The keys a run records the manifest's and the photos' SHA-256 under."""
+        return f"{self.name}/{self.manifest}", f"{self.name}/photos"
+
+    def is_official(self, recorded: dict[str, str]) -> bool:
+        """Whether a run read the whole official pool."""
+        manifest, photos = self.recorded_names
+        return recorded.get(manifest) == self.manifest_sha256 and recorded.get(photos) == self.photos_sha256
+
+
+CLOTHING_PHOTOS = PhotoPool(
+    name="clothing-photos",
+    env_var="FASHIONZOO_PHOTOS_DIR",
+    manifest="images.csv",
+    manifest_sha256="b3981d170b80ac0f6fe96eda8d32d626666a99c3b451f200bb90f372a816f25f",
+    photos_sha256="a2f9b94ab7f386a0a195f130c2a514bba8b35b0c5445eb9c4c93523a8e2fc0df",
+    licence="CC0 1.0",
+    source="the clothing dataset by Alexey Grigorev and contributors (4,200 labelled phone photos by 223 people)",
+    label_classes={
+        "T-Shirt": frozenset({0}),
+        "Polo": frozenset({0}),  # a judgement call the pool's README asks for: polos, tops and undershirts are tops
+        "Top": frozenset({0}),
+        "Undershirt": frozenset({0}),
+        "Pants": frozenset({1}),
+        "Longsleeve": frozenset({0, 2, 6}),
+        "Hoodie": frozenset({2}),
+        "Dress": frozenset({3}),
+        "Outwear": frozenset({4}),
+        "Blazer": frozenset({4}),
+        "Shoes": frozenset({5, 7, 9}),
+        "Shirt": frozenset({6}),
+        "Blouse": frozenset({0, 6}),
+        "Hat": frozenset(),
+        "Shorts": frozenset(),
+        "Skirt": frozenset(),
+        "Other": frozenset(),
+        "Body": frozenset(),
+    },  # "Not sure" photos are left out
+)
+"""The CC0 pool of phone photos (``shared/data/clothing-photos``)."""
+
+
+@dataclass(frozen=True)
 class DataFile:
     """One official file of a data set: its name, the official MD5 and SHA-256 of the published ``.gz``, and the
     SHA-256 of its decompressed content (the same whatever gzip header a repackaging, such as Debian's, gives it),
@@ -100,11 +158,15 @@ class DatasetSpec:
     mirrors: tuple[str, ...]
     env_var: str  # names a local folder of this data set's files
     system_dir: str | None = None  # a distribution package's copy (Debian/Ubuntu), verified by content SHA-256
+    images_from: str = ""  # another data set whose IDX files this one reads (its folder, cache and mirrors)
+    photo_pool: PhotoPool | None = None  # real photos trained on beside the images
 
     def is_official(self, recorded: dict[str, str]) -> bool:
         """Whether ``recorded`` (file name -> SHA-256, as a run records them) names this data set's four official
-        files, by the SHA-256 of either the published ``.gz`` or its decompressed content."""
-        return all(recorded.get(f.name) in (f.sha256, f.content_sha256) for f in self.files.values())
+        files, by the SHA-256 of either the published ``.gz`` or its decompressed content, and its whole official
+        photo pool if it has one."""
+        files = all(recorded.get(f.name) in (f.sha256, f.content_sha256) for f in self.files.values())
+        return files and (self.photo_pool is None or self.photo_pool.is_official(recorded))
 
     def content_hashes(self, recorded: dict[str, str]) -> dict[str, str]:
         """``recorded`` with each official ``.gz`` SHA-256 replaced by its content's (one form for every record)."""
@@ -195,3 +257,7 @@ DATASETS: dict[str, DatasetSpec] = {
         env_var="FASHIONZOO_MNIST_DIR",
     ),
 }
+DATASETS["photos"] = dataclasses.replace(
+    DATASETS["fashion-mnist"], name="photos", images_from="fashion-mnist", photo_pool=CLOTHING_PHOTOS
+)
+"""Fashion-MNIST's images and the CC0 photo pool: weights that have seen real photos (``zoo-resnet.photos``)."""

@@ -64,21 +64,23 @@ class Split:
 
 
 def _dataset(name: str) -> DatasetSpec:
+    """The data set whose IDX files ``name`` reads (itself, or the one it takes its images from)."""
     try:
-        return DATASETS[name]
+        spec = DATASETS[name]
     except KeyError:
         raise FashionZooError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None
+    return DATASETS[spec.images_from] if spec.images_from else spec
 
 
 def data_folder(dataset: str = "fashion-mnist", data_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:
     """The folder to read ``dataset`` from, and whether it is the verified cache (downloads allowed)."""
-    env_var = _dataset(dataset).env_var
-    chosen = data_dir or os.environ.get(env_var)
+    spec = _dataset(dataset)
+    chosen = data_dir or os.environ.get(spec.env_var)
     if not chosen:
-        return home_dir() / "datasets" / dataset, True
+        return home_dir() / "datasets" / spec.name, True
     folder = Path(chosen).expanduser()
     if not folder.is_dir():
-        source = "--data-dir" if data_dir else env_var
+        source = "--data-dir" if data_dir else spec.env_var
         raise FashionZooError(f"{folder}: data folder from {source} does not exist (point it at a folder of IDX files)")
     return folder, False
 

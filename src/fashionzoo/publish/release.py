@@ -25,11 +25,13 @@ from pathlib import Path
 from fashionzoo.core.errors import FashionZooError
 from fashionzoo.core.files import atomic_open, atomic_path, sha256_file
 from fashionzoo.data.datasets import DATASETS
+from fashionzoo.photos.calibration import PhotoCalibration
 from fashionzoo.publish.checks import RUN_FILES, check_published, check_releasable
 from fashionzoo.publish.reports import standard_error, write_model_card
 from fashionzoo.registry.lookup import all_entries, get_entry
 from fashionzoo.registry.specs import FileRecord, WeightsRecord
 from fashionzoo.training import runs
+from fashionzoo.training.runs import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,8 @@ def release_run(
     records = {key: _file_record(path) for key, path in files.items()}
     revision = published or (previous.revision if previous and previous.files == records else None)
     calibration = previous.photo_calibration if previous and previous.files.get("onnx") == records["onnx"] else None
+    if calibration is None and record.photos and "uncertain_below" in record.photos:  # chosen on held-out senders
+        calibration = PhotoCalibration((0.0,) * len(entry.classes), record.photos["uncertain_below"])
     test, latency = record.test, record.onnx_latency
     if test is None or latency is None:  # release_run measured both before this
         raise FashionZooError(f"{run}: the run record lacks its test figures or ONNX latency; release it again")
@@ -173,6 +177,7 @@ def release_run(
             "epochs": record.epochs,
             "wall_time_s": record.wall_time_s,
             "onnx_batch1_p50_ms": latency["p50_ms"],
+            **photo_metrics(record),
         },
         build_kwargs=record.build_kwargs,
         shipped=tuple(key for key in SHIPPED if key in records),
@@ -200,6 +205,14 @@ def release(
         write_manifest(tree, manifest)  # after each run: a later failure keeps the earlier releases consistent
     write_model_table(tree, manifest)
     return done
+
+
+def photo_metrics(record: RunRecord) -> dict[str, float]:
+    """The held-out senders' photo figures a release records for weights that trained on a photo pool."""
+    if not record.photos:
+        return {}
+    keys = ("phone_balanced_accuracy", "auroc_in_vs_out_of_class", "auroc_right_vs_wrong")
+    return {f"photos_{key}": record.photos[key] for key in keys if key in record.photos}
 
 
 def _table_rows(manifest: dict[str, WeightsRecord], tag: str, docs_prefix: str) -> list[str]:
@@ -242,7 +255,12 @@ def model_table(manifest: dict[str, WeightsRecord], docs_prefix: str = "docs/") 
     )
     fashion = "\n".join([*header, *_table_rows(manifest, "fashion-mnist", docs_prefix)])
     digits = "\n".join([*header, *_table_rows(manifest, "mnist", docs_prefix)])
-    return f"{fashion}\n\nMNIST weights (tag `.mnist`, official MNIST test file):\n\n{digits}\n\n{note}"
+    photos = "\n".join([*header, *_table_rows(manifest, "photos", docs_prefix)])
+    return (
+        f"{fashion}\n\nMNIST weights (tag `.mnist`, official MNIST test file):\n\n{digits}\n\n"
+        "Weights that have also seen real photos (tag `.photos`: Fashion-MNIST and the CC0 clothing-photos pool; "
+        f"official Fashion-MNIST test file):\n\n{photos}\n\n{note}"
+    )
 
 
 def write_model_table(tree: ReleaseTree, manifest: dict[str, WeightsRecord]) -> None:

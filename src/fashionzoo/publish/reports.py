@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from huggingface_hub import EvalResult, ModelCard, ModelCardData  # noqa: E402
 
 from fashionzoo.core.files import atomic_open, atomic_path
+from fashionzoo.data.datasets import DATASETS
 from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.training import runs
 from fashionzoo.training.runs import RunRecord
@@ -109,6 +110,20 @@ def write_model_card(record: RunRecord, entry: ModelEntry, path: Path) -> None:
         )
     test_error, val_error = standard_error(test["accuracy"], test["n"]), standard_error(val["accuracy"], val["n"])
     official = "official data files" if record.uses_official_data() else "NOT the official data files"
+    pool = DATASETS[record.dataset].photo_pool if record.dataset in DATASETS else None
+    photos = (
+        f"""
+Also trained on real phone photos: the {pool.name} pool, {pool.source}, licence {pool.licence}, each photo converted
+as `predict` converts it. On the photos of senders held out of training ({record.photos["n"]} photos,
+{record.photos["senders"]} senders): balanced accuracy {record.photos["phone_balanced_accuracy"]:.3f} over the phone
+classes (dress, longsleeve, outwear, pants, shirt, shoes, t-shirt), AUROC of the top probability
+{record.photos.get("auroc_in_vs_out_of_class", float("nan")):.3f} for photos of the ten classes against photos of none
+(hats, shorts, skirts...) and {record.photos["auroc_right_vs_wrong"]:.3f} for right against wrong predictions; uncertain
+below {record.photos.get("uncertain_below", float("nan")):.2f}.
+"""
+        if pool and record.photos
+        else ""
+    )
     body = f"""
 # fashionzoo `{name}`
 
@@ -122,7 +137,7 @@ Trained on {record.dataset} ({official}, SHA-256 below) with `fashionzoo train {
 | test (the official test file) | {test["n"]} | {test["accuracy"]:.4f} | {test_error:.4f} | {test["loss"]:.4f} |
 | validation (held out of the training file, seed {record.split_seed}) | {val["n"]} | {val["accuracy"]:.4f} | \
 {val_error:.4f} | {val["loss"]:.4f} |
-{speed}
+{photos}{speed}
 ## Use
 
 ```python

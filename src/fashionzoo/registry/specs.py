@@ -33,6 +33,11 @@ class Recipe:
     search: dict[str, list[Any]] | None = None  # hyper-parameter space searched before training
     search_trials: int = 0
     search_folds: int = 0
+    start_from: str = ""  # a released model whose weights start the run (fine-tuning), by full name
+    start_weight: float = 0.0  # the share of ``start_from``'s weights averaged back in at the end (WiSE-FT)
+    photo_share: float = 0.0  # the share of each batch drawn from the data set's photo pool (0: none)
+    outlier_weight: float = 0.0  # weight of the flat target for photos of none of the classes (outlier exposure)
+    photo_val_fraction: float = 0.2  # the pool's senders held out, with all their photos, for validation
     notes: str = ""
 
     def replace(self, **overrides: Any) -> Recipe:

@@ -65,7 +65,10 @@ def train_ensemble(
     recipe = member_recipe.replace(notes=entry.recipe.notes)  # what the record says: the members' recipe
     runs.prepare_run_folder(out, runs.MEMBERS, resume)  # a fresh run retrains every member
     _, device_used = distribution_strategy(device)
-    train_split, val_split, test, data_files = load_splits(entry, recipe, data_dir, limit)
+    splits = load_splits(entry, recipe, data_dir, limit)
+    if splits.photos is not None:
+        raise FashionZooError(f"{entry.full_name}: an ensemble trains its members on images alone; drop the photo tag")
+    data_files = splits.files
     model = build(entry)
     histories, wall_time = [], 0.0
     for seed in entry.build_kwargs["seeds"]:
@@ -109,12 +112,9 @@ def train_ensemble(
         model,
         recipe,
         overrides,
+        splits,
         search=None,
         build_kwargs=dict(entry.build_kwargs),
-        data_files=data_files,
-        train=train_split,
-        val=val_split,
-        test=test,
         wall_time=wall_time,
         limit=limit,
         device=device_used,

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -14,10 +14,12 @@ import tensorflow as tf
 
 from fashionzoo.core.devices import choose
 from fashionzoo.core.errors import FashionZooError
-from fashionzoo.data.loading import Split, load_split, train_val_split
+from fashionzoo.data.datasets import DATASETS
+from fashionzoo.data.loading import SPLIT_SEED, Split, load_split, train_val_split
 from fashionzoo.models.builders import build
-from fashionzoo.models.loading import predict_probs
+from fashionzoo.models.loading import load, predict_probs
 from fashionzoo.photos.convert import to_model_input
+from fashionzoo.photos.pool import PoolPhotos, read_pool, split_by_sender
 from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.registry.specs import Recipe
 
@@ -60,6 +62,17 @@ def augmenter(specs: tuple[str, ...], seed: int) -> keras.Sequential:
     return keras.Sequential(steps, name="augment")
 
 
+class Splits(NamedTuple):
+    """What a run trains, chooses and is measured on, and the SHA-256 of every data file read."""
+
+    train: Split
+    val: Split
+    test: Split
+    files: dict[str, str]
+    photos: PoolPhotos | None = None  # the photo pool's training photos, for a data set with one
+    photos_val: PoolPhotos | None = None  # its held-out senders' photos
+
+
 def _dataset(
     split: Split, entry: ModelEntry, batch_size: int, seed: int | None, augment: tuple[str, ...] = ()
 ) -> tf.data.Dataset:
@@ -69,11 +82,68 @@ def _dataset(
     data = tf.data.Dataset.from_tensor_slices((inputs, tf.one_hot(split.labels, len(entry.classes))))
     if seed is not None:
         data = data.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-    data = data.batch(batch_size)
+    return _augmented(data.batch(batch_size), augment, seed)
+
+
+def _augmented(data: tf.data.Dataset, augment: tuple[str, ...], seed: int | None) -> tf.data.Dataset:
     if augment:
         layers = augmenter(augment, seed or 0)
         data = data.map(lambda x, y: (layers(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return data.prefetch(tf.data.AUTOTUNE)
+
+
+def photos_per_batch(recipe: Recipe) -> int:
+    """How many of a batch's images are photos of the pool."""
+    return min(max(1, round(recipe.photo_share * recipe.batch_size)), recipe.batch_size - 1)
+
+
+def _with_photos(
+    split: Split, photos: PoolPhotos, entry: ModelEntry, recipe: Recipe, seed: int
+) -> tuple[tf.data.Dataset, int]:
+    """Endless batches of :func:`photos_per_batch` photos (targets: the classes each allows, none for a photo of none
+    of the ten) and Fashion-MNIST images for the rest (one-hot), each source reshuffled on every pass, augmented
+    alike; and the steps of an epoch, one pass over the photos."""
+    per_batch = photos_per_batch(recipe)
+    images = tf.data.Dataset.from_tensor_slices(
+        (to_model_input(split.images, entry.input_spec), tf.one_hot(split.labels, len(entry.classes)))
+    )
+    pool = tf.data.Dataset.from_tensor_slices(
+        (to_model_input(photos.pixels, entry.input_spec), photos.allowed.astype(np.float32))
+    )
+    images = images.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).repeat()
+    pool = pool.shuffle(len(photos), seed=seed + 1, reshuffle_each_iteration=True).repeat()
+    mixed = tf.data.Dataset.zip(images.batch(recipe.batch_size - per_batch), pool.batch(per_batch)).map(
+        lambda a, b: (tf.concat([a[0], b[0]], 0), tf.concat([a[1], b[1]], 0))
+    )
+    return _augmented(mixed, recipe.augment, seed), -(-len(photos) // per_batch)
+
+
+class AllowedClassesLoss(keras.losses.Loss):
+    """Cross-entropy for targets that allow several classes: minus the log of the allowed classes' summed
+    probability (a one-hot target: ordinary cross-entropy), with label smoothing as Keras applies it (towards a flat
+    target). A target that allows no class (a photo of none of the ten) is trained towards the flat target alone,
+    weighted by ``outlier_weight`` (outlier exposure), so that such photos come out unsure."""
+
+    def __init__(self, label_smoothing: float, outlier_weight: float, name: str = "allowed_classes") -> None:
+        super().__init__(name=name)
+        self.label_smoothing, self.outlier_weight = label_smoothing, outlier_weight
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        probs = keras.ops.clip(keras.ops.cast(y_pred, "float32"), 1e-7, 1.0)
+        allowed = keras.ops.cast(y_true, "float32")
+        flat = -keras.ops.mean(keras.ops.log(probs), axis=-1)
+        chosen = -keras.ops.log(keras.ops.clip(keras.ops.sum(allowed * probs, axis=-1), 1e-7, 1.0))
+        inside = (1.0 - self.label_smoothing) * chosen + self.label_smoothing * flat
+        return keras.ops.where(keras.ops.sum(allowed, axis=-1) > 0, inside, self.outlier_weight * flat)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"label_smoothing": self.label_smoothing, "outlier_weight": self.outlier_weight, "name": self.name}
+
+
+def allowed_accuracy(y_true: Any, y_pred: Any) -> Any:
+    """1 where the top class is one the target allows (a one-hot target: ordinary accuracy), 0 elsewhere."""
+    top = keras.ops.one_hot(keras.ops.argmax(y_pred, axis=-1), keras.ops.shape(y_pred)[-1])
+    return keras.ops.max(keras.ops.cast(y_true, "float32") * top, axis=-1)
 
 
 @contextlib.contextmanager
@@ -117,11 +187,15 @@ def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
     if recipe.momentum:
         config.update(momentum=recipe.momentum, nesterov=True)
     optimizer = keras.optimizers.get({"class_name": recipe.optimizer, "config": config})
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
+    if recipe.photo_share:
+        loss: keras.losses.Loss = AllowedClassesLoss(recipe.label_smoothing, recipe.outlier_weight)
+        metrics: list[Any] = [keras.metrics.MeanMetricWrapper(allowed_accuracy, name="accuracy")]
+    else:
+        loss, metrics = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing), ["accuracy"]
     model.compile(
         optimizer=optimizer,
         loss=loss,
-        metrics=["accuracy"],
+        metrics=metrics,
         steps_per_execution=STEPS_PER_EXECUTION,
         jit_compile=recipe.xla or "auto",
     )
@@ -139,11 +213,18 @@ def _fit_epochs(
     seed: int,
     first_epoch: int,
     last_epoch: int,
+    photos: PoolPhotos | None = None,
 ) -> keras.callbacks.History:
     """``model.fit`` from ``first_epoch`` to ``last_epoch`` on the (augmented, shuffled with ``seed``) training
-    split, validated on ``val``."""
+    split, with ``photos`` mixed in by the recipe, validated on ``val``."""
+    steps = None
+    if photos is not None and recipe.photo_share:
+        training, steps = _with_photos(train, photos, entry, recipe, seed)
+    else:
+        training = _dataset(train, entry, recipe.batch_size, seed, recipe.augment)
     return model.fit(
-        _dataset(train, entry, recipe.batch_size, seed, recipe.augment),
+        training,
+        steps_per_epoch=steps,
         validation_data=_dataset(val, entry, 1024, None),
         initial_epoch=first_epoch,
         epochs=last_epoch,
@@ -162,13 +243,28 @@ def fit_model(
     build_kwargs: dict[str, Any],
     callbacks: list[keras.callbacks.Callback],
     verbose: int,
+    photos: PoolPhotos | None = None,
 ) -> tuple[keras.Model, keras.callbacks.History]:
+    """Build (or start from the released weights the recipe names), compile and fit ``recipe.epochs`` epochs."""
     keras.utils.set_random_seed(recipe.seed)
+    steps = -(-len(photos) // photos_per_batch(recipe)) if photos is not None and recipe.photo_share else None
     with strategy.scope(), _dtype_policy(recipe.precision):
         model = build(entry, **build_kwargs)
-        _compile(model, recipe, steps_per_epoch=-(-len(train) // recipe.batch_size))
+        if recipe.start_from:
+            model.set_weights(load(recipe.start_from, test_time_flip=False).get_weights())
+        _compile(model, recipe, steps_per_epoch=steps or -(-len(train) // recipe.batch_size))
     history = _fit_epochs(
-        entry, model, recipe, train, val, callbacks, verbose, seed=recipe.seed, first_epoch=0, last_epoch=recipe.epochs
+        entry,
+        model,
+        recipe,
+        train,
+        val,
+        callbacks,
+        verbose,
+        seed=recipe.seed,
+        first_epoch=0,
+        last_epoch=recipe.epochs,
+        photos=photos,
     )
     return model, history
 
@@ -208,14 +304,26 @@ def predict_split(entry: ModelEntry, model: keras.Model, split: Split) -> np.nda
     return predict_probs(model, split.images, input_spec=entry.input_spec)
 
 
-def load_splits(
-    entry: ModelEntry, recipe: Recipe, data_dir: str | os.PathLike | None, limit: int | None
-) -> tuple[Split, Split, Split, dict[str, str]]:
+def load_splits(entry: ModelEntry, recipe: Recipe, data_dir: str | os.PathLike | None, limit: int | None) -> Splits:
     """The training, validation and test splits of ``entry``'s data set (the first ``limit`` training images and a
-    fifth as many for validation, with ``limit``), and the SHA-256 of each data file read."""
+    fifth as many for validation, with ``limit``), its photo pool's photos split by sender (``limit`` of them, with
+    ``limit``), and the SHA-256 of each data file read."""
     full_train = load_split("train", entry.tag, data_dir)
     test = load_split("test", entry.tag, data_dir)
     train_split, val_split = train_val_split(full_train, recipe.val_fraction)
     if limit:
         train_split, val_split = train_split.head(limit), val_split.head(max(limit // 5, 1))
-    return train_split, val_split, test, {**full_train.files, **test.files}
+    files = {**full_train.files, **test.files}
+    pool = DATASETS[entry.tag].photo_pool
+    if pool is None:
+        return Splits(train_split, val_split, test, files)
+    log.info("%s: converting the %s photos as predict does", entry.full_name, pool.name)  # the CLI's progress
+    photos, photo_files = read_pool(pool, limit, seed=SPLIT_SEED)
+    photos_train, photos_val = split_by_sender(photos, recipe.photo_val_fraction, seed=SPLIT_SEED)
+    return Splits(train_split, val_split, test, {**files, **photo_files}, photos_train, photos_val)
+
+
+def predict_photos(entry: ModelEntry, model: keras.Model, splits: Splits) -> np.ndarray:
+    """Class probabilities for the held-out senders' photos."""
+    assert splits.photos_val is not None
+    return predict_probs(model, splits.photos_val.pixels, input_spec=entry.input_spec)

@@ -82,6 +82,7 @@ class RunRecord:
     onnx_latency: dict[str, Any] | None = None
     weights_sha256: str | None = None
     resumed_at: list[int] | None = None
+    photos: dict[str, Any] | None = None  # figures on the photo pool's held-out senders (photos.pool.score)
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as written
 
     @property

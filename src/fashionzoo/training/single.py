@@ -19,14 +19,25 @@ from fashionzoo.core.errors import FashionZooError
 from fashionzoo.core.files import sha256_file
 from fashionzoo.core.machine import machine_info
 from fashionzoo.core.version import __version__
-from fashionzoo.data.loading import SPLIT_SEED, Split
+from fashionzoo.data.loading import SPLIT_SEED
 from fashionzoo.models.evaluation import metrics_from_probs
-from fashionzoo.models.loading import inference_model
+from fashionzoo.models.loading import inference_model, load
+from fashionzoo.photos.pool import score
 from fashionzoo.publish.reports import write_run_figures
 from fashionzoo.registry.entry import ModelEntry
+from fashionzoo.registry.lookup import get_entry
 from fashionzoo.registry.specs import Recipe
 from fashionzoo.training import runs
-from fashionzoo.training.fit import distribution_strategy, fine_tune, fit_model, in_float32, load_splits, predict_split
+from fashionzoo.training.fit import (
+    Splits,
+    distribution_strategy,
+    fine_tune,
+    fit_model,
+    in_float32,
+    load_splits,
+    predict_photos,
+    predict_split,
+)
 from fashionzoo.training.resume import AtomicBackup, RunState, StopOnNonFinite, dedupe_history, write_run_weights
 from fashionzoo.training.runs import RunRecord
 from fashionzoo.training.search import ScoreTrials, run_search, split_overrides
@@ -37,19 +48,18 @@ def measure_run(
     model: keras.Model,
     recipe: Recipe,
     overrides: dict[str, Any],
+    splits: Splits,
     *,
     search: dict | None,
     build_kwargs: dict[str, Any],
-    data_files: dict[str, str],
-    train: Split,
-    val: Split,
-    test: Split,
     wall_time: float,
     limit: int | None,
     device: str,
     weights_file: str,
 ) -> RunRecord:
-    """Measure the served model (what ``load()`` returns) on test and validation: the run's record."""
+    """Measure the served model (what ``load()`` returns) on test and validation, and on the held-out senders'
+    photos for a data set with a photo pool: the run's record."""
+    train, val, test = splits.train, splits.val, splits.test
     served = inference_model(entry, model)
     test_metrics = metrics_from_probs(predict_split(entry, served, test), test.labels, entry.classes)
     val_metrics = metrics_from_probs(predict_split(entry, served, val), val.labels, entry.classes)
@@ -65,7 +75,7 @@ def measure_run(
         overrides=overrides,
         search=search,
         dataset=entry.tag,
-        data_files=data_files,
+        data_files=splits.files,
         split_seed=SPLIT_SEED,
         n_train=len(train),
         n_val=len(val),
@@ -85,6 +95,7 @@ def measure_run(
         },
         machine=machine_info(device),
         limit=limit,
+        photos=None if splits.photos_val is None else score(splits.photos_val, predict_photos(entry, served, splits)),
     )
 
 
@@ -106,7 +117,11 @@ def train_single(
     backup, state_path, history_path = out / runs.BACKUP, out / runs.STATE, out / runs.HISTORY
     runs.prepare_run_folder(out, runs.BACKUP, resume)
     strategy, device_used = distribution_strategy(device)
-    train_split, val_split, test, data_files = load_splits(entry, recipe, data_dir, limit)
+    splits = load_splits(entry, recipe, data_dir, limit)
+    train_split, val_split, data_files = splits.train, splits.val, splits.files
+    if recipe.start_from:  # the weights a fine-tuning starts from are part of its data
+        data_files = {**data_files, **start_weights(recipe.start_from)}
+        splits = splits._replace(files=data_files)
 
     build_kwargs = dict(build_overrides or {})
     search = None
@@ -147,7 +162,15 @@ def train_single(
         # reruns an epoch whose row was logged (the history keeps one row per epoch), never skips one
 
     model, _ = fit_model(
-        entry, recipe, train_split, val_split, strategy, build_kwargs, callbacks(backup, resume), verbose
+        entry,
+        recipe,
+        train_split,
+        val_split,
+        strategy,
+        build_kwargs,
+        callbacks(backup, resume),
+        verbose,
+        photos=splits.photos,
     )
     if recipe.fine_tune_epochs:
         fine_tune(
@@ -156,6 +179,8 @@ def train_single(
     wall_time = run_state.total() + (search or {}).get("wall_time_s", 0.0)  # the search is part of the recipe
     dedupe_history(history_path)
     model = in_float32(entry, model, build_kwargs)
+    if recipe.start_from and recipe.start_weight:
+        model = averaged_with_start(model, recipe)
 
     weights_path = write_run_weights(model, out, entry)
     record = measure_run(
@@ -163,12 +188,9 @@ def train_single(
         model,
         recipe,
         overrides,
+        splits,
         search=search,
         build_kwargs=build_kwargs,
-        data_files=data_files,
-        train=train_split,
-        val=val_split,
-        test=test,
         wall_time=wall_time,
         limit=limit,
         device=device_used,
@@ -178,3 +200,23 @@ def train_single(
     write_run_figures(out, entry, record)
     shutil.rmtree(backup, ignore_errors=True)
     return record
+
+
+def start_weights(name: str) -> dict[str, str]:
+    """The released weights a fine-tuning starts from, as a data file: their name and SHA-256."""
+    entry = get_entry(name)
+    released = entry.weights.files.get("weights") if entry.weights else None
+    if released is None:
+        raise FashionZooError(f"{entry.full_name}: no released weights to start from; release it first")
+    return {released.filename: released.sha256}
+
+
+def averaged_with_start(model: keras.Model, recipe: Recipe) -> keras.Model:
+    """The trained weights averaged with the ones the run started from, ``recipe.start_weight`` of the latter
+    (WiSE-FT: keeps what the start knew while keeping most of what fine-tuning learnt). Every weight is averaged,
+    batch-norm statistics included."""
+    start = load(recipe.start_from, test_time_flip=False).get_weights()
+    share = recipe.start_weight
+    weights = zip(model.get_weights(), start, strict=True)
+    model.set_weights([(1 - share) * trained + share * kept for trained, kept in weights])
+    return model
