@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from fashionzoo.cli.common import (
+    FiniteFloatRange,
     data_dir_option,
     device_option,
     echo_json,
@@ -89,7 +90,7 @@ def _bench_table(report: dict[str, Any]) -> None:
 )
 @click.option(
     "--seconds",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=3.0,
     show_default=True,
     help="Time budget per model and batch size, shared by the backends in interleaved rounds (at least 3 rounds).",

@@ -117,6 +117,19 @@ def run_folder(given: str | None, entry: ModelEntry) -> Path:
     return Path(given or Path("runs") / entry.full_name)
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also refuses NaN and infinity (NaN compares false with every bound, so a range alone
+    lets it through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+SEEDS = click.IntRange(0, 2**32 - 1)
+"""The seeds numpy and Keras accept."""
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), help="Folder of IDX files to read.")
 dataset_option = click.option(

@@ -10,6 +10,7 @@ import click
 
 from fashionzoo.cli.common import (
     CLOSED_OUTPUT_STATUS,
+    FiniteFloatRange,
     address_option,
     device_option,
     echo_json,
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--uncertain-below",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     default=None,
     help="Mark predictions whose top probability is below this as uncertain (default: chosen for the "
     "model on real photos, see docs/photos.md).",

@@ -13,6 +13,8 @@ from typing import Any
 import click
 
 from fashionzoo.cli.common import (
+    SEEDS,
+    FiniteFloatRange,
     address_option,
     data_dir_option,
     dataset_option,
@@ -45,8 +47,8 @@ def _seed_list(ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.argument("name")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override the recipe's batch size.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the recipe's learning rate.")
-@click.option("--seed", type=int, help="Override the recipe's seed.")
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), help="Override the recipe's learning rate.")
+@click.option("--seed", type=SEEDS, help="Override the recipe's seed.")
 @dataset_option
 @data_dir_option
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: runs/NAME).")

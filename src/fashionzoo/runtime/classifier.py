@@ -39,6 +39,15 @@ UNCERTAIN_BELOW = 0.5
 development photos; docs/photos.md has how well it separates photos of none of the ten classes)."""
 
 
+def check_options(top_k: int, batch_size: int, workers: int | None, uncertain_below: float | None) -> None:
+    """Refuse options that cannot mean anything, in one line each, instead of clamping them silently."""
+    for name, value in (("top_k", top_k), ("batch_size", batch_size), ("workers", workers)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise FashionZooError(f"{name} must be a whole number of at least 1, not {value!r}")
+    if uncertain_below is not None and not 0.0 <= uncertain_below <= 1.0:  # NaN fails this too
+        raise FashionZooError(f"uncertain_below must be a probability from 0 to 1, not {uncertain_below!r}")
+
+
 def classify_files(
     items: Iterable[str | os.PathLike | Failure] | str | os.PathLike,
     predict: Callable[[np.ndarray], np.ndarray],
@@ -60,10 +69,11 @@ def classify_files(
     prediction whose top probability is below ``uncertain_below`` (default: the calibration's, else
     :data:`UNCERTAIN_BELOW`) is marked ``uncertain``. Memory stays bounded by the batch.
     """
-    if batch_size < 1:
-        raise FashionZooError(f"batch size must be at least 1, not {batch_size}")
+    check_options(top_k, batch_size, workers, uncertain_below)
     if isinstance(items, (str, bytes, os.PathLike)):  # one file, not the characters of its name
         items = [items]
+    elif not isinstance(items, Iterable):
+        raise FashionZooError(f"classify takes a file, a folder or a list of them, not {type(items).__name__}")
     if uncertain_below is None:
         uncertain_below = calibration.uncertain_below if calibration else UNCERTAIN_BELOW
     k = max(1, min(top_k, len(classes)))

@@ -17,7 +17,7 @@ from fashionzoo.publish.reports import read_history, write_run_figures
 from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.registry.lookup import with_tag
 from fashionzoo.training import runs
-from fashionzoo.training.fit import distribution_strategy, load_splits, log
+from fashionzoo.training.fit import check_recipe, distribution_strategy, load_splits, log
 from fashionzoo.training.resume import write_run_weights
 from fashionzoo.training.runs import RunRecord
 from fashionzoo.training.single import measure_run, train_single
@@ -62,6 +62,7 @@ def train_ensemble(
         )
     member = with_tag(entry.build_kwargs["member"], entry.tag)
     member_recipe = member.recipe.replace(**overrides)
+    check_recipe(entry.full_name, member_recipe)
     recipe = member_recipe.replace(notes=entry.recipe.notes)  # what the record says: the members' recipe
     runs.prepare_run_folder(out, runs.MEMBERS, resume)  # a fresh run retrains every member
     _, device_used = distribution_strategy(device)

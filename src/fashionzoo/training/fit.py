@@ -167,6 +167,19 @@ def in_float32(entry: ModelEntry, model: keras.Model, build_kwargs: dict[str, An
     return rebuilt
 
 
+def check_recipe(name: str, recipe: Recipe) -> None:
+    """Refuse, in one line and before any work, a recipe that cannot run: a seed numpy cannot take, or no epoch left
+    after the warm-up."""
+    if not 0 <= recipe.seed < 2**32:
+        raise FashionZooError(f"{name}: seed {recipe.seed} is not a whole number from 0 to {2**32 - 1}")
+    if recipe.epochs < 1 or (recipe.schedule == "cosine" and recipe.epochs <= recipe.warmup_epochs):
+        least = recipe.warmup_epochs + 1 if recipe.schedule == "cosine" else 1
+        raise FashionZooError(
+            f"{name}: {recipe.epochs} epoch(s) leave nothing to train after the recipe's {recipe.warmup_epochs} "
+            f"warm-up epoch(s); use --epochs {least} or more"
+        )
+
+
 def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
     lr: Any = recipe.lr
     warmup_steps = recipe.warmup_epochs * steps_per_epoch

@@ -30,6 +30,7 @@ from fashionzoo.registry.specs import Recipe
 from fashionzoo.training import runs
 from fashionzoo.training.fit import (
     Splits,
+    check_recipe,
     distribution_strategy,
     fine_tune,
     fit_model,
@@ -114,6 +115,7 @@ def train_single(
 ) -> RunRecord:
     """Train one network of ``entry`` with its recipe and ``overrides`` into ``out``; returns the run's record."""
     recipe = entry.recipe.replace(**overrides)
+    check_recipe(entry.full_name, recipe)
     backup, state_path, history_path = out / runs.BACKUP, out / runs.STATE, out / runs.HISTORY
     runs.prepare_run_folder(out, runs.BACKUP, resume)
     strategy, device_used = distribution_strategy(device)

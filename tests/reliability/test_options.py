@@ -1,0 +1,78 @@
+"""Options that cannot mean anything are refused in one line before any work (issue 32's third round, items 9, 14,
+19, 20 and 26): NaN thresholds and budgets, zero or negative counts, seeds numpy cannot take, epochs that leave
+nothing after the warm-up, and no input at all."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import assert_one_line
+
+from fashionzoo import FashionZooError
+from fashionzoo.cli import main
+from fashionzoo.registry import DEFAULT_MODEL
+from fashionzoo.runtime import Classifier
+
+
+@pytest.fixture(scope="module")
+def classifier() -> Classifier:
+    return Classifier.from_pretrained(DEFAULT_MODEL)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("top_k", 0), ("top_k", -5), ("workers", 0), ("workers", -1), ("batch_size", 0), ("uncertain_below", 5.0)]
+    + [("uncertain_below", math.nan), ("uncertain_below", -0.1)],
+)
+def test_classify_refuses_options_it_used_to_clamp_or_ignore(
+    classifier: Classifier, tmp_path: Path, option: str, value: float
+) -> None:
+    with pytest.raises(FashionZooError, match=option) as error:
+        list(classifier.classify([str(tmp_path / "any.png")], **{option: value}))
+    assert_one_line(error)
+
+
+def test_classify_of_nothing_is_one_line(classifier: Classifier) -> None:
+    with pytest.raises(FashionZooError, match="not NoneType") as error:
+        list(classifier.classify(None))  # type: ignore[arg-type]
+    assert_one_line(error)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["predict", "x.png", "--uncertain-below", "nan"],
+        ["bench", "lenet5", "--seconds", "nan"],
+        ["bench", "lenet5", "--seconds", "inf"],
+        ["train", "lenet5", "--seed", "-1"],
+        ["train", "lenet5", "--seed", "99999999999999999999"],
+        ["train", "lenet5", "--lr", "nan"],
+    ],
+)
+def test_the_command_line_refuses_non_finite_numbers_and_impossible_seeds(args: list[str]) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output  # click's usage error, before any work
+    assert "Invalid value" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("model", "epochs"), [("zoo-resnet", 1), ("zoo-ensemble", 1), ("lenet5", 0)])
+def test_epochs_that_leave_nothing_after_the_warm_up_are_refused_before_any_work(
+    tmp_path: Path, model: str, epochs: int
+) -> None:
+    from fashionzoo.training.train import train
+
+    with pytest.raises(FashionZooError, match="leave nothing to train") as error:
+        train(model, tmp_path / "run", epochs=epochs, data_dir=tmp_path / "no-data-needed")
+    assert_one_line(error)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_seed_numpy_cannot_take_is_refused_by_the_library_too(tmp_path: Path) -> None:
+    from fashionzoo.training.train import train
+
+    with pytest.raises(FashionZooError, match="seed -1") as error:
+        train("lenet5", tmp_path / "run", seed=-1, data_dir=tmp_path)
+    assert_one_line(error)
