@@ -138,7 +138,44 @@ def _probabilities(
     return apply_calibration(probs, [scene for _, _, scene in loaded], calibration)
 
 
-class Classifier:
+class FileClassifier:
+    """What classifying files takes from a classifier: its classes, input spec, photo calibration and
+    ``predict_probs``; :meth:`classify` is the same for the ONNX :class:`Classifier` and the Keras one."""
+
+    classes: tuple[str, ...]
+    input_spec: InputSpec
+    photo_calibration: PhotoCalibration | None
+
+    def predict_probs(
+        self, images: np.ndarray, batch_size: int = 256, *, scenes: str | Sequence[str | None] | None = None
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def classify(
+        self,
+        paths: Iterable[str | os.PathLike | Failure] | str | os.PathLike,
+        top_k: int = 1,
+        batch_size: int = 256,
+        workers: int | None = None,
+        uncertain_below: float | None = None,
+    ) -> Iterator[Prediction | Failure]:
+        """Classify image files (or one file) in order, ``batch_size`` at a time, photos with
+        :attr:`photo_calibration`; unreadable files yield a :class:`Failure` (the other arguments are
+        :func:`classify_files`')."""
+        return classify_files(
+            paths,
+            lambda images: self.predict_probs(images, batch_size),
+            self.classes,
+            top_k,
+            batch_size,
+            workers,
+            uncertain_below,
+            self.input_spec.pipeline,
+            self.photo_calibration,
+        )
+
+
+class Classifier(FileClassifier):
     """A classifier backed by an exported ONNX file, fp32 or int8 (no TensorFlow).
 
     What it needs to use the file, class names and input spec (size, scale, the image pipeline), is read from the
@@ -331,26 +368,3 @@ class Classifier:
             cached_session(self.path, "cpu", self.settings, batch=(axis, 1)), len(self.classes)
         )
         return self._single_image
-
-    def classify(
-        self,
-        paths: Iterable[str | os.PathLike | Failure] | str | os.PathLike,
-        top_k: int = 1,
-        batch_size: int = 256,
-        workers: int | None = None,
-        uncertain_below: float | None = None,
-    ) -> Iterator[Prediction | Failure]:
-        """Classify image files (or one file) in order, ``batch_size`` at a time, photos with
-        :attr:`photo_calibration`; unreadable files yield a :class:`Failure` (the other arguments are
-        :func:`classify_files`')."""
-        return classify_files(
-            paths,
-            lambda images: self.predict_probs(images, batch_size),
-            self.classes,
-            top_k,
-            batch_size,
-            workers,
-            uncertain_below,
-            self.input_spec.pipeline,
-            self.photo_calibration,
-        )

@@ -12,7 +12,7 @@ TensorFlow-free.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -26,11 +26,10 @@ from fashionzoo.photos.calibration import PhotoCalibration, apply_calibration
 from fashionzoo.registry.catalogue import DEFAULT_MODEL
 from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.registry.lookup import resolve
-from fashionzoo.runtime.classifier import classify_files, released_calibration
-from fashionzoo.runtime.results import Failure, Prediction
+from fashionzoo.runtime.classifier import FileClassifier, released_calibration
 
 
-class KerasClassifier:
+class KerasClassifier(FileClassifier):
     """A registry model's Keras network with :class:`~fashionzoo.runtime.classifier.Classifier`'s
     :meth:`predict_probs` and :meth:`classify`: the same results, photo calibration and device rule."""
 
@@ -84,25 +83,3 @@ class KerasClassifier:
         with tf.device(self.device):
             probs = predict_probs(self.model, images, batch_size, self.input_spec)
         return apply_calibration(probs, scenes, self.photo_calibration)
-
-    def classify(
-        self,
-        paths: Iterable[str | os.PathLike | Failure] | str | os.PathLike,
-        top_k: int = 1,
-        batch_size: int = 256,
-        workers: int | None = None,
-        uncertain_below: float | None = None,
-    ) -> Iterator[Prediction | Failure]:
-        """Classify image files (or one file) in order, photos with :attr:`photo_calibration`, as
-        :meth:`Classifier.classify <fashionzoo.runtime.classifier.Classifier.classify>` does."""
-        return classify_files(
-            paths,
-            lambda images: self.predict_probs(images, batch_size),
-            self.classes,
-            top_k,
-            batch_size,
-            workers,
-            uncertain_below,
-            self.input_spec.pipeline,
-            self.photo_calibration,
-        )
