@@ -76,3 +76,12 @@ def test_a_seed_numpy_cannot_take_is_refused_by_the_library_too(tmp_path: Path) 
     with pytest.raises(FashionZooError, match="seed -1") as error:
         train("lenet5", tmp_path / "run", seed=-1, data_dir=tmp_path)
     assert_one_line(error)
+
+
+@pytest.mark.parametrize("name", ["lenet", "no-such-model"])
+def test_a_release_pin_for_an_alias_or_an_unknown_name_is_refused(name: str) -> None:
+    from fashionzoo.publish.checks import check_published
+
+    with pytest.raises(FashionZooError, match="full name") as error:
+        check_published({name: "0" * 40}, ["lenet5"])  # issue 32, item 10: it pinned nothing, with exit 0
+    assert_one_line(error)
