@@ -85,3 +85,14 @@ def test_a_release_pin_for_an_alias_or_an_unknown_name_is_refused(name: str) -> 
     with pytest.raises(FashionZooError, match="full name") as error:
         check_published({name: "0" * 40}, ["lenet5"])  # issue 32, item 10: it pinned nothing, with exit 0
     assert_one_line(error)
+
+
+@pytest.mark.parametrize("threads", [100_000, 1_000_000, -1])
+def test_a_session_asking_for_absurd_thread_counts_is_refused_at_once(threads: int) -> None:
+    from fashionzoo.publish.hub import released_file
+    from fashionzoo.registry import get_entry
+
+    onnx = released_file(get_entry("lenet5"), "onnx")
+    with pytest.raises(FashionZooError, match="intra_op_threads must be from 0 to") as error:
+        Classifier(onnx, intra_op_threads=threads)  # issue 32, item 16: 100,000 hung, 1,000,000 killed the process
+    assert_one_line(error)

@@ -16,6 +16,9 @@ import onnxruntime as ort
 from fashionzoo.core.devices import choose
 from fashionzoo.core.errors import FashionZooError
 
+MAX_THREADS = 16 * (os.cpu_count() or 1)
+"""Most threads a session may ask for: far past any gain, and short of what hangs or kills the process (100,000
+hung ONNX Runtime, 1,000,000 killed it)."""
 CPU_PROVIDER, CUDA_PROVIDER = "CPUExecutionProvider", "CUDAExecutionProvider"
 log = logging.getLogger(__name__)
 _sessions: dict[tuple[Any, ...], ort.InferenceSession] = {}
@@ -80,8 +83,10 @@ class SessionSettings:
             )
         for field_name in ("intra_op_threads", "inter_op_threads"):
             value = getattr(self, field_name)
-            if value is not None and value < 0:
-                raise FashionZooError(f"{field_name} must be 0 or more (0 or None: ONNX Runtime decides), not {value}")
+            if value is not None and not 0 <= value <= MAX_THREADS:
+                raise FashionZooError(
+                    f"{field_name} must be from 0 to {MAX_THREADS} (0 or None: ONNX Runtime decides), not {value}"
+                )
 
     def options(self) -> ort.SessionOptions:
         """The ``onnxruntime.SessionOptions`` for these settings."""
