@@ -96,3 +96,14 @@ def test_a_session_asking_for_absurd_thread_counts_is_refused_at_once(threads: i
     with pytest.raises(FashionZooError, match="intra_op_threads must be from 0 to") as error:
         Classifier(onnx, intra_op_threads=threads)  # issue 32, item 16: 100,000 hung, 1,000,000 killed the process
     assert_one_line(error)
+
+
+def test_fashionzoo_home_that_is_a_file_is_named_in_the_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fashionzoo.core.files import home_dir
+
+    home = tmp_path / "notes.txt"
+    home.write_text("not a folder")
+    monkeypatch.setenv("FASHIONZOO_HOME", str(home))
+    with pytest.raises(FashionZooError) as error:
+        home_dir()  # issue 32, item 28: the error named the cache path under it, not the variable
+    assert_one_line(error, str(home), "$FASHIONZOO_HOME is not a folder")

@@ -22,8 +22,14 @@ os.umask(_UMASK)
 
 
 def home_dir() -> Path:
-    """The package's cache folder: ``$FASHIONZOO_HOME`` or the user's cache directory."""
-    return Path(os.environ.get("FASHIONZOO_HOME") or platformdirs.user_cache_dir("fashionzoo")).expanduser().absolute()
+    """The package's cache folder: ``$FASHIONZOO_HOME`` or the user's cache directory; refused in one line when it
+    names something that is not a folder."""
+    given = os.environ.get("FASHIONZOO_HOME")
+    home = Path(given or platformdirs.user_cache_dir("fashionzoo")).expanduser().absolute()
+    if home.exists() and not home.is_dir():
+        source = "$FASHIONZOO_HOME" if given else "the cache folder"
+        raise FashionZooError(f"{home}: {source} is not a folder; point FASHIONZOO_HOME at a folder, or unset it")
+    return home
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
