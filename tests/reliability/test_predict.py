@@ -230,3 +230,21 @@ def test_a_blank_image_is_not_classified(tmp_path: Path, image: str) -> None:
 
     assert_cli_error(result, f"{image}.png", "blank image", "nothing to classify")
     assert result.stdout == ""
+
+
+def test_a_recursive_pattern_expands_a_tree_600_folders_deep(tmp_path: Path) -> None:
+    """Issue 32, item 17: ``predict 'deep/**/*.png'`` stopped with RecursionError 500 folders down."""
+    from fashionzoo.runtime.inputs import expand_inputs
+
+    levels = [tmp_path / "deep"]
+    for _ in range(600):  # made and removed one level at a time (mkdir(parents=True) and rmtree recurse too)
+        levels.append(levels[-1] / "d")
+    for level in levels:
+        level.mkdir()
+    (levels[-1] / "bottom.png").write_bytes(b"only listed here")
+    try:
+        assert list(expand_inputs([f"{levels[0]}/**/*.png"])) == [str(levels[-1] / "bottom.png")]
+    finally:
+        (levels[-1] / "bottom.png").unlink()
+        for level in reversed(levels):
+            level.rmdir()

@@ -35,44 +35,61 @@ def _names(folder: str) -> list[str]:
         return []
 
 
+Above = tuple[tuple[int, int], ...]
+"""The real folders ``**`` passed through to reach a folder (links followed), to tell a link that loops back."""
+
+
 class _Walk:
-    """One expansion: the matches, the loop reports and the real folders ``**`` has entered."""
+    """One expansion: the matches, the loop reports and the real folders ``**`` has entered. The walk keeps its own
+    stack of steps, in the order a recursive walk would take them, so a tree of any depth expands (a recursive walk
+    stopped with RecursionError 500 folders down)."""
 
     def __init__(self) -> None:
         self.matches: set[str] = set()
         self.loops: list[str] = []  # symlinks that lead back to a folder above them
         self.entered: set[tuple[int, int]] = set()
 
-    def match(self, base: str, parts: list[str], above: tuple[tuple[int, int], ...]) -> None:
+    def run(self, base: str, parts: list[str], above: Above) -> None:
+        steps: list[tuple[bool, str, list[str], Above]] = [(False, base, parts, above)]
+        while steps:
+            descend, base, parts, above = steps.pop()
+            ahead = self._descend(base, parts, above) if descend else self._match(base, parts, above)
+            steps.extend(reversed(ahead))  # the first step ahead is taken first
+
+    def _match(self, base: str, parts: list[str], above: Above) -> list[tuple[bool, str, list[str], Above]]:
+        """The steps that match ``parts`` under ``base``."""
         if not parts:
             if base and os.path.lexists(base):
                 self.matches.add(base)
-            return
+            return []
         head, rest = parts[0], parts[1:]
         if head == "**":
-            self.match(base, rest, above)  # no folder at all
+            ahead = [(False, base, rest, above)]  # no folder at all
             for name in _names(base):
                 if not name.startswith("."):
                     if not rest:  # a trailing "**" matches files too
                         self.matches.add(os.path.join(base, name))
-                    self.descend(os.path.join(base, name), parts, above)
-        elif glob.has_magic(head):
-            for name in _names(base):
-                if fnmatch.fnmatchcase(name, head) and (head.startswith(".") or not name.startswith(".")):
-                    self.match(os.path.join(base, name), rest, above)
-        else:
-            self.match(os.path.join(base, head) if base or head else os.sep, rest, above)
+                    ahead.append((True, os.path.join(base, name), parts, above))
+            return ahead
+        if glob.has_magic(head):
+            return [
+                (False, os.path.join(base, name), rest, above)
+                for name in _names(base)
+                if fnmatch.fnmatchcase(name, head) and (head.startswith(".") or not name.startswith("."))
+            ]
+        return [(False, os.path.join(base, head) if base or head else os.sep, rest, above)]
 
-    def descend(self, folder: str, parts: list[str], above: tuple[tuple[int, int], ...]) -> None:
+    def _descend(self, folder: str, parts: list[str], above: Above) -> list[tuple[bool, str, list[str], Above]]:
         """Continue ``**`` in ``folder``: once per real folder; a link back to a folder above is reported."""
         key = _key(folder)
         if key is None:
-            return
+            return []
         if key in above:
             self.loops.append(folder)
         elif key not in self.entered:
             self.entered.add(key)
-            self.match(folder, parts, (*above, key))
+            return [(False, folder, parts, (*above, key))]
+        return []
 
 
 def expand_glob(pattern: str) -> tuple[list[str], list[str]]:
@@ -85,7 +102,7 @@ def expand_glob(pattern: str) -> tuple[list[str], list[str]]:
         literal += 1
     base = os.sep.join(parts[:literal]) or (os.sep if pattern.startswith(os.sep) else "")
     root = _key(base)
-    walk.match(base, parts[literal:], (root,) if root else ())
+    walk.run(base, parts[literal:], (root,) if root else ())
     return sorted(walk.matches), walk.loops
 
 
