@@ -56,7 +56,8 @@ def test_predict_streams_a_directory_of_10000_images_with_bounded_memory(tmp_pat
 def tiny_onnx(path: Path, kind: str, classes: list[str] | None = None) -> Path:
     """A small hand-built ONNX classifier, [N, 28, 28, 1] -> declared [N, 10]: ``softmax`` (first 10 pixels),
     ``one-row`` (one row whatever N), ``fails`` (a Reshape that fails unless N is a multiple of 5), ``nan`` (pixels
-    divided by 0: NaN and infinity). ``classes`` go into the fashionzoo.classes metadata."""
+    divided by 0: NaN and infinity), ``logits`` (the first 10 pixels times 100, no softmax). ``classes`` go into the
+    fashionzoo.classes metadata."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -82,6 +83,8 @@ def tiny_onnx(path: Path, kind: str, classes: list[str] | None = None) -> Path:
         logits = "logits"
     if kind == "nan":
         nodes.append(helper.make_node("Div", [logits, const("zero", [0.0], np.float32)], ["probabilities"]))
+    elif kind == "logits":
+        nodes.append(helper.make_node("Mul", [logits, const("hundred", [100.0], np.float32)], ["probabilities"]))
     else:
         nodes.append(helper.make_node("Softmax", [logits], ["probabilities"], axis=1))
     inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 28, 28, 1])]
@@ -117,6 +120,30 @@ def test_predict_json_with_a_model_giving_nan_and_infinity_is_strict_json(tmp_pa
     assert [strict_json(line) for line in result.stdout.splitlines()] == [
         {"file": str(image), "error": message.removeprefix("fashionzoo: error: ")}
     ]  # no probability, no NaN
+
+
+def test_predict_refuses_a_foreign_model_whose_outputs_are_not_probabilities(tmp_path: Path) -> None:
+    """Issue 32, item 8: a model ending in logits printed ``Pullover (52.94)`` and wrote ``"probability": 52.94``."""
+    model = tiny_onnx(tmp_path / "logits.onnx", "logits")
+    image = garment_pngs(tmp_path, "shirt.png")[0]
+
+    result = run_cli("predict", str(image), "--onnx", str(model), "--model", "lenet5", "--json")
+
+    assert_cli_error(result, str(model), "not probabilities", "softmax")
+
+
+@pytest.mark.parametrize(
+    ("classes", "fragment"),
+    [(["a", "b", "a"] + list("cdefghi"), "names a twice"), (["", *"bcdefghij"], "not a JSON list")],
+)
+def test_class_names_that_repeat_or_are_empty_are_refused(tmp_path: Path, classes: list[str], fragment: str) -> None:
+    """Issue 32, item 8: duplicate or empty class names were accepted."""
+    model = tiny_onnx(tmp_path / "named.onnx", "softmax", classes)
+    image = garment_pngs(tmp_path, "shirt.png")[0]
+
+    result = run_cli("predict", str(image), "--onnx", str(model))
+
+    assert_cli_error(result, str(model), fragment)
 
 
 # -- symbolic link loops in folders ------------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ from fashionzoo.runtime.loading import Loaded, default_workers, load_all
 from fashionzoo.runtime.results import Failure, Prediction
 from fashionzoo.runtime.session import CPU_PROVIDER, SessionSettings, SingleImage, cached_session, ort_reason
 
+PROBABILITY_SLACK = 0.1
+"""How far a row of probabilities may sum from 1: int8 files round each probability (the ensemble's rows sum to within
+0.017 of 1); logits, a foreign model's usual output, miss it by far."""
 UNCERTAIN_BELOW = 0.5
 """Predictions whose top probability is below this are marked ``uncertain``, for weights without a
 :class:`~fashionzoo.photos.calibration.PhotoCalibration` of their own (which chooses its threshold on the
@@ -268,8 +271,11 @@ class Classifier(FileClassifier):
             classes = json.loads(raw)
         except (json.JSONDecodeError, RecursionError):
             classes = None
-        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c.strip() for c in classes):
             raise FashionZooError(f"{self.path}: metadata 'fashionzoo.classes' is not a JSON list of class names")
+        if len(set(classes)) != len(classes):
+            twice = sorted({c for c in classes if classes.count(c) > 1})
+            raise FashionZooError(f"{self.path}: metadata 'fashionzoo.classes' names {', '.join(twice)} twice")
         return tuple(classes)
 
     def _read_input(self, fallback: InputSpec | None) -> InputSpec:
@@ -357,6 +363,13 @@ class Classifier(FileClassifier):
             raise FashionZooError(
                 f"{self.path}: the model returned shape {probs.shape} for {len(x)} images, not "
                 f"{(len(x), len(self.classes))}: not a per-image classifier"
+            )
+        rows = probs[np.isfinite(probs).all(axis=1)]  # a non-finite row fails its own file
+        if len(rows) and (rows.min() < -1e-3 or np.abs(rows.sum(axis=1) - 1.0).max() > PROBABILITY_SLACK):
+            worst = rows.sum(axis=1)[np.abs(rows.sum(axis=1) - 1.0).argmax()]
+            raise FashionZooError(
+                f"{self.path}: the model's outputs are not probabilities (a row sums to {worst:.4g}, with values "
+                f"down to {rows.min():.4g}); export the model with a softmax at the end"
             )
         return probs
 
