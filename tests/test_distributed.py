@@ -397,3 +397,16 @@ def test_a_local_list_is_checked_on_the_driver_before_the_cluster(
     ):
         with pytest.raises(fashionzoo.FashionZooError, match=message):
             checked_source(name)
+
+
+def test_path_lists_keep_null_rows_as_errors_and_drop_a_byte_order_mark() -> None:
+    """Issue 32, item 11: a Parquet list's NULL paths were dropped silently (5 inputs, 3 rows), and a UTF-8 BOM in a
+    .txt list broke its first path."""
+    pa = pytest.importorskip("pyarrow")
+    from fashionzoo.distributed.predict import NO_PATH, _path_rows
+
+    text = _path_rows(pa.table({"text": ["\ufeffa.png", " ", "b.png"]})).to_pylist()
+    assert text == [{"path": "a.png", "error": None}, {"path": "b.png", "error": None}]
+    listed = _path_rows(pa.table({"path": ["x.png", None, "y.png", None, "z.png"]})).to_pylist()
+    assert [row["path"] for row in listed] == ["x.png", "", "y.png", "", "z.png"]
+    assert [row["error"] for row in listed] == [None, NO_PATH, None, NO_PATH, None]

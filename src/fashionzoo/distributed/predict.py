@@ -141,14 +141,22 @@ def _check_path_column(source: str) -> None:
         raise FashionZooError(f"{source}: an empty list of paths; nothing to classify")
 
 
+NO_PATH = "a row of the list has no path (NULL); fill it in or drop the row"
+
+
 def _path_rows(batch: pa.Table) -> pa.Table:
-    """``path`` and ``error`` rows of a path list's lines (``text``) or ``path`` column; blank lines dropped."""
+    """``path`` and ``error`` rows of a path list's lines (``text``) or ``path`` column: blank lines dropped, a
+    byte-order mark before the first path removed, a row with no path (NULL) kept as an error row, not dropped."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    paths = pc.utf8_trim_whitespace(batch.column("text" if "text" in batch.column_names else "path").cast(pa.string()))
-    paths = paths.filter(pc.fill_null(pc.not_equal(paths, ""), False))
-    return pa.table({"path": paths, "error": pa.nulls(len(paths), pa.string())})
+    column = batch.column("text" if "text" in batch.column_names else "path").cast(pa.string())
+    paths = pc.utf8_trim_whitespace(pc.utf8_ltrim(column, characters="\ufeff"))
+    paths = paths.filter(pc.fill_null(pc.not_equal(paths, ""), True))
+    missing = pc.is_null(paths)
+    return pa.table(
+        {"path": pc.fill_null(paths, ""), "error": pc.if_else(missing, NO_PATH, pa.nulls(len(paths), pa.string()))}
+    )
 
 
 class Predictor:
