@@ -107,3 +107,28 @@ def test_fashionzoo_home_that_is_a_file_is_named_in_the_error(tmp_path: Path, mo
     with pytest.raises(FashionZooError) as error:
         home_dir()  # issue 32, item 28: the error named the cache path under it, not the variable
     assert_one_line(error, str(home), "$FASHIONZOO_HOME is not a folder")
+
+
+def test_classify_refuses_at_once_and_takes_numpy_integers(classifier: Classifier, tmp_path: Path) -> None:
+    import numpy as np
+
+    with pytest.raises(FashionZooError, match="top_k"):
+        classifier.classify([str(tmp_path / "any.png")], top_k=0)  # before the results are iterated
+    results = list(classifier.classify([str(tmp_path / "missing.png")], top_k=np.int64(2), workers=np.int32(1)))
+    assert len(results) == 1 and "no such file" in results[0].error
+
+
+def test_recipes_that_cannot_run_with_photos_are_refused() -> None:
+    from fashionzoo.registry import get_entry
+    from fashionzoo.training.fit import check_recipe
+
+    recipe = get_entry("zoo-resnet.photos").recipe
+    with pytest.raises(FashionZooError, match="at least 2"):
+        check_recipe("zoo-resnet.photos", recipe.replace(batch_size=1))
+    with pytest.raises(FashionZooError, match="cannot both search"):
+        check_recipe("zoo-resnet.photos", recipe.replace(search={"lr": [0.1]}))
+
+
+def test_a_seed_sweep_with_an_impossible_seed_is_refused_before_training() -> None:
+    result = CliRunner().invoke(main, ["train", "lenet5", "--seeds", "0,-1"])
+    assert result.exit_code == 2 and "-1 is not in the range" in result.output, result.output

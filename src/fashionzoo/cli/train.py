@@ -38,9 +38,10 @@ def _seed_list(ctx: click.Context, param: click.Parameter, value: str | None) ->
     if value is None:
         return None
     try:
-        return [int(part) for part in value.split(",") if part.strip()]
+        seeds = [int(part) for part in value.split(",") if part.strip()]
     except ValueError:
         raise click.BadParameter(f"{value!r}: expected comma-separated whole numbers, e.g. 0,1,2,3,4") from None
+    return [SEEDS.convert(seed, param, ctx) for seed in seeds]
 
 
 @main.command()

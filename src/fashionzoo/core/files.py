@@ -26,7 +26,7 @@ def home_dir() -> Path:
     names something that is not a folder."""
     given = os.environ.get("FASHIONZOO_HOME")
     home = Path(given or platformdirs.user_cache_dir("fashionzoo")).expanduser().absolute()
-    if home.exists() and not home.is_dir():
+    if os.path.exists(home) and not os.path.isdir(home):  # os.path: an unreadable path is no error here
         source = "$FASHIONZOO_HOME" if given else "the cache folder"
         raise FashionZooError(f"{home}: {source} is not a folder; point FASHIONZOO_HOME at a folder, or unset it")
     return home

@@ -146,7 +146,7 @@ NO_PATH = "a row of the list has no path (NULL); fill it in or drop the row"
 
 def _path_rows(batch: pa.Table) -> pa.Table:
     """``path`` and ``error`` rows of a path list's lines (``text``) or ``path`` column: blank lines dropped, a
-    byte-order mark before the first path removed, a row with no path (NULL) kept as an error row, not dropped."""
+    leading byte-order mark removed, a row with no path (NULL) kept as an error row, not dropped."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -306,8 +306,9 @@ def predict(
     summary (images, failures, seconds, images/s, workers, nodes)."""
     from fashionzoo.registry.catalogue import DEFAULT_MODEL
     from fashionzoo.runtime import prediction_files as predictions
-    from fashionzoo.runtime.classifier import Classifier
+    from fashionzoo.runtime.classifier import Classifier, check_options
 
+    check_options(top_k, batch_size, workers, uncertain_below)  # here, not in every actor after the upload
     predictions.check_target(out)
     source = checked_source(source)
     clf = Classifier.from_pretrained(name or DEFAULT_MODEL, onnx_path=onnx_path, device="cpu", calibrated=calibrated)

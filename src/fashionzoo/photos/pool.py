@@ -107,7 +107,13 @@ def split_by_sender(photos: PoolPhotos, val_fraction: float, seed: int) -> tuple
     """Training and validation photos with no sender on both sides: ``val_fraction`` of the senders, drawn with
     ``seed``, hold out all their photos (one person's photos share a room, a bed and a camera)."""
     senders = sorted(set(photos.senders))
-    held = set(np.random.default_rng(seed).permutation(senders)[: round(len(senders) * val_fraction)].tolist())
+    count = round(len(senders) * val_fraction)
+    if not 0 < count < len(senders):
+        raise FashionZooError(
+            f"{len(senders)} senders cannot be split {val_fraction:g} for validation; read more photos "
+            "(a larger --limit)"
+        )
+    held = set(np.random.default_rng(seed).permutation(senders)[:count].tolist())
     rows = range(len(photos))
     return (
         photos.rows([row for row in rows if photos.senders[row] not in held]),
@@ -133,8 +139,9 @@ def score(photos: PoolPhotos, probs: np.ndarray) -> dict[str, Any]:
         "phone_balanced_accuracy": round(float(np.mean([per_label[k] for k in PHONE_LABELS if k in per_label])), 4),
         "balanced_accuracy": round(float(np.mean(list(per_label.values()))), 4),
         "per_label": per_label,
-        "auroc_right_vs_wrong": round(auroc(top[right], top[inside & ~right]), 4),
     }
+    if right.any() and (inside & ~right).any():
+        figures["auroc_right_vs_wrong"] = round(auroc(top[right], top[inside & ~right]), 4)
     if (~inside).any():
         youden = np.array([(top[inside] >= t).mean() - (top[~inside] >= t).mean() for t in THRESHOLDS])
         figures["auroc_in_vs_out_of_class"] = round(auroc(top[inside], top[~inside]), 4)

@@ -115,7 +115,15 @@ def _with_photos(
     mixed = tf.data.Dataset.zip(images.batch(recipe.batch_size - per_batch), pool.batch(per_batch)).map(
         lambda a, b: (tf.concat([a[0], b[0]], 0), tf.concat([a[1], b[1]], 0))
     )
-    return _augmented(mixed, recipe.augment, seed), -(-len(photos) // per_batch)
+    return _augmented(mixed, recipe.augment, seed), photo_steps(recipe, photos)
+
+
+def photo_steps(recipe: Recipe, photos: PoolPhotos) -> int:
+    """The steps of an epoch with photos: one pass over them, rounded up to whole groups of
+    :data:`STEPS_PER_EXECUTION` (Keras runs an endless data set's steps in such groups; the schedule decays over
+    exactly the steps run)."""
+    steps = -(-len(photos) // photos_per_batch(recipe))
+    return -(-steps // STEPS_PER_EXECUTION) * STEPS_PER_EXECUTION
 
 
 class AllowedClassesLoss(keras.losses.Loss):
@@ -172,6 +180,10 @@ def check_recipe(name: str, recipe: Recipe) -> None:
     after the warm-up."""
     if not 0 <= recipe.seed < 2**32:
         raise FashionZooError(f"{name}: seed {recipe.seed} is not a whole number from 0 to {2**32 - 1}")
+    if recipe.photo_share and recipe.batch_size < 2:
+        raise FashionZooError(f"{name}: a batch mixing photos and images holds at least 2; use --batch-size 2 or more")
+    if recipe.search and (recipe.start_from or recipe.photo_share):
+        raise FashionZooError(f"{name}: a recipe cannot both search and start from weights or mix in photos")
     if recipe.epochs < 1 or (recipe.schedule == "cosine" and recipe.epochs <= recipe.warmup_epochs):
         least = recipe.warmup_epochs + 1 if recipe.schedule == "cosine" else 1
         raise FashionZooError(
@@ -260,7 +272,7 @@ def fit_model(
 ) -> tuple[keras.Model, keras.callbacks.History]:
     """Build (or start from the released weights the recipe names), compile and fit ``recipe.epochs`` epochs."""
     keras.utils.set_random_seed(recipe.seed)
-    steps = -(-len(photos) // photos_per_batch(recipe)) if photos is not None and recipe.photo_share else None
+    steps = photo_steps(recipe, photos) if photos is not None and recipe.photo_share else None
     with strategy.scope(), _dtype_policy(recipe.precision):
         model = build(entry, **build_kwargs)
         if recipe.start_from:
