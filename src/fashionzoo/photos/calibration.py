@@ -125,6 +125,12 @@ def youden_threshold(photos: Sequence[Photo], confidence: Sequence[float], tie: 
     positives, negatives = phone_confidence(photos, confidence)
     if not len(positives) or not len(negatives):
         raise FashionZooError("choosing the uncertain threshold needs in-class and out-of-class phone photos")
+    return youden_cut(positives, negatives, tie)
+
+
+def youden_cut(positives: np.ndarray, negatives: np.ndarray, tie: float = 0.01) -> float:
+    """The threshold, in steps of 0.05, that keeps most ``positives`` and fewest ``negatives`` (Youden's J); of
+    those within ``tie`` of the best J, the lowest. Both must be non-empty."""
     grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
     youden = np.array([(positives >= t).mean() - (negatives >= t).mean() for t in grid])
     return float(grid[np.flatnonzero(youden >= youden.max() - tie)[0]])

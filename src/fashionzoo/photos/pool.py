@@ -18,12 +18,12 @@ import numpy as np
 from fashionzoo.core.errors import FashionZooError, reason
 from fashionzoo.core.files import home_dir, sha256_file
 from fashionzoo.data.datasets import PhotoPool
+from fashionzoo.photos.calibration import youden_cut
 from fashionzoo.photos.convert import convert_file
 from fashionzoo.photos.scoring import auroc
 
 PHONE_LABELS = ("Dress", "Longsleeve", "Outwear", "Pants", "Shirt", "Shoes", "T-Shirt")
 """The pool's labels that are the development set's phone classes: their balanced accuracy is the phone figure."""
-THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,6 @@ def score(photos: PoolPhotos, probs: np.ndarray) -> dict[str, Any]:
     if right.any() and (inside & ~right).any():
         figures["auroc_right_vs_wrong"] = round(auroc(top[right], top[inside & ~right]), 4)
     if (~inside).any():
-        youden = np.array([(top[inside] >= t).mean() - (top[~inside] >= t).mean() for t in THRESHOLDS])
         figures["auroc_in_vs_out_of_class"] = round(auroc(top[inside], top[~inside]), 4)
-        figures["uncertain_below"] = float(THRESHOLDS[np.flatnonzero(youden >= youden.max() - 0.01)[0]])
+        figures["uncertain_below"] = youden_cut(top[inside], top[~inside])
     return figures
