@@ -77,7 +77,8 @@ def classify_files(
     ``workers`` threads, or processes for many files (default: :func:`default_workers`). The weights'
     ``calibration`` shifts the probabilities of photos (not of images already in the data set's format). A
     prediction whose top probability is below ``uncertain_below`` (default: the calibration's, else
-    :data:`UNCERTAIN_BELOW`) is marked ``uncertain``. Memory stays bounded by the batch.
+    :data:`UNCERTAIN_BELOW`) is marked ``uncertain``. Memory stays bounded by the batch. Options that cannot mean
+    anything, and an input that is no file or list, are refused at once, not when the results are iterated.
     """
     check_options(top_k, batch_size, workers, uncertain_below)
     if isinstance(items, (str, bytes, os.PathLike)):  # one file, not the characters of its name
@@ -86,7 +87,23 @@ def classify_files(
         raise FashionZooError(f"classify takes a file, a folder or a list of them, not {type(items).__name__}")
     if uncertain_below is None:
         uncertain_below = calibration.uncertain_below if calibration else UNCERTAIN_BELOW
-    k = max(1, min(top_k, len(classes)))
+    return _classified(
+        items, predict, classes, min(top_k, len(classes)), batch_size, workers, uncertain_below, pipeline, calibration
+    )
+
+
+def _classified(
+    items: Iterable[str | os.PathLike | Failure],
+    predict: Callable[[np.ndarray], np.ndarray],
+    classes: tuple[str, ...],
+    k: int,
+    batch_size: int,
+    workers: int | None,
+    uncertain_below: float,
+    pipeline: str,
+    calibration: PhotoCalibration | None,
+) -> Iterator[Prediction | Failure]:
+    """:func:`classify_files`' results, its options checked: ``k`` classes per prediction."""
     pending: list[Loaded | Failure] = []
 
     def flush() -> Iterator[Prediction | Failure]:
@@ -171,10 +188,7 @@ class FileClassifier:
     ) -> Iterator[Prediction | Failure]:
         """Classify image files (or one file) in order, ``batch_size`` at a time, photos with
         :attr:`photo_calibration`; unreadable files yield a :class:`Failure` (the other arguments are
-        :func:`classify_files`'); options that cannot mean anything are refused at once, not when iterated."""
-        check_options(top_k, batch_size, workers, uncertain_below)
-        if paths is None:
-            raise FashionZooError("classify takes a file, a folder or a list of them, not NoneType")
+        :func:`classify_files`', which refuses options that cannot mean anything at once)."""
         return classify_files(
             paths,
             lambda images: self.predict_probs(images, batch_size),
