@@ -26,7 +26,8 @@ from fashionzoo.data.datasets import FASHION_CLASSES
 from fashionzoo.models import loading as models_loading
 from fashionzoo.photos.convert import to_model_input
 from fashionzoo.runtime import loading as runtime_loading
-from fashionzoo.runtime.classifier import Classifier, classify_files
+from fashionzoo.runtime.classifier import Classifier
+from fashionzoo.runtime.classify import classify_files
 from fashionzoo.runtime.results import Failure
 from fashionzoo.runtime.session import providers_for
 

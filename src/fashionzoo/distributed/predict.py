@@ -6,7 +6,7 @@ functions runs. Every node needs fashionzoo installed (the same version as the d
 
 - :func:`predict`: the paths of a folder, glob, path list or object-store folder are mapped through a fixed pool of
   actors, each holding one ONNX Runtime session (the driver's resolved model file, shipped through the object
-  store) and running :func:`fashionzoo.runtime.classifier.classify_files`, so rows are those of the single-machine path.
+  store) and running :func:`fashionzoo.runtime.classify.classify_files`, so rows are those of the single-machine path.
   The driver streams the finished blocks into one output file; Ray re-runs the batch of an actor that died
   (the actor is restarted), and a block reaches the driver only once, so every input is written exactly once.
 """
@@ -306,7 +306,8 @@ def predict(
     summary (images, failures, seconds, images/s, workers, nodes)."""
     from fashionzoo.registry.catalogue import DEFAULT_MODEL
     from fashionzoo.runtime import prediction_files as predictions
-    from fashionzoo.runtime.classifier import Classifier, check_options
+    from fashionzoo.runtime.classifier import Classifier
+    from fashionzoo.runtime.classify import check_options
 
     check_options(top_k, batch_size, workers, uncertain_below)  # here, not in every actor after the upload
     predictions.check_target(out)

@@ -1,6 +1,7 @@
 """ONNX Runtime inference without TensorFlow: sessions (:mod:`.session`), inputs (:mod:`.inputs`), loading files ahead
-of the model (:mod:`.loading`), results (:mod:`.results`), :class:`Classifier` (:mod:`.classifier`), prediction files
-(:mod:`.prediction_files`); and the same interface over a Keras model (:mod:`.keras_classifier`, imports TensorFlow).
+of the model (:mod:`.loading`), results (:mod:`.results`), classifying files (:mod:`.classify`), :class:`Classifier`
+(:mod:`.classifier`), prediction files (:mod:`.prediction_files`); and the same interface over a Keras model
+(:mod:`.keras_classifier`, imports TensorFlow).
 
 >>> from fashionzoo.runtime import Classifier
 >>> classifier = Classifier.from_pretrained("zoo-resnet")

@@ -26,7 +26,7 @@ from fashionzoo.photos.calibration import PhotoCalibration, apply_calibration
 from fashionzoo.registry.catalogue import DEFAULT_MODEL
 from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.registry.lookup import resolve
-from fashionzoo.runtime.classifier import FileClassifier, released_calibration
+from fashionzoo.runtime.classify import FileClassifier, released_calibration
 
 
 class KerasClassifier(FileClassifier):
