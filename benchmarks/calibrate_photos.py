@@ -1,6 +1,7 @@
 """Choose a model's photo calibration on the shared development photos and, with --write, record it in weights.json.
 
-Usage: python benchmarks/calibrate_photos.py [--model NAME] [--photos DIR] [--folds N] [--write]   (one JSON object)
+Usage: python benchmarks/calibrate_photos.py [--model NAME] [--photos DIR] [--folds N] [--scenes-only] [--write]
+(one JSON object)
 
 Every photo is converted as ``predict`` converts it and run through the released ONNX file without calibration. Then
 (:func:`fashionzoo.photos.calibration.fit_calibration`) per-class log-probability offsets are fitted on the in-class
@@ -9,7 +10,9 @@ plain background (on the studio photos) and on a person (on the worn photos), an
 on the shifted probabilities (Youden's J, phone photos of the ten classes against the hats, shorts and skirts).
 Reported: balanced accuracy per domain and class before and after, and a cross-validated estimate (the calibration
 fitted on one half of the photos, scored on the other, ``--folds`` random halvings; phone photos are never fitted
-on), with and without the scenes' own offsets.
+on), with and without the scenes' own offsets. ``--scenes-only``, for weights trained on phone photos: no general
+offsets (phone photos are not shifted), only the plain and person scenes' own, and the uncertain threshold the weights
+already record (chosen on their held-out senders: the development phone photos may have been trained on).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +41,7 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="the real-photos folder (with manifest.csv)")
     parser.add_argument("--folds", type=int, default=10, help="random halvings for the cross-validated estimate")
+    parser.add_argument("--scenes-only", action="store_true", help="only the plain and person scenes' offsets")
     parser.add_argument("--write", action="store_true", help="record the calibration in this checkout's weights.json")
     args = parser.parse_args()
     entry = get_entry(args.model)
@@ -44,13 +49,17 @@ def main() -> None:
     photos = load_manifest(args.photos, classifier.classes)
     pixels, scenes = zip(*(convert_file(photo.file) for photo in photos), strict=True)
     probs = classifier.predict_probs(np.stack(pixels))
-    calibration = fit_calibration(photos, probs, scenes)
+    recorded = entry.weights.photo_calibration if entry.weights else None
+    options = {"scenes_only": True, "uncertain_below": recorded.uncertain_below} if args.scenes_only else {}
+    if args.scenes_only and recorded is None:
+        parser.error(f"{entry.full_name} records no photo calibration whose threshold --scenes-only could keep")
+    calibration = fit_calibration(photos, probs, scenes, **options)
     report = {
         "model": entry.full_name,
         "calibration": dataclasses.asdict(calibration),
         "before": balanced_accuracy(photos, list(probs.argmax(axis=1))),
         "after": balanced_accuracy(photos, list(apply_calibration(probs, scenes, calibration).argmax(axis=1))),
-        "cross_validated": cross_validated(photos, probs, scenes, args.folds),
+        "cross_validated": cross_validated(photos, probs, scenes, args.folds, options),
     }
     if args.write:
         tree = ReleaseTree.source_checkout()
@@ -61,7 +70,7 @@ def main() -> None:
 
 
 def cross_validated(
-    photos: list[Photo], probs: np.ndarray, scenes: tuple[str | None, ...], folds: int
+    photos: list[Photo], probs: np.ndarray, scenes: tuple[str | None, ...], folds: int, options: dict[str, Any]
 ) -> dict[str, dict[str, float]]:
     """Balanced accuracy per domain without a calibration, with one fitted on the other half of the photos, and
     with that one's offsets for every photo (no scenes' own), averaged over ``folds`` random halvings (seeded)."""
@@ -71,7 +80,7 @@ def cross_validated(
         half = rng.permutation(len(photos)) < len(photos) // 2
         for fit_on in (half, ~half):
             chosen, held_out = np.flatnonzero(fit_on), np.flatnonzero(~fit_on)
-            fitted = fit_calibration([photos[i] for i in chosen], probs[chosen], [scenes[i] for i in chosen])
+            fitted = fit_calibration([photos[i] for i in chosen], probs[chosen], [scenes[i] for i in chosen], **options)
             variants = {
                 "before": None,
                 "after": fitted,

@@ -88,3 +88,29 @@ def test_a_small_photo_recipe_records_what_its_weights_measure_and_is_not_releas
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "clothing-photos pool" in card and "CC0 1.0" in card
     assert json.loads((out / "metrics.json").read_text())["photos"]["senders"] >= 1
+
+
+@pytest.mark.slow
+def test_each_member_of_a_photo_ensemble_starts_from_the_released_ensembles_member(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """With a learning rate too small to move them, each member's trained kernels are its released counterpart's
+    (seed_0's from seed_0, seed_1's from seed_1): the members start from the ensemble's own members."""
+    import fashionzoo
+
+    out = tmp_path / "ensemble"
+    options = ["--limit", str(LIMIT), "--epochs", "1", "--lr", "1e-12", "--out", str(out)]
+    trained = CliRunner().invoke(main, ["train", "zoo-ensemble.photos", *options])
+    assert trained.exit_code == 0, trained.output
+    released = fashionzoo.load("zoo-ensemble", test_time_flip=False)
+    member = get_entry("zoo-resnet.photos")
+    for seed in (0, 1):
+        record = read_record(out / "members" / f"seed-{seed}")
+        assert (record.recipe["start_from"], record.recipe["start_member"]) == ("zoo-ensemble", f"seed_{seed}")
+        kernels = fashionzoo.load(
+            member, out / "members" / f"seed-{seed}" / record.weights_file, test_time_flip=False
+        ).get_weights()[0]
+        own, other = (released.get_layer(f"seed_{k}").get_weights()[0] for k in (seed, 1 - seed))
+        assert np.allclose(kernels, own, atol=1e-5) and not np.allclose(kernels, other, atol=1e-2)
+    ensemble = read_record(out)
+    assert ensemble.photos is not None and "zoo-ensemble.weights.h5" in ensemble.data_files

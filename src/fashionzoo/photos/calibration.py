@@ -89,14 +89,23 @@ def fit_offsets(photos: Sequence[Photo], probs: np.ndarray, steps: int = 1000, r
     return offsets
 
 
-def fit_calibration(photos: Sequence[Photo], probs: np.ndarray, scenes: Sequence[str | None]) -> PhotoCalibration:
+def fit_calibration(
+    photos: Sequence[Photo],
+    probs: np.ndarray,
+    scenes: Sequence[str | None],
+    *,
+    scenes_only: bool = False,
+    uncertain_below: float | None = None,
+) -> PhotoCalibration:
     """The photo calibration of weights whose uncalibrated probabilities on ``photos`` (each of ``scenes``) are
     ``probs``: offsets fitted on every in-class studio and worn photo; offsets of their own for the scenes of
     :data:`SCENE_DOMAINS` that have such photos, where a class those photos never show (worn photos show no shoes or
     bags) keeps its standing against the others from the general offsets, instead of being pushed down for its
-    absence; all rounded to 3 decimals. The uncertain threshold is chosen on the shifted probabilities
+    absence; all rounded to 3 decimals. ``scenes_only`` keeps the general offsets at zero (weights trained on phone
+    photos need no shift for them). The uncertain threshold is ``uncertain_below`` when given (chosen elsewhere, as
+    photo weights' is on their held-out senders), else chosen on the shifted probabilities
     (:func:`youden_threshold`)."""
-    general = fit_offsets(photos, probs)
+    general = np.zeros(probs.shape[1]) if scenes_only else fit_offsets(photos, probs)
     by_scene = {}
     for scene, domain in SCENE_DOMAINS.items():
         chosen = [
@@ -112,10 +121,10 @@ def fit_calibration(photos: Sequence[Photo], probs: np.ndarray, scenes: Sequence
         own[unseen] = general[unseen] - np.mean(general[shown] - own[shown])
         by_scene[scene] = tuple(np.round(own, 3).tolist())
     offsets = tuple(np.round(general, 3).tolist())
-    threshold = youden_threshold(
-        photos, apply_calibration(probs, scenes, PhotoCalibration(offsets, 0.5, by_scene)).max(1)
-    )
-    return PhotoCalibration(offsets, threshold, by_scene)
+    if uncertain_below is None:
+        shifted_probs = apply_calibration(probs, scenes, PhotoCalibration(offsets, 0.5, by_scene))
+        uncertain_below = youden_threshold(photos, shifted_probs.max(1))
+    return PhotoCalibration(offsets, uncertain_below, by_scene)
 
 
 def youden_threshold(photos: Sequence[Photo], confidence: Sequence[float], tie: float = 0.01) -> float:

@@ -14,6 +14,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData  # noqa: E402
 
 from fashionzoo.core.files import atomic_open, atomic_path
 from fashionzoo.data.datasets import DATASETS
+from fashionzoo.registry.catalogue import DEFAULT_MODEL, DEFAULT_MODEL_REASON
 from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.training import runs
 from fashionzoo.training.runs import RunRecord
@@ -124,11 +125,16 @@ below {record.photos.get("uncertain_below", float("nan")):.2f}.
         if pool and record.photos
         else ""
     )
+    default = (
+        f"\n**The default model** of `fashionzoo predict` and `Classifier.from_pretrained()`: {DEFAULT_MODEL_REASON}\n"
+        if name == DEFAULT_MODEL
+        else ""
+    )
     body = f"""
 # fashionzoo `{name}`
 
 {entry.description}
-
+{default}
 Trained on {record.dataset} ({official}, SHA-256 below) with `fashionzoo train {name}` ({record.epochs} epochs,
 {record.wall_time_s:.0f} s wall time on {record.machine["cpu"]}, {record.machine["device"]}).
 

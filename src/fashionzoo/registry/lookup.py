@@ -67,10 +67,11 @@ def __getattr__(name: str) -> Any:
 
 def get_entry(name: str) -> ModelEntry:
     """The registry entry for a model name or alias, optionally with a weights tag (``cnn-small.mnist``,
-    ``cnn-b.mnist``), case-insensitive; unknown names suggest close matches."""
+    ``cnn-b.mnist``), case-insensitive, or ``default`` (:data:`DEFAULT_MODEL`); unknown names suggest close matches."""
     if not isinstance(name, str):
         raise FashionZooError(f"a model name is a string such as {DEFAULT_MODEL!r}, not {type(name).__name__} {name!r}")
     key = name.strip().lower()
+    key = DEFAULT_MODEL if key == "default" else key
     aliases, variants = _aliases(), _variants()
     model, dot, tag = key.partition(".")
     if model in aliases and not (dot and not tag):

@@ -35,6 +35,7 @@ class Recipe:
     search_folds: int = 0
     start_from: str = ""  # a released model whose weights start the run (fine-tuning), by full name
     start_weight: float = 0.0  # the share of ``start_from``'s weights averaged back in at the end (WiSE-FT)
+    start_member: str = ""  # with ``start_from`` an ensemble: the member (its layer, ``seed_N``) the run starts from
     photo_share: float = 0.0  # the share of each batch drawn from the data set's photo pool (0: none)
     outlier_weight: float = 0.0  # weight of the flat target for photos of none of the classes (outlier exposure)
     photo_val_fraction: float = 0.2  # the pool's senders held out, with all their photos, for validation

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from fashionzoo.training import runs
 from fashionzoo.training.fit import check_recipe, distribution_strategy, load_splits, log
 from fashionzoo.training.resume import write_run_weights
 from fashionzoo.training.runs import RunRecord
-from fashionzoo.training.single import measure_run, train_single
+from fashionzoo.training.single import measure_run, start_weights, train_single
 
 
 def _write_mean_history(histories: list[dict[str, list[float]]], path: Path) -> None:
@@ -51,30 +52,31 @@ def train_ensemble(
     limit: int | None,
     verbose: int,
 ) -> RunRecord:
-    """Train each member of an ensemble entry (builder ``ensemble``) into ``out/members/seed-N`` with the member's
-    recipe and ``overrides``, then measure the ensemble of their weights and write the run folder. With ``resume``,
-    a finished member (its record, no ``backup/``) is kept when its recipe and data match, and an interrupted one
-    continues. The history is the members' mean, epoch by epoch."""
+    """Train each member of an ensemble entry (builder ``ensemble``) into ``out/members/seed-N`` with the
+    ensemble's recipe and ``overrides``, then measure the ensemble of their weights and write the run folder. A
+    recipe that starts from a released ensemble starts each member from that ensemble's member of the same seed. With
+    ``resume``, a finished member (its record, no ``backup/``) is kept when its recipe and data match, and an
+    interrupted one continues. The history is the members' mean, epoch by epoch."""
     if "seed" in overrides:
         raise FashionZooError(
             f"{entry.full_name}: its members' seeds are the entry's ({entry.build_kwargs['seeds']}); "
             "drop --seed / --seeds"
         )
     member = with_tag(entry.build_kwargs["member"], entry.tag)
-    member_recipe = member.recipe.replace(**overrides)
-    check_recipe(entry.full_name, member_recipe)
-    recipe = member_recipe.replace(notes=entry.recipe.notes)  # what the record says: the members' recipe
+    recipe = entry.recipe.replace(**overrides)  # the members' recipe, with the ensemble's notes
+    check_recipe(entry.full_name, recipe)
     runs.prepare_run_folder(out, runs.MEMBERS, resume)  # a fresh run retrains every member
     _, device_used = distribution_strategy(device)
     splits = load_splits(entry, recipe, data_dir, limit)
-    if splits.photos is not None:
-        raise FashionZooError(f"{entry.full_name}: an ensemble trains its members on images alone; drop the photo tag")
+    if recipe.start_from:  # the weights the members start from are part of the data, as for a single run
+        splits = splits._replace(files={**splits.files, **start_weights(recipe.start_from)})
     data_files = splits.files
     model = build(entry)
     histories, wall_time = [], 0.0
     for seed in entry.build_kwargs["seeds"]:
         folder = out / runs.MEMBERS / f"seed-{seed}"
-        wanted = runs.recipe_for_resume(member_recipe.replace(seed=seed))
+        member_recipe = recipe.replace(seed=seed, start_member=f"seed_{seed}" if recipe.start_from else None)
+        wanted = runs.recipe_for_resume(member_recipe)
         if resume and (folder / runs.METRICS).is_file() and not (folder / runs.BACKUP).is_dir():
             record = runs.read_record(folder)
             if (record.full_name, runs.recipe_for_resume(record.recipe), record.data_files, record.limit) != (
@@ -91,7 +93,7 @@ def train_ensemble(
         else:
             log.info("%s: member seed %d into %s", entry.full_name, seed, folder)
             record = train_single(
-                member,
+                dataclasses.replace(member, recipe=member_recipe),
                 folder,
                 {**overrides, "seed": seed},
                 resume=resume and (folder / runs.BACKUP).is_dir(),

@@ -192,6 +192,13 @@ def check_recipe(name: str, recipe: Recipe) -> None:
         )
 
 
+def start_weights_of(recipe: Recipe) -> list[np.ndarray]:
+    """The weights a fine-tuning starts from: the released ``recipe.start_from``'s, or those of its member
+    ``recipe.start_member`` when it is an ensemble."""
+    start = load(recipe.start_from, test_time_flip=False)
+    return (start.get_layer(recipe.start_member) if recipe.start_member else start).get_weights()
+
+
 def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
     lr: Any = recipe.lr
     warmup_steps = recipe.warmup_epochs * steps_per_epoch
@@ -276,7 +283,7 @@ def fit_model(
     with strategy.scope(), _dtype_policy(recipe.precision):
         model = build(entry, **build_kwargs)
         if recipe.start_from:
-            model.set_weights(load(recipe.start_from, test_time_flip=False).get_weights())
+            model.set_weights(start_weights_of(recipe))
         _compile(model, recipe, steps_per_epoch=steps or -(-len(train) // recipe.batch_size))
     history = _fit_epochs(
         entry,

@@ -21,7 +21,7 @@ from fashionzoo.core.machine import machine_info
 from fashionzoo.core.version import __version__
 from fashionzoo.data.loading import SPLIT_SEED
 from fashionzoo.models.evaluation import metrics_from_probs
-from fashionzoo.models.loading import inference_model, load
+from fashionzoo.models.loading import inference_model
 from fashionzoo.photos.pool import score
 from fashionzoo.publish.reports import write_run_figures
 from fashionzoo.registry.entry import ModelEntry
@@ -38,6 +38,7 @@ from fashionzoo.training.fit import (
     load_splits,
     predict_photos,
     predict_split,
+    start_weights_of,
 )
 from fashionzoo.training.resume import AtomicBackup, RunState, StopOnNonFinite, dedupe_history, write_run_weights
 from fashionzoo.training.runs import RunRecord
@@ -217,7 +218,7 @@ def averaged_with_start(model: keras.Model, recipe: Recipe) -> keras.Model:
     """The trained weights averaged with the ones the run started from, ``recipe.start_weight`` of the latter
     (WiSE-FT: keeps what the start knew while keeping most of what fine-tuning learnt). Every weight is averaged,
     batch-norm statistics included."""
-    start = load(recipe.start_from, test_time_flip=False).get_weights()
+    start = start_weights_of(recipe)
     share = recipe.start_weight
     weights = zip(model.get_weights(), start, strict=True)
     model.set_weights([(1 - share) * trained + share * kept for trained, kept in weights])
