@@ -276,3 +276,31 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
 
     assert_one_line(FashionZooError(outcome.get("error", "")), "bomb.png", "megapixel limit")
     assert outcome["peak_growth_mb"] < 20 and outcome["seconds"] < 2
+
+
+def test_an_icon_holding_a_huge_png_is_refused_before_decoding(tmp_path: Path) -> None:
+    """Issue 32, item 28: an ICO whose directory says 256x256 and whose one frame is an 8000x8000 PNG was decoded in
+    full as Pillow opened it (376 MB in colour, a stray "not the expected size" warning) before the refusal."""
+    png = png_bomb(8000)
+    directory = struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 22)
+    path = tmp_path / "icon.ico"
+    path.write_bytes(directory + png)
+
+    outcome = measure(path)
+
+    assert_one_line(FashionZooError(outcome.get("error", "")), "icon.ico", "8000x8000 pixels", "megapixel limit")
+    assert outcome["peak_growth_mb"] < 20  # decoding the frame takes 64 MB
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
+def test_a_float_image_with_undefined_pixels_is_not_called_blank(tmp_path: Path, value: float) -> None:
+    """Issue 32, item 28: a float TIFF with one NaN pixel became all black and was reported as "a blank image"."""
+    pixels = np.linspace(0.0, 1.0, 60 * 60, dtype=np.float32).reshape(60, 60)
+    pixels[3, 3] = value
+    path = tmp_path / "float.tif"
+    Image.fromarray(pixels, "F").save(path)
+
+    with pytest.raises(FashionZooError) as caught:
+        photos_convert.preprocess_file(path)
+
+    assert_one_line(caught, str(path), "1 of 3,600 pixels are NaN or infinite", "not a blank one")

@@ -1,0 +1,115 @@
+"""What an ONNX file may ask of ONNX Runtime: the operators of an image classifier, bounded tensors and compute.
+
+A foreign file is code: a 31 KB graph once asked for 2 GB per image (``ConstantOfShape``), another looped 10^15 times
+(``Loop``). Before a session is made, the graph is read with the ``onnx`` package and refused unless every node is a
+standard operator of :data:`ALLOWED_OPERATORS` (no control flow, no operator that makes a tensor of a size read from
+data, no custom domain or local function), and, with the shapes ``onnx``'s shape inference finds, no tensor holds
+more than :data:`MAX_ELEMENTS_PER_IMAGE` values and the convolutions and matrix products ask for at most
+:data:`MAX_MACS_PER_IMAGE` multiply-adds per image. What shape inference cannot see is left to the memory bound of
+the session (:data:`fashionzoo.runtime.session.MEMORY_LIMIT`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import NoReturn
+
+import onnx
+
+from fashionzoo.core.errors import FashionZooError, reason
+
+ALLOWED_OPERATORS = frozenset(
+    """Abs Add AveragePool BatchNormalization Cast Clip Concat Constant Conv DequantizeLinear Div Dropout Elu Erf Exp
+    Flatten Gather Gemm GlobalAveragePool GlobalMaxPool HardSigmoid HardSwish Identity InstanceNormalization
+    LayerNormalization LeakyRelu Log LogSoftmax LRN MatMul MatMulInteger Max MaxPool Mean Min Mul Neg PRelu Pow
+    QLinearConv QLinearMatMul QuantizeLinear ReduceL2 ReduceMax ReduceMean ReduceMin ReduceSum Relu Reshape Selu
+    Shape Sigmoid Sign Slice Softmax Softplus Split Sqrt Squeeze Sub Sum Tanh Transpose Unsqueeze""".split()  # noqa: SIM905 (a table to read)
+)
+"""The standard operators (domain ``ai.onnx``) a file may use: those the zoo's own exports use (fp32 and int8), and
+the usual layers of other image classifiers. Left out: control flow (``Loop``, ``If``, ``Scan``), which may run
+without end, and operators whose output size is read from data (``ConstantOfShape``, ``Expand``, ``Tile``,
+``Range``, ``Resize``, ``Pad``...), which may fill the memory."""
+MAX_ELEMENTS_PER_IMAGE = 1 << 24
+"""Most values a tensor may hold per image where shape inference knows its size (16.8 million, 64 MB of float32);
+the zoo's largest holds 147,456 (zoo-resnet). The weights, whose size the file bounds, are not counted."""
+MAX_MACS_PER_IMAGE = 10**9
+"""Most multiply-adds of convolutions and matrix products per image where shape inference knows their sizes; the
+zoo's largest model (zoo-ensemble) needs 74 million."""
+_STANDARD_DOMAINS = ("", "ai.onnx")
+
+
+def check_graph(path: Path) -> None:
+    """Refuse, with one line naming ``path`` and the fault, an ONNX file outside the bounds of this module."""
+    stat = path.stat()
+    _check_version(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _check_version(path: str, mtime_ns: int, size: int) -> None:
+    """:func:`check_graph` once per version of a file (both sessions of a classifier read it)."""
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception:  # protobuf's DecodeError and others: not a model; ONNX Runtime then gives its own reason
+        return
+    if model.functions:
+        _refuse(path, f"local function {model.functions[0].name} is not allowed in a model fashionzoo runs")
+    for node in model.graph.node:
+        if node.domain not in _STANDARD_DOMAINS:
+            _refuse(path, f"operator {node.op_type} of the custom domain {node.domain!r} is not allowed")
+        if node.op_type not in ALLOWED_OPERATORS:
+            _refuse(path, f"operator {node.op_type} is not allowed in a model fashionzoo runs")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as error:  # onnx's InferenceError, ValidationError
+        raise FashionZooError(
+            f"{path}: not a usable ONNX model (its shapes do not add up: {reason(error, first_line=True)})"
+        ) from None
+    shapes = {value.name: _per_image_shape(value) for value in _values(inferred.graph)}
+    for name, shape in shapes.items():
+        if shape is not None and (values := math.prod(shape)) > MAX_ELEMENTS_PER_IMAGE:
+            _refuse(
+                path,
+                f"tensor {name!r} would hold {values:,} values per image, over the limit of {MAX_ELEMENTS_PER_IMAGE:,}",
+            )
+    shapes.update({tensor.name: tuple(tensor.dims) for tensor in model.graph.initializer})
+    macs = sum(_macs(node, shapes) for node in inferred.graph.node)
+    if macs > MAX_MACS_PER_IMAGE:
+        _refuse(path, f"the model takes {macs:,} multiply-adds per image, over the limit of {MAX_MACS_PER_IMAGE:,}")
+
+
+def _refuse(path: str, fault: str) -> NoReturn:
+    raise FashionZooError(
+        f"{path}: {fault} (fashionzoo bounds what a model file may do: docs/reliability.md); "
+        "export the model with standard layers"
+    )
+
+
+def _values(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    return [*graph.input, *graph.value_info, *graph.output]
+
+
+def _per_image_shape(value: onnx.ValueInfoProto) -> tuple[int, ...] | None:
+    """A tensor's known dimensions, a named (symbolic) one counted as 1: the batch; None when the rank is unknown."""
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return tuple(dim.dim_value if dim.HasField("dim_value") else 1 for dim in tensor.shape.dim)
+
+
+def _macs(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...] | None]) -> int:
+    """Multiply-adds per image of a convolution or matrix product whose shapes are known (0 otherwise): each output
+    value sums over a weight's receptive field (Conv) or the shared axis (MatMul, Gemm)."""
+    if node.op_type not in ("Conv", "MatMul", "Gemm") or len(node.input) < 2:
+        return 0
+    output, weight = shapes.get(node.output[0]), shapes.get(node.input[1])
+    if not output or not weight:
+        return 0
+    if node.op_type == "Conv":
+        field = math.prod(weight[1:])
+    elif node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute):
+        field = weight[-1]
+    else:
+        field = weight[-2] if len(weight) > 1 else weight[0]
+    return math.prod(output) * field
