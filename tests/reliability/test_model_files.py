@@ -26,7 +26,8 @@ def onnx_file(path: Path, kind: str) -> Path:
     """A small hand-built classifier, [N, 28, 28, 1] -> [N, 10], whose softmax also takes the mean of a tensor
     ``kind`` makes from the image: ``constant-of-shape`` (N x 5e8 zeros, 2 GB an image), ``loop`` (10^15 turns),
     ``custom`` (an operator of an unknown domain), ``wide`` (a broadcast 4,100 x 4,100 values an image), ``conv``
-    (4,096 21x21 filters: 1.4e9 multiply-adds an image) or ``batch-square`` (784 x 784 values an image: 2.5 GB for a
+    (4,096 21x21 filters: 1.4e9 multiply-adds an image), ``run-sized`` (a convolution whose filter count is the batch
+    size, known only when it runs) or ``batch-square`` (784 x 784 values an image: 2.5 GB for a
     batch of 1,024, each image within the bounds)."""
     constants = []
 
@@ -79,6 +80,16 @@ def onnx_file(path: Path, kind: str) -> Path:
             helper.make_node("Add", [filters, window], ["weights"]),
             helper.make_node("Conv", ["planar", "weights"], ["made"], pads=[10, 10, 10, 10]),
         ]
+    elif kind == "run-sized":
+        window = const("window_values", np.ones(441), np.float32)
+        nodes += [
+            helper.make_node("Shape", ["image"], ["shape"]),
+            helper.make_node("Gather", ["shape", const("zero", [0])], ["batch"]),
+            helper.make_node("Concat", ["batch", const("window_shape", [1, 21, 21])], ["weights_shape"], axis=0),
+            helper.make_node("Reshape", [window, "weights_shape"], ["weights"]),
+            helper.make_node("Transpose", ["image"], ["planar"], perm=[0, 3, 1, 2]),
+            helper.make_node("Conv", ["planar", "weights"], ["made"], name="sized_by_data", pads=[10, 10, 10, 10]),
+        ]
     elif kind == "batch-square":
         nodes += [
             helper.make_node("Reshape", ["image", const("column", [-1, 784, 1])], ["column_pixels"]),
@@ -114,6 +125,7 @@ def onnx_file(path: Path, kind: str) -> Path:
             "wide",
             f"tensor 'square' would hold 16,810,000 values per image, over the limit of {MAX_ELEMENTS_PER_IMAGE:,}",
         ),
+        ("run-sized", "operator Conv (sized_by_data) has sizes known only when it runs"),
         ("conv", f"takes 1,416,167,424 multiply-adds per image, over the limit of {MAX_MACS_PER_IMAGE:,}"),
     ],
 )

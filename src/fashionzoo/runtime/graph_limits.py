@@ -4,9 +4,11 @@ A foreign file is code: a 31 KB graph once asked for 2 GB per image (``ConstantO
 (``Loop``). Before a session is made, the graph is read with the ``onnx`` package and refused unless every node is a
 standard operator of :data:`ALLOWED_OPERATORS` (no control flow, no operator that makes a tensor of a size read from
 data, no custom domain or local function), and, with the shapes ``onnx``'s shape inference finds, no tensor holds
-more than :data:`MAX_ELEMENTS_PER_IMAGE` values and the convolutions and matrix products ask for at most
-:data:`MAX_MACS_PER_IMAGE` multiply-adds per image. What shape inference cannot see is left to the memory bound of
-the session (:data:`fashionzoo.runtime.session.MEMORY_LIMIT`).
+more than :data:`MAX_ELEMENTS_PER_IMAGE` values and the convolutions, matrix products and pooling ask for at most
+:data:`MAX_MACS_PER_IMAGE` multiply-adds per image (one whose sizes are known only when it runs is refused: that
+is the time bound, as ONNX Runtime cannot stop a running operator). What shape inference cannot see (a batch axis
+that hides a size, such as a reshape folding pixels into it) is left to the memory bound of the session
+(:data:`fashionzoo.runtime.session.MEMORY_LIMIT`).
 """
 
 from __future__ import annotations
@@ -67,15 +69,15 @@ def _check_version(path: str, mtime_ns: int, size: int) -> None:
         raise FashionZooError(
             f"{path}: not a usable ONNX model (its shapes do not add up: {reason(error, first_line=True)})"
         ) from None
-    shapes = {value.name: _per_image_shape(value) for value in _values(inferred.graph)}
+    shapes = {value.name: _shape(value) for value in _values(inferred.graph)}
     for name, shape in shapes.items():
-        if shape is not None and (values := math.prod(shape)) > MAX_ELEMENTS_PER_IMAGE:
+        if shape is not None and (values := _per_image(shape)) > MAX_ELEMENTS_PER_IMAGE:
             _refuse(
                 path,
                 f"tensor {name!r} would hold {values:,} values per image, over the limit of {MAX_ELEMENTS_PER_IMAGE:,}",
             )
     shapes.update({tensor.name: tuple(tensor.dims) for tensor in model.graph.initializer})
-    macs = sum(_macs(node, shapes) for node in inferred.graph.node)
+    macs = sum(_multiply_adds(path, node, shapes) for node in inferred.graph.node)
     if macs > MAX_MACS_PER_IMAGE:
         _refuse(path, f"the model takes {macs:,} multiply-adds per image, over the limit of {MAX_MACS_PER_IMAGE:,}")
 
@@ -91,26 +93,48 @@ def _values(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
     return [*graph.input, *graph.value_info, *graph.output]
 
 
-def _per_image_shape(value: onnx.ValueInfoProto) -> tuple[int, ...] | None:
-    """A tensor's known dimensions, a named (symbolic) one counted as 1: the batch; None when the rank is unknown."""
+Shape = tuple[int | None, ...]
+"""A tensor's dimensions, None for one shape inference only names (the batch, or a size known when it runs)."""
+
+
+def _shape(value: onnx.ValueInfoProto) -> Shape | None:
+    """A tensor's dimensions as shape inference found them; None when even the rank is unknown."""
     tensor = value.type.tensor_type
     if not tensor.HasField("shape"):
         return None
-    return tuple(dim.dim_value if dim.HasField("dim_value") else 1 for dim in tensor.shape.dim)
+    return tuple(dim.dim_value if dim.HasField("dim_value") else None for dim in tensor.shape.dim)
 
 
-def _macs(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...] | None]) -> int:
-    """Multiply-adds per image of a convolution or matrix product whose shapes are known (0 otherwise): each output
-    value sums over a weight's receptive field (Conv) or the shared axis (MatMul, Gemm)."""
-    if node.op_type not in ("Conv", "MatMul", "Gemm") or len(node.input) < 2:
+def _per_image(shape: Shape) -> int:
+    """Values per image of a tensor: a named dimension counted as 1 (the batch)."""
+    return math.prod(1 if dim is None else dim for dim in shape)
+
+
+_WEIGHTS_INPUT = {"Conv": 1, "QLinearConv": 3, "MatMul": 1, "MatMulInteger": 1, "QLinearMatMul": 3, "Gemm": 1}
+"""Which input of each convolution and matrix product holds its weights."""
+_WINDOWED = ("MaxPool", "AveragePool")
+
+
+def _multiply_adds(path: str, node: onnx.NodeProto, shapes: dict[str, Shape | None]) -> int:
+    """Multiply-adds (or comparisons) per image of a convolution, matrix product or pooling: each output value
+    sums over the weights' receptive field (convolutions), the shared axis (matrix products) or the window
+    (pooling). One whose weights or output have sizes known only when it runs is refused: it could not be
+    bounded."""
+    if node.op_type not in _WEIGHTS_INPUT and node.op_type not in _WINDOWED:
         return 0
-    output, weight = shapes.get(node.output[0]), shapes.get(node.input[1])
-    if not output or not weight:
-        return 0
-    if node.op_type == "Conv":
-        field = math.prod(weight[1:])
+    index = _WEIGHTS_INPUT.get(node.op_type, 0)
+    output = shapes.get(node.output[0])
+    weights = shapes.get(node.input[index]) if len(node.input) > index else None
+    weights_unknown = weights is None or None in (weights[1:] if node.op_type in _WINDOWED else weights)
+    if output is None or None in output[1:] or weights_unknown:
+        _refuse(path, f"operator {node.op_type} ({node.name or node.output[0]}) has sizes known only when it runs")
+    kernel = next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), [])
+    if node.op_type in _WINDOWED:
+        field = math.prod(kernel)
+    elif "Conv" in node.op_type:
+        field = _per_image((1, *weights[1:]))
     elif node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute):
-        field = weight[-1]
+        field = weights[-1] or 1
     else:
-        field = weight[-2] if len(weight) > 1 else weight[0]
-    return math.prod(output) * field
+        field = (weights[-2] if len(weights) > 1 else weights[0]) or 1
+    return _per_image(output) * field
