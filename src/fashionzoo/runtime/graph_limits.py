@@ -125,12 +125,15 @@ def _multiply_adds(path: str, node: onnx.NodeProto, shapes: dict[str, Shape | No
     index = _WEIGHTS_INPUT.get(node.op_type, 0)
     output = shapes.get(node.output[0])
     weights = shapes.get(node.input[index]) if len(node.input) > index else None
-    weights_unknown = weights is None or None in (weights[1:] if node.op_type in _WINDOWED else weights)
-    if output is None or None in output[1:] or weights_unknown:
+    if (
+        output is None
+        or weights is None
+        or None in output[1:]
+        or None in (weights[1:] if node.op_type in _WINDOWED else weights)
+    ):
         _refuse(path, f"operator {node.op_type} ({node.name or node.output[0]}) has sizes known only when it runs")
-    kernel = next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), [])
     if node.op_type in _WINDOWED:
-        field = math.prod(kernel)
+        field = math.prod(next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), []))
     elif "Conv" in node.op_type:
         field = _per_image((1, *weights[1:]))
     elif node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute):
