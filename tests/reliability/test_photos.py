@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_one_line, bar
+from helpers import assert_one_line, bar, run_cli
 from PIL import Image
 
 from fashionzoo.core.errors import FashionZooError
@@ -336,3 +336,5 @@ def test_a_photo_of_three_garments_is_marked_uncertain_with_its_reason(tmp_path:
     assert several.uncertain and several.uncertain_reason == "3 separate garments in the photo; crop it to one"
     assert several.as_dict()["uncertain_reason"] == several.uncertain_reason
     assert single.uncertain_reason is None and "uncertain_reason" not in single.as_dict()
+    printed = run_cli("predict", str(three))
+    assert printed.returncode == 0 and printed.stdout.rstrip().endswith(f"[uncertain: {several.uncertain_reason}]")
