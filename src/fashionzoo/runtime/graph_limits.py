@@ -46,14 +46,15 @@ _STANDARD_DOMAINS = ("", "ai.onnx")
 def check_graph(path: Path) -> None:
     """Refuse, with one line naming ``path`` and the fault, an ONNX file outside the bounds of this module."""
     stat = path.stat()
-    _check_version(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    _check_version(str(path), str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=256)
-def _check_version(path: str, mtime_ns: int, size: int) -> None:
-    """:func:`check_graph` once per version of a file (both sessions of a classifier read it)."""
+def _check_version(path: str, resolved: str, mtime_ns: int, size: int) -> None:
+    """:func:`check_graph` once per version of a file (both sessions of a classifier read it), named ``path`` in
+    its errors as the caller gave it."""
     try:
-        model = onnx.load(path, load_external_data=False)
+        model = onnx.load(resolved, load_external_data=False)
     except Exception:  # protobuf's DecodeError and others: not a model; ONNX Runtime then gives its own reason
         return
     if model.functions:
