@@ -193,7 +193,7 @@ def test_not_an_onnx_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"\x00not a protobuf" * 10)
     with pytest.raises(FashionZooError, match=re.escape(f"{path}: not a usable ONNX model (Protobuf parsing failed.)")):
         Classifier(path)
-    with pytest.raises(FashionZooError, match="no such ONNX file"):
+    with pytest.raises(FashionZooError, match="no such file \\(pass the path of an ONNX file\\)"):
         Classifier(tmp_path / "missing.onnx")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_one_line, bar
+from helpers import assert_one_line, bar, run_cli
 from PIL import Image
 
 from fashionzoo.core.errors import FashionZooError
@@ -276,3 +276,65 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
 
     assert_one_line(FashionZooError(outcome.get("error", "")), "bomb.png", "megapixel limit")
     assert outcome["peak_growth_mb"] < 20 and outcome["seconds"] < 2
+
+
+def test_an_icon_holding_a_huge_png_is_refused_before_decoding(tmp_path: Path) -> None:
+    """Issue 32, item 28: an ICO whose directory says 256x256 and whose one frame is an 8000x8000 PNG was decoded in
+    full as Pillow opened it (376 MB in colour, a stray "not the expected size" warning) before the refusal."""
+    png = png_bomb(8000)
+    directory = struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 22)
+    path = tmp_path / "icon.ico"
+    path.write_bytes(directory + png)
+
+    outcome = measure(path)
+
+    assert_one_line(FashionZooError(outcome.get("error", "")), "icon.ico", "8000x8000 pixels", "megapixel limit")
+    assert outcome["peak_growth_mb"] < 20  # decoding the frame takes 64 MB
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
+def test_a_float_image_with_undefined_pixels_is_not_called_blank(tmp_path: Path, value: float) -> None:
+    """Issue 32, item 28: a float TIFF with one NaN pixel became all black and was reported as "a blank image"."""
+    pixels = np.linspace(0.0, 1.0, 60 * 60, dtype=np.float32).reshape(60, 60)
+    pixels[3, 3] = value
+    path = tmp_path / "float.tif"
+    Image.fromarray(pixels, "F").save(path)
+
+    with pytest.raises(FashionZooError) as caught:
+        photos_convert.preprocess_file(path)
+
+    assert_one_line(caught, str(path), "1 of 3,600 pixels are NaN or infinite", "not a blank one")
+
+
+POOL = Path(__file__).resolve().parents[3] / "shared" / "data" / "clothing-photos"
+THREE_GARMENTS = (
+    "images/pants/fe0ae2fe-9910-4f3f-a7ab-3b6400c9e0b2.jpg",
+    "images/t-shirt/c028daef-a24d-48b4-932c-3eb9df50015d.jpg",
+    "images/pants/05e280ef-53d9-497f-be09-e83c549f0a14.jpg",
+)
+"""Three phone photos of the CC0 clothing-photos pool (pants, a T-shirt, pants), composed side by side in the test."""
+
+
+@pytest.mark.skipif(not (POOL / "images.csv").is_file(), reason="the shared clothing-photos pool is not here")
+def test_a_photo_of_three_garments_is_marked_uncertain_with_its_reason(tmp_path: Path) -> None:
+    """Issue 32, item 11: a photo with three garments got one confident label; the conversion now counts separate
+    garments, and a prediction for such a photo is uncertain and says why (one of the photos alone is not flagged)."""
+    from fashionzoo.runtime import Classifier
+
+    tiles = [Image.open(POOL / name).convert("RGB").resize((300, 400)) for name in THREE_GARMENTS]
+    composed = Image.new("RGB", (900, 400))
+    for index, tile in enumerate(tiles):
+        composed.paste(tile, (300 * index, 0))
+    three, one = tmp_path / "three.jpg", tmp_path / "one.jpg"
+    composed.save(three, quality=92)
+    tiles[1].save(one, quality=92)
+
+    assert photos_convert.read_photo(three).garments == 3
+    assert photos_convert.read_photo(one).garments == 1
+    several, single = Classifier.from_pretrained().classify([three, one])
+
+    assert several.uncertain and several.uncertain_reason == "3 separate garments in the photo; crop it to one"
+    assert several.as_dict()["uncertain_reason"] == several.uncertain_reason
+    assert single.uncertain_reason is None and "uncertain_reason" not in single.as_dict()
+    printed = run_cli("predict", str(three))
+    assert printed.returncode == 0 and printed.stdout.rstrip().endswith(f"[uncertain: {several.uncertain_reason}]")

@@ -203,7 +203,8 @@ def _print_results(results: Iterable[Prediction | Failure], as_json: bool, progr
             echo_json(result.as_dict())
         elif not isinstance(result, Failure):
             ranked = ", ".join(f"{label} ({p:.2f})" for label, p in result.top_k)
-            flag = " [uncertain]" if result.uncertain else ""
+            flag = f" [uncertain: {result.uncertain_reason}]" if result.uncertain_reason else ""
+            flag = flag or (" [uncertain]" if result.uncertain else "")
             click.echo(printable(f"{result.file}: {ranked}") + flag)
     if progress_every and (count % progress_every or not count):  # not already said by the loop
         click.echo(f"fashionzoo: {count} files done", err=True)

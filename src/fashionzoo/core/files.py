@@ -82,6 +82,27 @@ def check_writable_target(target: Path) -> None:
         )
 
 
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+
+
+def existing_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` (``~`` expanded) when it names a regular file or a link to one; else a one-line refusal saying what
+    it is: missing, a broken link, a folder, a named pipe, a device or a socket. It is never opened: reading a named
+    pipe blocks until something writes to it."""
+    file = Path(path).expanduser()
+    try:
+        mode = os.stat(file).st_mode
+    except FileNotFoundError:
+        missing = "a broken symbolic link" if os.path.islink(file) else "no such file"
+        raise FashionZooError(f"{file}: {missing} (pass the path of {what})") from None
+    except OSError as error:
+        raise FashionZooError(f"{file}: cannot read it ({os_reason(error)}); pass the path of {what}") from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "a device")
+        raise FashionZooError(f"{file}: is {kind}, not a regular file; pass the path of {what}")
+    return file
+
+
 def check_can_write(target: Path) -> None:
     """:func:`check_writable_target`, and that a file can be created in its folder (made if missing): for commands
     that write their result after minutes of work."""

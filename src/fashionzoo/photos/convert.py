@@ -17,11 +17,18 @@ from PIL import Image, ImageOps
 from fashionzoo.core.errors import FashionZooError
 from fashionzoo.data.datasets import DATASETS, DEFAULT_TAG, PIPELINES, InputSpec
 from fashionzoo.photos.decode import DIGIT_DECODE_SIZE, EXIF_ORIENTATION, load_image
-from fashionzoo.photos.garment import WORK_SIZE, in_data_set_format, styled
+from fashionzoo.photos.garment import WORK_SIZE, Converted, in_data_set_format, styled
 
 
 def convert_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, str | None]:
     """Load an image file (a large JPEG at reduced size) and convert it with :func:`convert_image`."""
+    pixels, scene, _ = read_photo(path, pipeline)
+    return pixels, scene
+
+
+def read_photo(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> Converted:
+    """:func:`convert_file`, with how many separate garments the photo shows (``predict`` marks a photo of several
+    uncertain)."""
     _check_pipeline(pipeline)
     return _converted(load_image(path, DIGIT_DECODE_SIZE if pipeline == "mnist" else WORK_SIZE), pipeline)
 
@@ -36,16 +43,17 @@ def convert_image(img: Image.Image, pipeline: str = "fashion-mnist") -> tuple[np
     _check_pipeline(pipeline)
     if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
         img = ImageOps.exif_transpose(img)
-    return _converted(img, pipeline)
+    pixels, scene, _ = _converted(img, pipeline)
+    return pixels, scene
 
 
-def _converted(img: Image.Image, pipeline: str) -> tuple[np.ndarray, str | None]:
+def _converted(img: Image.Image, pipeline: str) -> Converted:
     """:func:`convert_image` for an upright image and a known pipeline (what :func:`load_image` gives
     :func:`convert_file`: no second EXIF lookup or pipeline check per file)."""
     if pipeline == "mnist":
         from fashionzoo.photos.digits import mnist_style
 
-        return mnist_style(img), None if in_data_set_format(img) else "plain"
+        return Converted(mnist_style(img), None if in_data_set_format(img) else "plain")
     return styled(img)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, cast
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import IcoImagePlugin, Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from fashionzoo.core.errors import FashionZooError, reason
 
@@ -27,6 +27,7 @@ _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _GRAY_16_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 EXIF_ORIENTATION = 0x0112
 """The EXIF tag of how a camera held the photo."""
+_ICO_MAGIC, _PNG_MAGIC = b"\x00\x00\x01\x00", b"\x89PNG\r\n\x1a\n"
 _BLOCK_PIXELS = 1 << 20
 """Pixels converted at a time from 16/32-bit to 8-bit: converting a whole 40-megapixel image at once took ~1 GB."""
 
@@ -54,6 +55,9 @@ def load_image(path: str | os.PathLike, min_size: int | None = None) -> Image.Im
         with warnings.catch_warnings(), open(file, "rb") as handle:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             source = io.BytesIO(handle.read()) if size <= _READ_WHOLE else _CappedReader(handle)
+            for width, height in _icon_frame_sizes(cast(IO[bytes], source)):
+                if width * height > MAX_PIXELS:
+                    raise FashionZooError(_too_big(name, f"{width}x{height} pixels (a frame of the icon)"))
             img = Image.open(
                 cast(IO[bytes], source)
             )  # not closed: that would free the decoded pixels (the file is closed here)
@@ -65,6 +69,8 @@ def load_image(path: str | os.PathLike, min_size: int | None = None) -> Image.Im
                 shrink = min_size / max(width, height)
                 img.draft(None, (max(1, math.ceil(width * shrink)), max(1, math.ceil(height * shrink))))
             img.load()
+            if img.mode == "F":
+                _check_finite(name, img)
             ImageOps.exif_transpose(img, in_place=True)  # no copy of the pixels when there is nothing to turn
             return img
     except FashionZooError:
@@ -82,6 +88,34 @@ def load_image(path: str | os.PathLike, min_size: int | None = None) -> Image.Im
         raise FashionZooError(
             f"{name}: the image data is truncated or corrupt ({detail}); re-save or re-download it"
         ) from None
+
+
+def _icon_frame_sizes(source: IO[bytes]) -> list[tuple[int, int]]:
+    """The real sizes of the PNG frames of an ICO file, read from their headers alone (none for another format).
+    Pillow decodes an icon's largest frame as it opens the file, trusting the directory's size (at most 256x256):
+    an 8000x8000 PNG inside took 376 MB before any size could be checked."""
+    if source.read(4) != _ICO_MAGIC:
+        source.seek(0)
+        return []
+    source.seek(0)
+    sizes = []
+    for entry in IcoImagePlugin.IcoFile(source).entry:
+        source.seek(entry.offset)
+        if source.read(8) == _PNG_MAGIC:
+            source.seek(entry.offset)
+            sizes.append(PngImagePlugin.PngImageFile(source).size)  # the header chunks only, no pixel decoded
+    source.seek(0)
+    return sizes
+
+
+def _check_finite(name: str, img: Image.Image) -> None:
+    """Refuse a float image with NaN or infinite pixels: they have no grey level (it was called a blank image)."""
+    undefined = int(np.count_nonzero(~np.isfinite(np.asarray(img))))
+    if undefined:
+        raise FashionZooError(
+            f"{name}: {undefined:,} of {img.width * img.height:,} pixels are NaN or infinite (a float image with "
+            "undefined values, not a blank one); fix those pixels or save the image as 8-bit"
+        )
 
 
 class _CappedReader:

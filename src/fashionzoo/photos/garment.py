@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 from PIL import Image, ImageFilter
@@ -36,20 +38,30 @@ def fashion_mnist_style(img: Image.Image) -> np.ndarray:
     return styled(img)[0]
 
 
-def styled(img: Image.Image) -> tuple[np.ndarray, str | None]:
-    """:func:`fashion_mnist_style`'s pixels, and the photo's scene (:data:`fashionzoo.photos.calibration.SCENES`;
-    None for an image passed through)."""
+class Converted(NamedTuple):
+    """A photo converted for a model: what :func:`fashionzoo.photos.convert.read_photo` gives."""
+
+    pixels: np.ndarray
+    """uint8 (28, 28)."""
+    scene: str | None
+    """:data:`fashionzoo.photos.calibration.SCENES`; None for an image in the data set's format, passed through."""
+    garments: int = 1
+    """Separate garments found (:attr:`fashionzoo.photos.segmentation.Garment.garments`)."""
+
+
+def styled(img: Image.Image) -> Converted:
+    """:func:`fashion_mnist_style`'s pixels, the photo's scene and how many separate garments it shows."""
     if in_data_set_format(img):
-        return np.clip(np.rint(to_grayscale(img)), 0, 255).astype(np.uint8), None
+        return Converted(np.clip(np.rint(to_grayscale(img)), 0, 255).astype(np.uint8), None)
     base = to_8bit(img)
     rgb = _reduced(np.asarray(base if base.mode == "RGB" else base.convert("RGB")))
     gray = cv2.cvtColor(rgb.astype(np.float32), cv2.COLOR_RGB2GRAY)
     background = border_colour(rgb)
     dark = float(to_luma(background)) < 128
-    mask, scene = find_garment(rgb, background)
+    mask, scene, garments = find_garment(rgb, background)
     canvas = np.zeros((SIZE, SIZE), dtype=np.uint8)
     if not mask.any():
-        return canvas, scene
+        return Converted(canvas, scene, garments)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     garment = (gray if dark else 255.0 - gray) * mask
     crop = np.ascontiguousarray(garment[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], dtype=np.float32)
@@ -57,7 +69,7 @@ def styled(img: Image.Image) -> tuple[np.ndarray, str | None]:
     small = np.asarray(Image.fromarray(crop).resize((new_width, new_height), _RESAMPLE))
     top, left = (SIZE - new_height + 1) // 2, (SIZE - new_width + 1) // 2
     canvas[top : top + new_height, left : left + new_width] = np.clip(np.rint(small), 0, 255).astype(np.uint8)
-    return _finish(canvas), scene
+    return Converted(_finish(canvas), scene, garments)
 
 
 def _reduced(rgb: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from fashionzoo.core.errors import FashionZooError, reason
-from fashionzoo.core.files import home_dir, sha256_file
+from fashionzoo.core.files import existing_file, home_dir, sha256_file
 from fashionzoo.publish.checks import check_pushable, matches
 from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.registry.specs import FileRecord, is_safe_filename
@@ -146,13 +146,14 @@ def fetch(entry: ModelEntry, key: str) -> Path:
     return verify(Path(path), record, remove_on_mismatch=True)
 
 
+FILE_KINDS = {"weights": "a weights file", "onnx": "an ONNX file", "onnx_int8": "an int8 ONNX file"}
+"""What each kind of released file is, in words."""
+
+
 def released_file(entry: ModelEntry, key: str = "weights", path: str | os.PathLike | None = None) -> Path:
     """A verified local path to a model's released file: ``path`` if given, else shipped, cached or fetched."""
     if path is not None:
-        explicit = Path(path).expanduser()
-        if not explicit.is_file():
-            raise FashionZooError(f"{explicit}: no such file (pass the path of a {key} file)")
-        return explicit
+        return existing_file(path, FILE_KINDS.get(key, f"a {key} file"))
     record = _file_record(entry, key)
     shipped = shipped_dir() / record.filename
     if entry.weights and key in entry.weights.shipped and shipped.is_file():

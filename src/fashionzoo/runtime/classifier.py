@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from fashionzoo.core.errors import FashionZooError
+from fashionzoo.core.files import existing_file
 from fashionzoo.data.datasets import DATASETS, DEFAULT_TAG, FASHION_CLASSES, InputSpec
 from fashionzoo.photos.calibration import PhotoCalibration, apply_calibration
 from fashionzoo.photos.convert import to_model_input
@@ -30,7 +30,14 @@ from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.registry.lookup import resolve
 from fashionzoo.runtime import metadata
 from fashionzoo.runtime.classify import FileClassifier, released_calibration
-from fashionzoo.runtime.session import CPU_PROVIDER, SessionSettings, SingleImage, cached_session, ort_reason
+from fashionzoo.runtime.session import (
+    CPU_PROVIDER,
+    SessionSettings,
+    SingleImage,
+    cached_session,
+    memory_reason,
+    ort_reason,
+)
 
 PROBABILITY_SLACK = 0.1
 """How far a row of probabilities may sum from 1: int8 files round each probability (the ensemble's rows sum to within
@@ -63,9 +70,7 @@ class Classifier(FileClassifier):
     ) -> None:
         """Open ``onnx_path`` (sessions are shared across instances with the same settings); the session knobs are
         those of :class:`SessionSettings`; ``photo_calibration`` is used by :meth:`classify`."""
-        self.path = Path(onnx_path).expanduser()
-        if not self.path.is_file():
-            raise FashionZooError(f"{self.path}: no such ONNX file")
+        self.path = existing_file(onnx_path, "an ONNX file")
         fallback = resolve(name) if name else None
         self.settings = SessionSettings(
             graph_optimization_level,
@@ -217,7 +222,8 @@ class Classifier(FileClassifier):
                     f"run takes a float32 batch (N, {', '.join(map(str, expected))}) as "
                     f"to_model_input makes it, not {found}"
                 ) from None
-            raise FashionZooError(f"{self.path}: the model failed while running ({ort_reason(error)})") from None
+            why = memory_reason(error) or f"the model failed while running ({ort_reason(error)})"
+            raise FashionZooError(f"{self.path}: {why}") from None
         if probs.shape != (len(x), len(self.classes)):
             raise FashionZooError(
                 f"{self.path}: the model returned shape {probs.shape} for {len(x)} images, not "

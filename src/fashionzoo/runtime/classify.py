@@ -57,7 +57,8 @@ def classify_files(
     ``workers`` threads, or processes for many files (default: :func:`default_workers`). The weights'
     ``calibration`` shifts the probabilities of photos (not of images already in the data set's format). A
     prediction whose top probability is below ``uncertain_below`` (default: the calibration's, else
-    :data:`UNCERTAIN_BELOW`) is marked ``uncertain``. Memory stays bounded by the batch. Options that cannot mean
+    :data:`UNCERTAIN_BELOW`), or of a photo showing several separate garments (with its ``uncertain_reason``), is
+    marked ``uncertain``. Memory stays bounded by the batch. Options that cannot mean
     anything, and an input that is no file or list, are refused at once, not when the results are iterated.
     """
     check_options(top_k, batch_size, workers, uncertain_below)
@@ -102,13 +103,15 @@ def _classified(
                 continue
             best = np.argsort(-row, kind="stable")[:k]
             ranked = tuple((classes[i], round(float(row[i]), 6)) for i in best)
+            several = f"{entry[3]} separate garments in the photo; crop it to one" if entry[3] > 1 else None
             yield Prediction(
                 entry[0],
                 int(best[0]),
                 ranked[0][0],
                 ranked[0][1],
                 ranked,
-                uncertain=bool(row[best[0]] < uncertain_below),
+                uncertain=bool(row[best[0]] < uncertain_below) or several is not None,
+                uncertain_reason=several,
                 model_input=entry[1],
                 top_k_class_ids=tuple(int(i) for i in best),
             )
@@ -141,8 +144,8 @@ def _probabilities(
     """``predict``'s probabilities for the loaded files, the photos' shifted by ``calibration``."""
     if not loaded:
         return np.zeros((0, 0), dtype=np.float32)
-    probs = predict(np.stack([pixels for _, pixels, _ in loaded]))
-    return apply_calibration(probs, [scene for _, _, scene in loaded], calibration)
+    probs = predict(np.stack([entry[1] for entry in loaded]))
+    return apply_calibration(probs, [entry[2] for entry in loaded], calibration)
 
 
 class FileClassifier:

@@ -18,16 +18,16 @@ from typing import Any
 import numpy as np
 
 from fashionzoo.core.errors import FashionZooError
-from fashionzoo.photos.convert import convert_file
+from fashionzoo.photos.convert import read_photo
 from fashionzoo.runtime.results import Failure
 
-Loaded = tuple[str, np.ndarray, str | None]
-"""A loaded file: its name, its 28x28 pixels and the photo's scene (None for an image in the data set's format;
-see :func:`convert_file`)."""
+Loaded = tuple[str, np.ndarray, str | None, int]
+"""A loaded file: its name, its 28x28 pixels, the photo's scene (None for an image in the data set's format) and
+the separate garments found in it (see :func:`read_photo`)."""
 
 
 def _load(item: str | os.PathLike | Failure, pipeline: str) -> Loaded | Failure:
-    """A file after ``pipeline`` (see :func:`convert_file`), or the one-line reason it cannot be used (a Failure
+    """A file after ``pipeline`` (see :func:`read_photo`), or the one-line reason it cannot be used (a Failure
     passes through)."""
     if isinstance(item, Failure):
         return item
@@ -35,10 +35,10 @@ def _load(item: str | os.PathLike | Failure, pipeline: str) -> Loaded | Failure:
     if name is None:
         return Failure(repr(item), f"{item!r}: not a file name")
     try:
-        pixels, scene = convert_file(name, pipeline)
+        pixels, scene, garments = read_photo(name, pipeline)
         if pixels.min() == pixels.max():
             return Failure(name, f"{name}: a blank image (one flat colour once converted): nothing to classify")
-        return name, pixels, scene
+        return name, pixels, scene, garments
     except FashionZooError as error:
         return Failure(name, str(error))
     except (OSError, ValueError, MemoryError) as error:

@@ -29,6 +29,8 @@ class Prediction:
     model_input: np.ndarray | None = field(default=None, repr=False, compare=False)
     """The uint8 (28, 28) image the model saw."""
     top_k_class_ids: tuple[int, ...] = field(kw_only=True)
+    uncertain_reason: str | None = field(default=None, kw_only=True)
+    """Why the prediction is uncertain whatever its probability (a photo of several separate garments), or None."""
 
     def result_fields(self) -> dict[str, Any]:
         """The classification as JSON-ready fields (label, class_id, probability, uncertain, top_k), without the
@@ -46,7 +48,8 @@ class Prediction:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``predict --json`` line), the file named as :func:`_file_fields` does."""
-        return {**_file_fields(self.file), **self.result_fields()}
+        reason = {"uncertain_reason": self.uncertain_reason} if self.uncertain_reason else {}
+        return {**_file_fields(self.file), **self.result_fields(), **reason}
 
     def save_model_input(self, folder: str | os.PathLike) -> Path:
         """Write the image the model saw as a PNG under ``folder``, named after the input: its path (relative, or

@@ -15,14 +15,20 @@ import onnxruntime as ort
 
 from fashionzoo.core.devices import choose
 from fashionzoo.core.errors import FashionZooError
+from fashionzoo.runtime.graph_limits import check_graph
 
 MAX_THREADS = 16 * (os.cpu_count() or 1)
 """Most threads a session may ask for: far past any gain, and short of what hangs or kills the process (100,000
 hung ONNX Runtime, 1,000,000 killed it)."""
+MEMORY_LIMIT = 1 << 30
+"""Most bytes ONNX Runtime's CPU memory arena may hold, one arena shared by every session of the process (its
+``max_mem``): every released model ran batches of 1,024 within it, while a foreign graph asking for more fails with
+one line rather than taking the machine's memory. A session with ``memory_arena=False`` allocates outside it."""
 CPU_PROVIDER, CUDA_PROVIDER = "CPUExecutionProvider", "CUDAExecutionProvider"
 log = logging.getLogger(__name__)
 _sessions: dict[tuple[Any, ...], ort.InferenceSession] = {}
 _sessions_lock = threading.Lock()
+_shared_arena: list[bool] = []  # made once per process, under _sessions_lock
 
 
 def providers_for(device: str) -> list[str]:
@@ -95,6 +101,8 @@ class SessionSettings:
         options.graph_optimization_level = OPTIMIZATION_LEVELS[self.graph_optimization_level]
         options.execution_mode = EXECUTION_MODES[self.execution_mode]
         options.enable_cpu_mem_arena = self.memory_arena
+        if self.memory_arena:
+            options.add_session_config_entry("session.use_env_allocators", "1")  # the arena of MEMORY_LIMIT
         options.enable_mem_pattern = self.memory_pattern
         if not self.spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -115,6 +123,8 @@ def cached_session(
     with _sessions_lock:
         if key in _sessions:
             return _sessions[key]
+        check_graph(path)
+        _make_shared_arena()
         providers = providers_for(device)
         options = settings.options()
         if batch is not None:
@@ -130,6 +140,25 @@ def cached_session(
             )
         _sessions[key] = session
         return session
+
+
+def _make_shared_arena() -> None:
+    """Register, once per process, ONNX Runtime's CPU memory arena bounded to :data:`MEMORY_LIMIT`."""
+    if not _shared_arena:
+        memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(memory, ort.OrtArenaCfg({"max_mem": MEMORY_LIMIT}))
+        _shared_arena.append(True)
+
+
+def memory_reason(error: Exception) -> str | None:
+    """A one-line reason when ``error`` is the arena refusing more than :data:`MEMORY_LIMIT`, else None."""
+    found = re.search(r"smaller than requested bytes of (\d+)", str(error))
+    if found is None:
+        return None
+    return (
+        f"the model asked for {int(found.group(1)):,} bytes at once, over the {MEMORY_LIMIT >> 20} MB fashionzoo "
+        "lets ONNX Runtime hold; classify fewer images at a time (batch_size)"
+    )
 
 
 class SingleImage:
