@@ -325,13 +325,19 @@ def test_a_photo_of_three_garments_is_marked_uncertain_with_its_reason(tmp_path:
     composed = Image.new("RGB", (900, 400))
     for index, tile in enumerate(tiles):
         composed.paste(tile, (300 * index, 0))
-    three, one = tmp_path / "three.jpg", tmp_path / "one.jpg"
+    three, one, two = tmp_path / "three.jpg", tmp_path / "one.jpg", tmp_path / "two.jpg"
     composed.save(three, quality=92)
     tiles[1].save(one, quality=92)
+    pair_of = Image.new("RGB", (600, 400))
+    for index in range(2):
+        pair_of.paste(tiles[0], (300 * index, 0))
+    pair_of.save(two, quality=92)  # two alike shapes: read as a pair (of shoes), not flagged
 
     assert photos_convert.read_photo(three).garments == 3
     assert photos_convert.read_photo(one).garments == 1
-    several, single = Classifier.from_pretrained().classify([three, one])
+    assert photos_convert.read_photo(two).garments == 2
+    several, single, pair = Classifier.from_pretrained().classify([three, one, two])
+    assert pair.uncertain_reason is None
 
     assert several.uncertain and several.uncertain_reason == "3 separate garments in the photo; crop it to one"
     assert several.as_dict()["uncertain_reason"] == several.uncertain_reason

@@ -13,6 +13,7 @@ import numpy as np
 from fashionzoo.core.errors import FashionZooError
 from fashionzoo.data.datasets import InputSpec
 from fashionzoo.photos.calibration import PhotoCalibration, apply_calibration
+from fashionzoo.photos.segmentation import SEVERAL_GARMENTS
 from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.runtime.loading import Loaded, default_workers, load_all
 from fashionzoo.runtime.results import Failure, Prediction
@@ -103,7 +104,9 @@ def _classified(
                 continue
             best = np.argsort(-row, kind="stable")[:k]
             ranked = tuple((classes[i], round(float(row[i]), 6)) for i in best)
-            several = f"{entry[3]} separate garments in the photo; crop it to one" if entry[3] > 1 else None
+            several = (
+                f"{entry[3]} separate garments in the photo; crop it to one" if entry[3] >= SEVERAL_GARMENTS else None
+            )
             yield Prediction(
                 entry[0],
                 int(best[0]),
