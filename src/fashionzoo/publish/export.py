@@ -2,7 +2,8 @@
 
 Imports TensorFlow, tf2onnx and onnx: import lazily. The Keras model is converted through a ``tf.function`` (the
 tf2onnx route that works with Keras 3) with a dynamic batch axis: one float32 NHWC input ``image`` in [0, 1] and
-one output ``probabilities``. What a runtime needs to use the file travels in its ``metadata_props``.
+one output ``probabilities``. What a runtime needs to use the file travels in its ``metadata_props``, the photo
+calibration too (:func:`write_photo_calibration`, at release).
 
 :func:`quantize_int8` turns an exported file into a static int8 one with the same input and output, calibrated on
 training images and refused if it loses more than :data:`QUANT_MAX_DROP` test accuracy.
@@ -32,6 +33,7 @@ from fashionzoo.core.files import atomic_path, sha256_file
 from fashionzoo.core.version import __version__
 from fashionzoo.data.loading import SPLIT_SEED, Split, load_split, train_val_split
 from fashionzoo.models.loading import load as load_trained
+from fashionzoo.photos.calibration import PhotoCalibration
 from fashionzoo.photos.convert import to_model_input
 from fashionzoo.publish import hub
 from fashionzoo.registry.entry import ModelEntry
@@ -204,6 +206,23 @@ def export_onnx(
     with atomic_path(target, suffix=".onnx") as tmp:
         onnx.save_model(proto, tmp)
     return target
+
+
+def write_photo_calibration(path: str | os.PathLike, calibration: PhotoCalibration | None) -> bool:
+    """Record ``calibration`` in the ONNX file's ``fashionzoo.photo_calibration`` metadata (remove it for None),
+    atomically, so that the file reads photos as its weights' release does; whether the file changed (the same
+    calibration again changes no byte)."""
+    proto = onnx.load(os.fspath(path))
+    properties = {p.key: p.value for p in proto.metadata_props}
+    wanted = {key: value for key, value in properties.items() if key != metadata.PHOTO_CALIBRATION}
+    if calibration is not None:
+        wanted[metadata.PHOTO_CALIBRATION] = json.dumps(calibration.to_json())
+    if wanted == properties:
+        return False
+    onnx.helper.set_model_props(proto, wanted)
+    with atomic_path(path, suffix=".onnx") as tmp:
+        onnx.save_model(proto, tmp)
+    return True
 
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:

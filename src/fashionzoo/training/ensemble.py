@@ -71,7 +71,7 @@ def train_ensemble(
         raise FashionZooError(f"{entry.full_name}: an ensemble trains its members on images alone; drop the photo tag")
     data_files = splits.files
     model = build(entry)
-    histories, wall_time = [], 0.0
+    histories, wall_time, resumed_at = [], 0.0, []
     for seed in entry.build_kwargs["seeds"]:
         folder = out / runs.MEMBERS / f"seed-{seed}"
         wanted = runs.recipe_for_resume(member_recipe.replace(seed=seed))
@@ -106,6 +106,7 @@ def train_ensemble(
         model.get_layer(f"seed_{seed}").set_weights(trained.get_weights())
         histories.append(read_history(folder / runs.HISTORY))
         wall_time += record.wall_time_s
+        resumed_at += record.resumed_at or []
     _write_mean_history(histories, out / runs.HISTORY)
     weights_path = write_run_weights(model, out, entry)
     record = measure_run(
@@ -120,7 +121,7 @@ def train_ensemble(
         limit=limit,
         device=device_used,
         weights_file=weights_path.name,
-    ).replace(weights_sha256=sha256_file(weights_path))
+    ).replace(weights_sha256=sha256_file(weights_path), resumed_at=resumed_at or None)
     runs.write_record(out, record)
     write_run_figures(out, entry, record)
     return record
