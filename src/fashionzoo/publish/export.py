@@ -161,6 +161,20 @@ def _weights_facts(entry: ModelEntry, weights: str | Path | None) -> dict[str, s
     return facts
 
 
+def _calibration_text(calibration: PhotoCalibration) -> str:
+    return json.dumps(calibration.to_json())
+
+
+def _released_calibration(entry: ModelEntry, facts: dict[str, str]) -> dict[str, str]:
+    """The released photo calibration as metadata, for an export of the released weights themselves (by SHA-256)."""
+    released = entry.weights
+    if released is None or released.photo_calibration is None or "weights" not in released.files:
+        return {}
+    if facts.get(metadata.WEIGHTS_SHA256) != released.files["weights"].sha256:
+        return {}
+    return {metadata.PHOTO_CALIBRATION: _calibration_text(released.photo_calibration)}
+
+
 def export_onnx(
     model_name: str | ModelEntry,
     out: str | Path | None = None,
@@ -174,7 +188,8 @@ def export_onnx(
 
     The model is ``load_trained(name, weights)`` unless a Keras ``model`` is given. The file is written
     atomically, and only after ``onnx.checker`` passes and ONNX Runtime matches Keras on every test image
-    (max abs difference of probabilities <= :data:`PARITY_TOLERANCE`, same top-1 class).
+    (max abs difference of probabilities <= :data:`PARITY_TOLERANCE`, same top-1 class). The released weights'
+    export carries their photo calibration, as the released file does.
     """
     entry = resolve(model_name)
     facts_known = model is None or weights is not None
@@ -199,6 +214,7 @@ def export_onnx(
         metadata.PREPROCESSING: PREPROCESSING_TEXT[entry.input_spec.pipeline],
         metadata.TEST_TIME_AUGMENTATION: TEST_TIME_FLIP_TEXT if entry.test_time_flip else "none",
         **facts,
+        **_released_calibration(entry, facts),
         metadata.PARITY_MAX_ABS_DIFF: repr(max_diff),
     }
     onnx.helper.set_model_props(proto, properties)
@@ -216,7 +232,7 @@ def write_photo_calibration(path: str | os.PathLike, calibration: PhotoCalibrati
     properties = {p.key: p.value for p in proto.metadata_props}
     wanted = {key: value for key, value in properties.items() if key != metadata.PHOTO_CALIBRATION}
     if calibration is not None:
-        wanted[metadata.PHOTO_CALIBRATION] = json.dumps(calibration.to_json())
+        wanted[metadata.PHOTO_CALIBRATION] = _calibration_text(calibration)
     if wanted == properties:
         return False
     onnx.helper.set_model_props(proto, wanted)
