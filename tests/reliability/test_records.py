@@ -8,20 +8,29 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import COMMIT_A, REPO, ROOT, assert_cli_error, assert_one_line, released, run_cli, sha256
+from helpers import (
+    COMMIT_A,
+    REPO,
+    ROOT,
+    assert_cli_error,
+    assert_one_line,
+    failing_without_tensorflow,
+    released,
+    run_cli,
+    sha256,
+    snapshot,
+)
 
 from fashionzoo.cli import main
 from fashionzoo.core.errors import FashionZooError
 from fashionzoo.core.files import sha256_file
-from fashionzoo.publish.release import TABLE_END, TABLE_START, ReleaseTree
+from fashionzoo.publish.release import ReleaseTree
 from fashionzoo.registry import lookup as registry_lookup
 from fashionzoo.registry.specs import FileRecord, is_safe_filename
 from fashionzoo.training import runs
@@ -89,20 +98,6 @@ def test_weights_json_with_a_traversing_name_fails_at_load(tmp_path: Path, monke
 # ========================================================================= run records, release and the bench cache
 
 
-@pytest.fixture
-def tree(tmp_path: Path) -> ReleaseTree:
-    """An empty package tree laid out like a checkout (no released weights yet)."""
-    root = tmp_path / "checkout"
-    (root / "src" / "fashionzoo").mkdir(parents=True)
-    (root / "src" / "fashionzoo" / "weights.json").write_text("{}\n")
-    (root / "README.md").write_text(f"# zoo\n\n{TABLE_START}\nold table\n{TABLE_END}\n")
-    return ReleaseTree(root)
-
-
-def _everything(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def _released_run(folder: Path, name: str = "lenet5", **changes: object) -> Path:
     """The released run of ``name`` as a run folder (its record, figures and shipped files), ``changes`` made to its
     ``metrics.json`` as an editor would."""
@@ -129,10 +124,10 @@ def test_release_refuses_a_record_of_wrong_types_before_writing_anything(
     """Item 5: ``"params": "many"`` was released into weights.json and then crashed (and ``list`` with it);
     ``"test": {}`` was a KeyError traceback. Now one line naming the field, and the tree as it was."""
     run = _released_run(tmp_path / "run", **change)
-    before = _everything(tree.root)
+    before = snapshot(tree.root)
     result = CliRunner().invoke(main, ["release", str(run), "--tree", str(tree.root)])
     assert_cli_error(result, run / runs.METRICS, fragment)
-    assert _everything(tree.root) == before
+    assert snapshot(tree.root) == before
     with pytest.raises(FashionZooError, match="not a fashionzoo run record"):
         runs.read_record(run)
 
@@ -145,25 +140,17 @@ def test_release_refuses_a_record_whose_weights_measure_otherwise(
     in weights.json, docs/models.md and the ONNX metadata. Now release measures the ONNX file it exports on the
     official test file and refuses the record, in one line, before anything reaches the tree."""
     run = _released_run(tmp_path / "run", test={"accuracy": 0.9912, "loss": 0.0301, "n": 10000})
-    before = _everything(tree.root)
+    before = snapshot(tree.root)
     result = CliRunner().invoke(main, ["release", str(run), "--tree", str(tree.root), "--data-dir", str(shared_data)])
     assert_cli_error(result, "records test accuracy 0.9912", "its weights measure 0.8949", "nothing released")
-    assert _everything(tree.root) == before
+    assert snapshot(tree.root) == before
 
 
 def test_eval_checks_its_weights_path_before_importing_tensorflow(tmp_path: Path) -> None:
     """Item 28: ``eval --weights`` with a wrong path imported TensorFlow (6 s) before saying so."""
     missing = tmp_path / "nowhere.weights.h5"
-    code = (
-        "import sys; from fashionzoo.cli import main\n"
-        f"try: main(['eval', 'lenet5', '--weights', {str(missing)!r}], standalone_mode=False)\n"
-        "except SystemExit as stop: assert stop.code == 1, stop.code\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
-        "assert not bad, bad"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert_one_line(done.stderr.strip(), missing, "no such file")
+    stderr = failing_without_tensorflow(["eval", "lenet5", "--weights", str(missing)])
+    assert_one_line(stderr, missing, "no such file")
 
 
 @pytest.mark.slow  # exports and quantises lenet5, twice

@@ -1,20 +1,21 @@
 """The run record's JSON types, checked when ``metrics.json`` is read (pydantic, strict): every field of
-:class:`~fashionzoo.training.runs.RunRecord` of its declared type, and the figures a release publishes (test
-accuracy, loss and size, the photo figures, the ONNX latency) present, finite and in range. Imported lazily by
-:mod:`fashionzoo.training.runs`, so that reading no record costs no pydantic import."""
+:class:`~fashionzoo.training.runs.RunRecord` of its declared type (read from the dataclass itself), and the figures a
+release publishes (test accuracy, loss and size, the photo figures, the ONNX latency) present, finite and in range.
+Imported lazily by :mod:`fashionzoo.training.runs`, so that reading no record costs no pydantic import."""
 
 from __future__ import annotations
 
 import functools
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from fashionzoo.core.errors import FashionZooError
-from fashionzoo.training.runs import RunRecord
+
+Record = TypeVar("Record")
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
@@ -44,25 +45,23 @@ class Latency(TypedDict):
 
 
 @functools.cache
-def _adapters() -> tuple[
-    TypeAdapter[RunRecord], TypeAdapter[TestFigures], TypeAdapter[PhotoFigures], TypeAdapter[Latency]
-]:
-    return TypeAdapter(RunRecord), TypeAdapter(TestFigures), TypeAdapter(PhotoFigures), TypeAdapter(Latency)
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)
 
 
-def checked_record(known: dict[str, Any], source: Path) -> RunRecord:
-    """The record of ``known`` (its fields this version knows), or a one-line refusal naming the first field of
-    another type (``"params": "many"``) or a published figure missing or out of range (``"test": {}``)."""
-    record_type, test_type, photo_type, latency_type = _adapters()
-    parts: list[tuple[str, TypeAdapter[Any], Any]] = [("", record_type, known), ("test.", test_type, known.get("test"))]
+def checked_record(record_type: type[Record], known: dict[str, Any], source: Path) -> Record:
+    """A ``record_type`` (:class:`~fashionzoo.training.runs.RunRecord`, passed in by its module) made of ``known``
+    (the fields this version knows), or a one-line refusal naming the first field of another type (``"params":
+    "many"``) or a published figure missing or out of range (``"test": {}``)."""
+    parts: list[tuple[str, Any, Any]] = [("", record_type, known), ("test.", TestFigures, known.get("test"))]
     if known.get("photos") is not None:
-        parts.append(("photos.", photo_type, known["photos"]))
+        parts.append(("photos.", PhotoFigures, known["photos"]))
     if known.get("onnx_latency") is not None:
-        parts.append(("onnx_latency.", latency_type, known["onnx_latency"]))
+        parts.append(("onnx_latency.", Latency, known["onnx_latency"]))
     checked = []
-    for prefix, adapter, value in parts:
+    for prefix, kind, value in parts:
         try:
-            checked.append(adapter.validate_json(json.dumps(value), strict=True))
+            checked.append(_adapter(kind).validate_json(json.dumps(value), strict=True))
         except ValidationError as error:
             first = error.errors()[0]
             where = prefix + ".".join(map(str, first["loc"])) if first["loc"] else prefix.rstrip(".") or "the record"

@@ -137,7 +137,7 @@ class RunRecord:
             )
         from fashionzoo.training.record_types import checked_record
 
-        record = checked_record({k: v for k, v in raw.items() if k in known}, source)
+        record = checked_record(cls, {k: v for k, v in raw.items() if k in known}, source)
         return record.replace(extra={k: v for k, v in raw.items() if k not in known})
 
 
