@@ -20,6 +20,7 @@ import pytest
 from helpers import COMMIT_A, COMMIT_B, CONTENT_A, CONTENT_B, FILENAME, REPO
 from hub_server import HubServer
 
+from fashionzoo.publish.release import TABLE_END, TABLE_START, ReleaseTree
 from fashionzoo.training.runs import RunRecord
 
 IDX_NAMES = {
@@ -142,13 +143,23 @@ def fake_run_record(model: str, weights_file: str, accuracy: float = 0.5, datase
         epochs=0,
         wall_time_s=0.0,
         seed=0,
-        test={"accuracy": accuracy},
+        test={"accuracy": accuracy, "loss": 1.0, "n": 10_000},
         val={},
         test_time_flip=False,
         weights_file=weights_file,
         versions={},
         machine={},
     )
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> ReleaseTree:
+    """An empty package tree laid out like a checkout: no released weights yet, a README with the table markers."""
+    root = tmp_path / "checkout"
+    (root / "src" / "fashionzoo").mkdir(parents=True)
+    (root / "src" / "fashionzoo" / "weights.json").write_text("{}\n")
+    (root / "README.md").write_text(f"# zoo\n\n{TABLE_START}\nold table\n{TABLE_END}\n\nmore text\n")
+    return ReleaseTree(root)
 
 
 @pytest.fixture

@@ -75,6 +75,21 @@ def run_cli(
     )
 
 
+def failing_without_tensorflow(args: list[str]) -> str:
+    """Run ``fashionzoo ARGS`` in a fresh process that must fail (exit status 1) without ever importing TensorFlow,
+    Keras or tf2onnx; returns its stderr."""
+    code = (
+        "import sys; from fashionzoo.cli import main\n"
+        f"try: main({args!r}, standalone_mode=False)\n"
+        "except SystemExit as stop: assert stop.code == 1, stop.code\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))\n"
+        "assert not bad, bad"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stderr.strip()
+
+
 def released(filename: str) -> Path:
     """A file shipped inside the package (``checkpoints/``)."""
     return hub.shipped_dir() / filename
@@ -97,6 +112,15 @@ def garment_pngs(folder: Path, *names: str) -> list[Path]:
     for path in paths:
         bar(True).save(path, "PNG")
     return paths
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` by relative path, with its SHA-256: what a command must leave as it was."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ================================================================== the Hub look-alike's test records (hub_server)

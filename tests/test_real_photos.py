@@ -162,7 +162,9 @@ def test_the_calibration_shifts_photos_only_and_sets_the_threshold(tmp_path: Pat
     assert [convert_file(file)[1] for file in files] == [None, "plain"]
     uncalibrated = Classifier.from_pretrained(DEFAULT_MODEL, calibrated=False)
     assert uncalibrated.photo_calibration is None
-    assert Classifier.from_pretrained(DEFAULT_MODEL, onnx_path=uncalibrated.path).photo_calibration is None
+    own = Classifier.from_pretrained(DEFAULT_MODEL, onnx_path=uncalibrated.path).photo_calibration  # the file's
+    assert own == get_entry(DEFAULT_MODEL).weights.photo_calibration and own is not None  # (its metadata)
+    assert Classifier(uncalibrated.path, calibrated=False).photo_calibration is None
     towards_sandal = PhotoCalibration(tuple(30.0 if k == 5 else 0.0 for k in range(10)), 0.99)
     calibrated = Classifier(uncalibrated.path, photo_calibration=towards_sandal)
     before, after = list(uncalibrated.classify(files)), list(calibrated.classify(files))

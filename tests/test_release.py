@@ -6,20 +6,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import assert_cli_error, assert_one_line
+from helpers import assert_cli_error, assert_one_line, failing_without_tensorflow, snapshot
 
 from fashionzoo.cli import main
 from fashionzoo.core.errors import FashionZooError
 from fashionzoo.core.files import sha256_file
 from fashionzoo.data.datasets import DATASETS
 from fashionzoo.photos.calibration import PhotoCalibration
-from fashionzoo.publish.release import TABLE_END, TABLE_START, ReleaseTree, read_manifest, release, write_manifest
+from fashionzoo.publish.release import ReleaseTree, read_manifest, release, write_manifest
 from fashionzoo.registry.lookup import get_entry
 from fashionzoo.training import runs
 
@@ -42,20 +40,6 @@ def retrained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> di
         train(name, out, data_dir=shared_data, verbose=0)
         folders[name] = out
     return folders
-
-
-@pytest.fixture
-def tree(tmp_path: Path) -> ReleaseTree:
-    """An empty package tree laid out like a checkout: no released weights yet, a README with the table markers."""
-    root = tmp_path / "checkout"
-    (root / "src" / "fashionzoo").mkdir(parents=True)
-    (root / "src" / "fashionzoo" / "weights.json").write_text("{}\n")
-    (root / "README.md").write_text(f"# zoo\n\n{TABLE_START}\nold table\n{TABLE_END}\n\nmore text\n")
-    return ReleaseTree(root)
-
-
-def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.slow  # retrains two released models with their full recipes
@@ -87,7 +71,7 @@ def test_release_into_a_package_tree_then_again_changes_nothing(
     readme = (tree.root / "README.md").read_text()
     assert "old table" not in readme and "| `lenet5` |" in readme and readme.endswith("more text\n")
 
-    before, run_before = _snapshot(tree.root), _snapshot(run)
+    before, run_before = snapshot(tree.root), snapshot(run)
     second = CliRunner().invoke(
         main, ["release", str(run), "--tree", str(tree.root), "--data-dir", str(shared_data), "--json"]
     )
@@ -100,7 +84,7 @@ def test_release_into_a_package_tree_then_again_changes_nothing(
         }
     }
     assert read_manifest(tree) == {"lenet5": first}
-    assert _snapshot(tree.root) == before and _snapshot(run) == run_before  # not a byte changed
+    assert snapshot(tree.root) == before and snapshot(run) == run_before  # not a byte changed
 
     calibrated = dataclasses.replace(first, photo_calibration=PhotoCalibration((0.5,) + (0.0,) * 9, 0.4))
     write_manifest(tree, {"lenet5": calibrated})
@@ -166,9 +150,9 @@ def test_releasing_a_shipped_run_again_changes_no_byte(tmp_path: Path, tree: Rel
             shutil.copyfile(PACKAGE / "checkpoints" / file.filename, run / file.filename)
     pinned = dataclasses.replace(shipped, revision="b" * 40)
     write_manifest(tree, {name: pinned})
-    before = _snapshot(run)
+    before = snapshot(run)
     assert release([run], tree)[name] == pinned and read_manifest(tree) == {name: pinned}
-    assert _snapshot(run) == before and _snapshot(tree.docs / name) == _snapshot(DOCS / name)
+    assert snapshot(run) == before and snapshot(tree.docs / name) == snapshot(DOCS / name)
 
 
 def test_a_record_from_before_a_recipe_field_existed_reads_with_its_default(tmp_path: Path) -> None:
@@ -191,14 +175,5 @@ def test_cli_release_refuses_a_folder_without_a_run_record(tmp_path: Path, tree:
 
 
 def test_cli_release_refuses_a_tree_without_a_manifest_before_importing_tensorflow(tmp_path: Path) -> None:
-    args = ["release", "--tree", str(tmp_path), str(tmp_path)]
-    code = (
-        "import sys; from fashionzoo.cli import main\n"
-        f"try: main({args!r}, standalone_mode=False)\n"
-        "except SystemExit as stop: assert stop.code == 1, stop.code\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))\n"
-        "assert not bad, bad"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert_one_line(done.stderr.strip(), "weights.json: unreadable weights manifest")
+    stderr = failing_without_tensorflow(["release", "--tree", str(tmp_path), str(tmp_path)])
+    assert_one_line(stderr, "weights.json: unreadable weights manifest")

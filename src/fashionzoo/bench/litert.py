@@ -15,10 +15,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fashionzoo.bench.cache import cached_conversion
 from fashionzoo.core.errors import FashionZooError, reason
-from fashionzoo.core.files import atomic_path, home_dir
+from fashionzoo.core.files import atomic_path
 from fashionzoo.models import loading
-from fashionzoo.publish import hub
 from fashionzoo.publish.export import PARITY_BATCH, PARITY_TOLERANCE, check_parity
 from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.registry.lookup import resolve
@@ -99,11 +99,13 @@ def tflite_file(
     keras_model: keras.Model | None = None,
 ) -> Path:
     """The checked ``.tflite`` file of a trained model (released weights unless ``weights`` are given; pass the
-    loaded ``keras_model`` to save loading it again), converted once into ``$FASHIONZOO_HOME/bench`` and keyed by
-    the weights' SHA-256 like the benchmark's ONNX files."""
+    loaded ``keras_model`` to save loading it again), converted once into ``$FASHIONZOO_HOME/bench`` and verified
+    before each use like the benchmark's ONNX files (:mod:`fashionzoo.bench.cache`)."""
     entry = resolve(model)
     interpreter_class()  # fail before converting when LiteRT cannot run the result
-    target = home_dir() / "bench" / f"{hub.converted_stem(entry, weights)}.tflite"
-    if not target.is_file():
-        export_tflite(entry, keras_model or loading.load(entry, weights), target, data_dir)
-    return target
+    return cached_conversion(
+        entry,
+        weights,
+        ".tflite",
+        lambda target: export_tflite(entry, keras_model or loading.load(entry, weights), target, data_dir),
+    )

@@ -26,13 +26,13 @@ import tensorflow as tf
 
 from fashionzoo.bench import report as benchreport
 from fashionzoo.bench.backends import backends
+from fashionzoo.bench.cache import cached_conversion
 from fashionzoo.bench.flops import flops_per_image, measured_peak
 from fashionzoo.bench.litert import tflite_file
 from fashionzoo.bench.report import LABELS
 from fashionzoo.bench.timing import cpu_clock, interleave, latency_stats, others_share
 from fashionzoo.core.devices import keras_device
 from fashionzoo.core.errors import FashionZooError
-from fashionzoo.core.files import home_dir
 from fashionzoo.core.machine import machine_info, peak_fp32, this_cpu
 from fashionzoo.core.version import __version__
 from fashionzoo.models.loading import load as load_trained
@@ -54,18 +54,24 @@ def onnx_files(
     model: str | ModelEntry, weights: str | Path | None = None, data_dir: str | os.PathLike | None = None
 ) -> dict[str, Path]:
     """The fp32 and int8 ONNX files of a trained model: the released ones (unless ``weights`` are given), else
-    exported and quantised once into ``$FASHIONZOO_HOME/bench``, keyed by the weights' SHA-256."""
+    exported and quantised once into ``$FASHIONZOO_HOME/bench`` and verified before each use
+    (:mod:`fashionzoo.bench.cache`)."""
     entry = resolve(model)
-    stem = hub.converted_stem(entry, weights)  # fails clearly when the model has no released weights
     released = entry.weights.files if entry.weights and weights is None else {}
-    fp32 = hub.released_file(entry, "onnx") if "onnx" in released else home_dir() / "bench" / f"{stem}.onnx"
-    if not fp32.is_file():
-        export_onnx(entry, fp32, weights=weights, data_dir=data_dir)
-    int8 = (
-        hub.released_file(entry, "onnx_int8") if "onnx_int8" in released else home_dir() / "bench" / f"{stem}.int8.onnx"
+    fp32 = (
+        hub.released_file(entry, "onnx")
+        if "onnx" in released
+        else cached_conversion(
+            entry, weights, ".onnx", lambda target: export_onnx(entry, target, weights=weights, data_dir=data_dir)
+        )
     )
-    if not int8.is_file():
-        quantize_int8(entry, fp32, int8, data_dir=data_dir)
+    int8 = (
+        hub.released_file(entry, "onnx_int8")
+        if "onnx_int8" in released
+        else cached_conversion(
+            entry, weights, ".int8.onnx", lambda target: quantize_int8(entry, fp32, target, data_dir=data_dir)
+        )
+    )
     return {"fp32": fp32, "int8": int8}
 
 

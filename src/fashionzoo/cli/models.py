@@ -110,8 +110,11 @@ def eval_command(
 ) -> None:
     """Evaluate a trained model on the official test file of its data set."""
     from fashionzoo.models.evaluation import evaluate
+    from fashionzoo.publish import hub
 
     entry = with_tag(name, dataset)
+    if weights is not None:
+        hub.released_file(entry, "weights", weights)  # a wrong path in one line, before TensorFlow's seconds
     if plot:
         check_can_write(Path(plot))  # before the evaluation, not after
     import_tensorflow_quietly()

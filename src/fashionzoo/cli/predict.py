@@ -40,7 +40,12 @@ if TYPE_CHECKING:
 @json_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @device_option(note=" The onnx backend's cuda needs onnxruntime-gpu.")
-@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), help="A local ONNX file (default: released).")
+@click.option(
+    "--onnx",
+    "onnx_path",
+    type=click.Path(dir_okay=False),
+    help="A local ONNX file (default: released); the photo calibration in its metadata applies, if it has one.",
+)
 @click.option(
     "--backend",
     type=click.Choice(["onnx", "keras"]),

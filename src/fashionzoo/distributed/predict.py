@@ -185,7 +185,7 @@ class Predictor:
             path.write_bytes(ray.get(onnx[0]))
             # one thread (for the model and for loading): the actor holds one CPU of the node, its neighbours the others
             self.classifier = Classifier(
-                path, name=name, device=device, intra_op_threads=1, photo_calibration=calibration
+                path, name=name, device=device, intra_op_threads=1, photo_calibration=calibration, calibrated=False
             )
         self.top_k, self.batch_size, self.uncertain_below = top_k, batch_size, uncertain_below
         if os.path.isdir(cwd):  # relative paths mean what they meant on the driver (a shared file system)

@@ -54,6 +54,14 @@ class PhotoCalibration:
         """The offsets for a photo of ``scene``."""
         return self.by_scene.get(scene, self.offsets)
 
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form ``weights.json`` and the ONNX metadata hold."""
+        return {
+            "offsets": list(self.offsets),
+            "uncertain_below": self.uncertain_below,
+            "by_scene": {scene: list(row) for scene, row in self.by_scene.items()},
+        }
+
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> PhotoCalibration:
         return cls(tuple(raw["offsets"]), raw["uncertain_below"], dict(raw.get("by_scene", {})))

@@ -89,6 +89,29 @@ def check_releasable(run_dir: Path, record: runs.RunRecord, entry: ModelEntry) -
         )
 
 
+ACCURACY_TOLERANCE = 0.0005
+"""How far a run record's test accuracy may be from the one ``release`` measures on the same weights (5 of the
+10,000 test images: a record measured on another device may see a borderline image otherwise)."""
+LOSS_TOLERANCE = 0.001
+"""The same for the test loss (measured: within 1e-8 on the released weights)."""
+
+
+def check_test_figures(run_dir: Path, record: runs.RunRecord, measured: Mapping[str, float]) -> None:
+    """Refuse a record whose test figures are not those ``release`` measured on its weights (``measured``: accuracy,
+    loss and n on the official test file): an edited ``metrics.json`` is never published."""
+    test = record.test
+    if (
+        test["n"] != measured["n"]
+        or abs(test["accuracy"] - measured["accuracy"]) > ACCURACY_TOLERANCE
+        or abs(test["loss"] - measured["loss"]) > LOSS_TOLERANCE
+    ):
+        raise FashionZooError(
+            f"{run_dir / runs.METRICS}: records test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f} on "
+            f"{test['n']} images, but its weights measure {measured['accuracy']:.4f}, {measured['loss']:.4f} on the "
+            f"{measured['n']} official test images; nothing released (train the model again into this folder)"
+        )
+
+
 def check_pushable(run_dir: Path, record: runs.RunRecord, entry: ModelEntry) -> None:
     """Refuse to publish a run of another model than ``entry``, one trained with a random backbone, or one whose
     files are not ``entry``'s released files (release it first, so that the commit holds them)."""

@@ -2,7 +2,8 @@
 
 Imports TensorFlow, tf2onnx and onnx: import lazily. The Keras model is converted through a ``tf.function`` (the
 tf2onnx route that works with Keras 3) with a dynamic batch axis: one float32 NHWC input ``image`` in [0, 1] and
-one output ``probabilities``. What a runtime needs to use the file travels in its ``metadata_props``.
+one output ``probabilities``. What a runtime needs to use the file travels in its ``metadata_props``, the photo
+calibration too (:func:`write_photo_calibration`, at release).
 
 :func:`quantize_int8` turns an exported file into a static int8 one with the same input and output, calibrated on
 training images and refused if it loses more than :data:`QUANT_MAX_DROP` test accuracy.
@@ -32,6 +33,7 @@ from fashionzoo.core.files import atomic_path, sha256_file
 from fashionzoo.core.version import __version__
 from fashionzoo.data.loading import SPLIT_SEED, Split, load_split, train_val_split
 from fashionzoo.models.loading import load as load_trained
+from fashionzoo.photos.calibration import PhotoCalibration
 from fashionzoo.photos.convert import to_model_input
 from fashionzoo.publish import hub
 from fashionzoo.registry.entry import ModelEntry
@@ -159,6 +161,20 @@ def _weights_facts(entry: ModelEntry, weights: str | Path | None) -> dict[str, s
     return facts
 
 
+def _calibration_text(calibration: PhotoCalibration) -> str:
+    return json.dumps(calibration.to_json())
+
+
+def _released_calibration(entry: ModelEntry, facts: dict[str, str]) -> dict[str, str]:
+    """The released photo calibration as metadata, for an export of the released weights themselves (by SHA-256)."""
+    released = entry.weights
+    if released is None or released.photo_calibration is None or "weights" not in released.files:
+        return {}
+    if facts.get(metadata.WEIGHTS_SHA256) != released.files["weights"].sha256:
+        return {}
+    return {metadata.PHOTO_CALIBRATION: _calibration_text(released.photo_calibration)}
+
+
 def export_onnx(
     model_name: str | ModelEntry,
     out: str | Path | None = None,
@@ -172,7 +188,8 @@ def export_onnx(
 
     The model is ``load_trained(name, weights)`` unless a Keras ``model`` is given. The file is written
     atomically, and only after ``onnx.checker`` passes and ONNX Runtime matches Keras on every test image
-    (max abs difference of probabilities <= :data:`PARITY_TOLERANCE`, same top-1 class).
+    (max abs difference of probabilities <= :data:`PARITY_TOLERANCE`, same top-1 class). The released weights'
+    export carries their photo calibration, as the released file does.
     """
     entry = resolve(model_name)
     facts_known = model is None or weights is not None
@@ -197,6 +214,7 @@ def export_onnx(
         metadata.PREPROCESSING: PREPROCESSING_TEXT[entry.input_spec.pipeline],
         metadata.TEST_TIME_AUGMENTATION: TEST_TIME_FLIP_TEXT if entry.test_time_flip else "none",
         **facts,
+        **_released_calibration(entry, facts),
         metadata.PARITY_MAX_ABS_DIFF: repr(max_diff),
     }
     onnx.helper.set_model_props(proto, properties)
@@ -204,6 +222,23 @@ def export_onnx(
     with atomic_path(target, suffix=".onnx") as tmp:
         onnx.save_model(proto, tmp)
     return target
+
+
+def write_photo_calibration(path: str | os.PathLike, calibration: PhotoCalibration | None) -> bool:
+    """Record ``calibration`` in the ONNX file's ``fashionzoo.photo_calibration`` metadata (remove it for None),
+    atomically, so that the file reads photos as its weights' release does; whether the file changed (the same
+    calibration again changes no byte)."""
+    proto = onnx.load(os.fspath(path))
+    properties = {p.key: p.value for p in proto.metadata_props}
+    wanted = {key: value for key, value in properties.items() if key != metadata.PHOTO_CALIBRATION}
+    if calibration is not None:
+        wanted[metadata.PHOTO_CALIBRATION] = _calibration_text(calibration)
+    if wanted == properties:
+        return False
+    onnx.helper.set_model_props(proto, wanted)
+    with atomic_path(path, suffix=".onnx") as tmp:
+        onnx.save_model(proto, tmp)
+    return True
 
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:

@@ -161,17 +161,12 @@ def released_file(entry: ModelEntry, key: str = "weights", path: str | os.PathLi
     return fetch(entry, key)
 
 
-def converted_stem(entry: ModelEntry, weights: str | os.PathLike | None = None) -> str:
-    """The file name stem, ``NAME-VERSION-SHA``, of a file converted from a model's weights (the released ones
-    unless ``weights`` is a local file) and cached: the first 16 hex digits of the weights' SHA-256 (the record's,
-    or read from the local file) and the package version, so that other weights or another converter make another
-    file. Fails clearly when the model has no released weights and none are given."""
-    from fashionzoo.core.version import __version__
-
+def weights_sha256(entry: ModelEntry, weights: str | os.PathLike | None = None) -> str:
+    """The SHA-256 of a model's weights: the released record's, or read from ``weights``, a local file. Fails
+    clearly when the model has no released weights and none are given."""
     weights_path = released_file(entry, "weights", weights)
     released = entry.weights.files if entry.weights and weights is None else {}
-    sha = released["weights"].sha256 if "weights" in released else sha256_file(weights_path)
-    return f"{entry.full_name}-{__version__}-{sha[:16]}"
+    return released["weights"].sha256 if "weights" in released else sha256_file(weights_path)
 
 
 def push(

@@ -22,14 +22,18 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from fashionzoo.core.errors import FashionZooError
 from fashionzoo.core.files import atomic_open, atomic_path, sha256_file
 from fashionzoo.data.datasets import DATASETS
 from fashionzoo.photos.calibration import PhotoCalibration
-from fashionzoo.publish.checks import RUN_FILES, check_published, check_releasable
+from fashionzoo.publish.checks import RUN_FILES, check_published, check_releasable, check_test_figures
 from fashionzoo.publish.reports import standard_error, write_model_card
+from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.registry.lookup import all_entries, get_entry
 from fashionzoo.registry.specs import FileRecord, WeightsRecord
+from fashionzoo.runtime import metadata
 from fashionzoo.training import runs
 from fashionzoo.training.runs import RunRecord
 
@@ -121,7 +125,7 @@ def release_run(
     """Release one finished run into ``tree`` and return its weights record (``weights.json`` is not written here:
     :func:`release` does that once for all runs)."""
     from fashionzoo.bench.run import onnx_latency
-    from fashionzoo.publish.export import export_onnx, quantize_int8
+    from fashionzoo.publish.export import describe, export_onnx, quantize_int8, write_photo_calibration
 
     run = Path(run_dir)
     record = runs.read_record(run)
@@ -141,13 +145,22 @@ def release_run(
     fresh = not (unchanged("weights", weights) and unchanged("onnx", onnx_path))
     if fresh:
         export_onnx(entry, onnx_path, weights=weights, data_dir=data_dir)
+    check_test_figures(run, record, test_figures(entry, onnx_path, data_dir))  # before anything is written
+    calibration = previous.photo_calibration if previous and unchanged("weights", weights) else None
+    if calibration is None and record.photos and "uncertain_below" in record.photos:  # chosen on held-out senders
+        calibration = PhotoCalibration((0.0,) * len(entry.classes), record.photos["uncertain_below"])
+    write_photo_calibration(onnx_path, calibration)  # the file reads photos as the release does
     if fresh or record.onnx_latency is None:
         record = record.replace(onnx_latency=onnx_latency(onnx_path, entry, batch_size=1))
         runs.write_record(run, record)
     write_model_card(record, entry, run / runs.CARD)
     files = {"weights": weights, "onnx": onnx_path, "card": run / runs.CARD, "metrics": run / runs.METRICS}
     try:
-        if fresh or not unchanged("onnx_int8", int8_path):
+        fp32_sha256 = sha256_file(onnx_path)  # the int8 file must be quantised from it, its calibration included
+        int8_current = (
+            unchanged("onnx_int8", int8_path) and describe(int8_path).get(metadata.FP32_SHA256) == fp32_sha256
+        )
+        if fresh or not int8_current:
             quantize_int8(entry, onnx_path, int8_path, data_dir=data_dir)
         files["onnx_int8"] = int8_path
     except FashionZooError as error:
@@ -159,9 +172,6 @@ def release_run(
         _copy(run / filename, tree.docs / entry.full_name / filename)
     records = {key: _file_record(path) for key, path in files.items()}
     revision = published or (previous.revision if previous and previous.files == records else None)
-    calibration = previous.photo_calibration if previous and previous.files.get("onnx") == records["onnx"] else None
-    if calibration is None and record.photos and "uncertain_below" in record.photos:  # chosen on held-out senders
-        calibration = PhotoCalibration((0.0,) * len(entry.classes), record.photos["uncertain_below"])
     test, latency = record.test, record.onnx_latency
     if test is None or latency is None:  # release_run measured both before this
         raise FashionZooError(f"{run}: the run record lacks its test figures or ONNX latency; release it again")
@@ -184,6 +194,28 @@ def release_run(
         data_files=DATASETS[record.dataset].content_hashes(record.data_files),
         photo_calibration=calibration,  # a calibration holds for the model it was chosen for
     )
+
+
+def test_figures(entry: ModelEntry, onnx_path: Path, data_dir: str | Path | None) -> dict[str, float]:
+    """Accuracy, loss and n of an ONNX file (ONNX Runtime, probabilities as exported) on the official test file of
+    ``entry``'s data set; a test file that is not the official one is refused."""
+    from fashionzoo.data.loading import load_split
+    from fashionzoo.models.evaluation import metrics_from_probs
+    from fashionzoo.photos.convert import to_model_input
+    from fashionzoo.publish.export import PARITY_BATCH
+    from fashionzoo.runtime.classifier import Classifier
+
+    test = load_split("test", entry.tag, data_dir)
+    official = {f.name: f.content_sha256 for f in DATASETS[entry.tag].files.values()}
+    if not test.files or any(official.get(name) != sha for name, sha in test.files.items()):
+        raise FashionZooError(
+            f"{', '.join(test.files) or 'the test file'}: not the official {entry.tag} test file; pass --data-dir "
+            "with the official files to release"
+        )
+    run = Classifier(onnx_path, name=entry.full_name).run
+    x = to_model_input(test.images, entry.input_spec)
+    probs = np.concatenate([run(x[i : i + PARITY_BATCH]) for i in range(0, len(x), PARITY_BATCH)])
+    return {key: metrics_from_probs(probs, test.labels, entry.classes)[key] for key in ("accuracy", "loss", "n")}
 
 
 def release(

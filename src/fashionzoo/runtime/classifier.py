@@ -50,8 +50,8 @@ class Classifier(FileClassifier):
     What it needs to use the file, class names and input spec (size, scale, the image pipeline), is read from the
     file's ``fashionzoo.*`` metadata: an ONNX file alone is enough. A file without that metadata is taken as a
     Fashion-MNIST model, unless ``name`` names the registry model whose classes and spec to use. The released
-    weights' :class:`~fashionzoo.photos.calibration.PhotoCalibration` comes with :meth:`from_pretrained` (or pass
-    ``photo_calibration``)."""
+    weights' :class:`~fashionzoo.photos.calibration.PhotoCalibration` travels in the released files' metadata and
+    comes with :meth:`from_pretrained` (or pass ``photo_calibration``)."""
 
     def __init__(
         self,
@@ -67,9 +67,12 @@ class Classifier(FileClassifier):
         memory_pattern: bool = True,
         spinning: bool = True,
         photo_calibration: PhotoCalibration | None = None,
+        calibrated: bool = True,
     ) -> None:
         """Open ``onnx_path`` (sessions are shared across instances with the same settings); the session knobs are
-        those of :class:`SessionSettings`; ``photo_calibration`` is used by :meth:`classify`."""
+        those of :class:`SessionSettings`. :meth:`classify` shifts photos by ``photo_calibration``, else by the
+        file's own (its ``fashionzoo.photo_calibration`` metadata, written by ``release``) unless ``calibrated`` is
+        off."""
         self.path = existing_file(onnx_path, "an ONNX file")
         fallback = resolve(name) if name else None
         self.settings = SessionSettings(
@@ -93,6 +96,8 @@ class Classifier(FileClassifier):
         axis = self.session.get_inputs()[0].shape[0]  # the batch axis's name fixes it to 1 for the single-image path
         self._batch_axis = axis if isinstance(axis, str) and self.session.get_providers()[0] == CPU_PROVIDER else None
         self._single_image: SingleImage | None = None
+        if photo_calibration is None and calibrated:
+            photo_calibration = self._read_calibration()
         if photo_calibration is not None and len(photo_calibration.offsets) != len(self.classes):
             raise FashionZooError(
                 f"{self.path}: the photo calibration has {len(photo_calibration.offsets)} offsets "
@@ -113,7 +118,7 @@ class Classifier(FileClassifier):
     ) -> Classifier:
         """The released ONNX model of ``name`` (``cnn``, ``cnn-small.mnist``; shipped, cached or fetched; SHA-256
         verified), its int8 version with ``int8=True``, or ``onnx_path``; with the released weights' photo
-        calibration unless ``calibrated=False`` or ``onnx_path`` names another file. ``session`` holds the
+        calibration (``onnx_path``: the file's own) unless ``calibrated=False``. ``session`` holds the
         constructor's session knobs."""
         entry = resolve(name)
         if int8 and onnx_path is not None:
@@ -124,6 +129,7 @@ class Classifier(FileClassifier):
             name=entry.full_name,
             device=device,
             photo_calibration=released_calibration(entry, onnx_path is not None, calibrated),
+            calibrated=calibrated,
             **session,
         )
 
@@ -141,6 +147,19 @@ class Classifier(FileClassifier):
             twice = sorted({c for c in classes if classes.count(c) > 1})
             raise FashionZooError(f"{self.path}: metadata 'fashionzoo.classes' names {', '.join(twice)} twice")
         return tuple(classes)
+
+    def _read_calibration(self) -> PhotoCalibration | None:
+        """The photo calibration in ``fashionzoo.photo_calibration``, if the file has one."""
+        raw = self.metadata.get(metadata.PHOTO_CALIBRATION)
+        if raw is None:
+            return None
+        try:
+            return PhotoCalibration.from_json(json.loads(raw))
+        except (ValueError, TypeError, KeyError, RecursionError) as error:  # JSONDecodeError is a ValueError
+            raise FashionZooError(
+                f"{self.path}: metadata '{metadata.PHOTO_CALIBRATION}' is not a photo calibration ({error}); "
+                "release the model again, or pass calibrated=False (--uncalibrated)"
+            ) from None
 
     def _read_input(self, fallback: InputSpec | None) -> InputSpec:
         """The input spec from ``fashionzoo.input``, else ``fallback``, else Fashion-MNIST's."""

@@ -137,7 +137,7 @@ def released_calibration(
     entry: ModelEntry, other_weights: bool = False, calibrated: bool = True
 ) -> PhotoCalibration | None:
     """The released weights' photo calibration, which holds for their own files only: None for ``other_weights``
-    (a local ONNX or Keras file) or when ``calibrated`` is off."""
+    (a local ONNX file, which brings its own in its metadata, or Keras file) or when ``calibrated`` is off."""
     return entry.weights.photo_calibration if entry.weights and calibrated and not other_weights else None
 
 

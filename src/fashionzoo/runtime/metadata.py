@@ -20,3 +20,6 @@ QUANTIZATION = "fashionzoo.quantization"
 FP32_TEST_ACCURACY = "fashionzoo.fp32_test_accuracy"
 FP32_TOP1_AGREEMENT = "fashionzoo.fp32_top1_agreement"
 FP32_SHA256 = "fashionzoo.fp32_sha256"
+PHOTO_CALIBRATION = "fashionzoo.photo_calibration"
+"""The released weights' photo calibration, JSON (:meth:`fashionzoo.photos.calibration.PhotoCalibration.to_json`),
+written by ``release`` so that the file alone reads photos as ``predict --model`` does."""

@@ -72,7 +72,7 @@ def train_ensemble(
         splits = splits._replace(files={**splits.files, **start_weights(recipe.start_from)})
     data_files = splits.files
     model = build(entry)
-    histories, wall_time = [], 0.0
+    histories, wall_time, resumed_at = [], 0.0, []
     for seed in entry.build_kwargs["seeds"]:
         folder = out / runs.MEMBERS / f"seed-{seed}"
         member_recipe = recipe.replace(seed=seed, start_member=f"seed_{seed}" if recipe.start_from else None)
@@ -108,6 +108,7 @@ def train_ensemble(
         model.get_layer(f"seed_{seed}").set_weights(trained.get_weights())
         histories.append(read_history(folder / runs.HISTORY))
         wall_time += record.wall_time_s
+        resumed_at += record.resumed_at or []
     _write_mean_history(histories, out / runs.HISTORY)
     weights_path = write_run_weights(model, out, entry)
     record = measure_run(
@@ -122,7 +123,7 @@ def train_ensemble(
         limit=limit,
         device=device_used,
         weights_file=weights_path.name,
-    ).replace(weights_sha256=sha256_file(weights_path))
+    ).replace(weights_sha256=sha256_file(weights_path), resumed_at=resumed_at or None)
     runs.write_record(out, record)
     write_run_figures(out, entry, record)
     return record

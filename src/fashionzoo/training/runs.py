@@ -135,14 +135,10 @@ class RunRecord:
                 f"{source}: not a fashionzoo run record (missing {', '.join(missing)}); train the "
                 "model again into this folder"
             )
-        if not isinstance(raw["recipe"], dict):
-            raise FashionZooError(
-                f"{source}: not a fashionzoo run record (its recipe is not a JSON object); train "
-                "the model again into this folder"
-            )
-        return cls(
-            **{k: v for k, v in raw.items() if k in known}, extra={k: v for k, v in raw.items() if k not in known}
-        )
+        from fashionzoo.training.record_types import checked_record
+
+        record = checked_record(cls, {k: v for k, v in raw.items() if k in known}, source)
+        return record.replace(extra={k: v for k, v in raw.items() if k not in known})
 
 
 def recipe_for_resume(recipe: Recipe | dict[str, Any]) -> dict[str, Any]:
