@@ -27,7 +27,8 @@ def onnx_file(path: Path, kind: str) -> Path:
     ``kind`` makes from the image: ``constant-of-shape`` (N x 5e8 zeros, 2 GB an image), ``loop`` (10^15 turns),
     ``custom`` (an operator of an unknown domain), ``wide`` (a broadcast 4,100 x 4,100 values an image), ``conv``
     (4,096 21x21 filters: 1.4e9 multiply-adds an image), ``run-sized`` (a convolution whose filter count is the batch
-    size, known only when it runs) or ``batch-square`` (784 x 784 values an image: 2.5 GB for a
+    size, known only when it runs), ``resize`` (to 32x32 by constant scales: allowed), ``resize-run-sized`` (to a side
+    read from the pixels) or ``batch-square`` (784 x 784 values an image: 2.5 GB for a
     batch of 1,024, each image within the bounds)."""
     constants = []
 
@@ -90,6 +91,22 @@ def onnx_file(path: Path, kind: str) -> Path:
             helper.make_node("Transpose", ["image"], ["planar"], perm=[0, 3, 1, 2]),
             helper.make_node("Conv", ["planar", "weights"], ["made"], name="sized_by_data", pads=[10, 10, 10, 10]),
         ]
+    elif kind in ("resize", "resize-run-sized"):
+        nodes.append(helper.make_node("Transpose", ["image"], ["planar"], perm=[0, 3, 1, 2]))
+        if kind == "resize":  # constant scales, as the transfer models' 28 -> 32: allowed, its size known
+            sizing = ["", const("scales", [1, 1, 32 / 28, 32 / 28], np.float32)]
+        else:  # a side read from the pixels: up to 10,000 x 10,000 for a white image
+            nodes += [
+                helper.make_node("Shape", ["image"], ["shape"]),
+                helper.make_node("Gather", ["shape", const("zero", [0])], ["batch"]),
+                helper.make_node("ReduceMax", ["flat"], ["brightest"], keepdims=0),
+                helper.make_node("Mul", ["brightest", const("grow", 10_000.0, np.float32)], ["side_float"]),
+                helper.make_node("Cast", ["side_float"], ["side_scalar"], to=TensorProto.INT64),
+                helper.make_node("Reshape", ["side_scalar", const("one", [1])], ["side"]),
+                helper.make_node("Concat", ["batch", const("channel", [1]), "side", "side"], ["sizes"], axis=0),
+            ]
+            sizing = ["", "", "sizes"]
+        nodes.append(helper.make_node("Resize", ["planar", *sizing], ["made"], name="grown", mode="linear"))
     elif kind == "batch-square":
         nodes += [
             helper.make_node("Reshape", ["image", const("column", [-1, 784, 1])], ["column_pixels"]),
@@ -126,6 +143,7 @@ def onnx_file(path: Path, kind: str) -> Path:
             f"tensor 'square' would hold 16,810,000 values per image, over the limit of {MAX_ELEMENTS_PER_IMAGE:,}",
         ),
         ("run-sized", "operator Conv (sized_by_data) has sizes known only when it runs"),
+        ("resize-run-sized", "operator Resize (grown) has sizes known only when it runs"),
         ("conv", f"takes 1,416,167,424 multiply-adds per image, over the limit of {MAX_MACS_PER_IMAGE:,}"),
     ],
 )
@@ -173,6 +191,13 @@ def test_every_released_onnx_file_passes_the_bounds() -> None:
     for file in files:
         check_graph(file)
     assert "Loop" not in ALLOWED_OPERATORS and "ConstantOfShape" not in ALLOWED_OPERATORS
+
+
+def test_a_resize_of_constant_scales_runs_as_the_transfer_models_need_it(tmp_path: Path) -> None:
+    """``Resize`` and ``Pad`` are allowed where shape inference knows their size (the transfer models resize 28 to 32
+    inside the graph); the one read from the pixels is refused above."""
+    model = onnx_file(tmp_path / "resize.onnx", "resize")
+    assert Classifier(model).predict_probs(np.zeros((2, 28, 28), np.uint8)).shape == (2, 10)
 
 
 def test_a_named_pipe_given_as_a_model_file_is_named_so_without_blocking(tmp_path: Path) -> None:

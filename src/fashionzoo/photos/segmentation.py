@@ -61,8 +61,9 @@ _MIN_KEPT = 0.2
 """Skin removal is undone when it would leave less than this fraction of the silhouette."""
 _SEPARATE_SHARE, _SEPARATE_MIN = 0.5, 0.01
 """Another filled shape of the outline counts as a separate garment when its area is at least half the largest's,
-and the largest covers at least 1% of the photo. On the development photos this flags 19 of 2,538 single-garment
-photos (mostly pairs of shoes), and 9 of 12 photos made of three pool photos side by side (docs/photos.md)."""
+and the largest covers at least 1% of the photo. On the development photos 2 of 2,538 single-garment photos show
+three or more (19 two or more, mostly pairs of shoes), and 9 of 12 photos made of three pool photos side by side
+three (docs/photos.md)."""
 SEVERAL_GARMENTS = 3
 """From this many separate shapes a photo shows several garments: two are most often a pair (shoes, socks, gloves),
 which is one garment to the data set (its Sandal, Sneaker and Ankle boot images show pairs too)."""

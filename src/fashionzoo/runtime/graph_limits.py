@@ -32,7 +32,11 @@ ALLOWED_OPERATORS = frozenset(
 """The standard operators (domain ``ai.onnx``) a file may use: those the zoo's own exports use (fp32 and int8), and
 the usual layers of other image classifiers. Left out: control flow (``Loop``, ``If``, ``Scan``), which may run
 without end, and operators whose output size is read from data (``ConstantOfShape``, ``Expand``, ``Tile``,
-``Range``, ``Resize``, ``Pad``...), which may fill the memory."""
+``Range``...), which may fill the memory; but for those of :data:`SIZED_BY_CONSTANTS`."""
+SIZED_BY_CONSTANTS = frozenset({"Resize", "Pad"})
+"""Operators allowed where shape inference knows their output's size (constant scales, sizes or pads, as in the
+transfer models' 28 -> 32 resize), which the tensor bound below then limits; sizes read when the model runs are
+refused."""
 MAX_ELEMENTS_PER_IMAGE = 1 << 24
 """Most values a tensor may hold per image where shape inference knows its size (16.8 million, 64 MB of float32);
 the zoo's largest holds 819,200 (cnn's dense weights, dequantized in its int8 file). Stored weights, whose size
@@ -62,7 +66,7 @@ def _check_version(path: str, resolved: str, mtime_ns: int, size: int) -> None:
     for node in model.graph.node:
         if node.domain not in _STANDARD_DOMAINS:
             _refuse(path, f"operator {node.op_type} of the custom domain {node.domain!r} is not allowed")
-        if node.op_type not in ALLOWED_OPERATORS:
+        if node.op_type not in ALLOWED_OPERATORS | SIZED_BY_CONSTANTS:
             _refuse(path, f"operator {node.op_type} is not allowed in a model fashionzoo runs")
     try:
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
@@ -71,6 +75,10 @@ def _check_version(path: str, resolved: str, mtime_ns: int, size: int) -> None:
             f"{path}: not a usable ONNX model (its shapes do not add up: {reason(error, first_line=True)})"
         ) from None
     shapes = {value.name: _shape(value) for value in _values(inferred.graph)}
+    for node in inferred.graph.node:
+        output = shapes.get(node.output[0])
+        if node.op_type in SIZED_BY_CONSTANTS and (output is None or None in output[1:]):
+            _refuse(path, f"operator {node.op_type} ({node.name or node.output[0]}) has sizes known only when it runs")
     for name, shape in shapes.items():
         if shape is not None and (values := _per_image(shape)) > MAX_ELEMENTS_PER_IMAGE:
             _refuse(
