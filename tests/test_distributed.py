@@ -133,7 +133,7 @@ def test_path_lists_with_object_store_paths(ray_cluster: LocalCluster, tmp_path:
 
 
 def test_object_store_folders_list_their_images(tmp_path: Path) -> None:
-    from fashionzoo.distributed.predict import _uri_folder
+    from fashionzoo.distributed.sources import _uri_folder
 
     folder = _images(tmp_path / "photos", 2)
     (folder / "notes.txt").write_text("not listed")
@@ -359,11 +359,11 @@ def test_an_object_store_output_appears_whole_or_not_at_all(tmp_path: Path) -> N
 
 
 def test_an_address_that_accepts_no_connection_fails_at_once() -> None:
-    from fashionzoo.distributed.cluster import _check_reachable, remote_reason
+    from fashionzoo.distributed.cluster import check_address, remote_reason
 
     started = time.monotonic()
     with pytest.raises(fashionzoo.FashionZooError, match="cannot connect to the Ray cluster at 127.0.0.1:1 "):
-        _check_reachable("127.0.0.1:1")  # Ray itself retried for about 14 minutes
+        check_address("127.0.0.1:1")  # Ray itself retried for about 14 minutes
     assert time.monotonic() - started < 10
     ray_text = (
         'ray::MapBatches(Predictor)() (pid=1)\n  File "x.py", line 1\nKeyError: \'Field "path" does not '
@@ -378,7 +378,7 @@ def test_a_local_list_is_checked_on_the_driver_before_the_cluster(
 ) -> None:
     import pyarrow as pa
 
-    from fashionzoo.distributed.predict import checked_source
+    from fashionzoo.distributed.sources import checked_source
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "list.txt").write_text("a.png\n")
@@ -403,7 +403,7 @@ def test_path_lists_keep_null_rows_as_errors_and_drop_a_byte_order_mark() -> Non
     """Issue 32, item 11: a Parquet list's NULL paths were dropped silently (5 inputs, 3 rows), and a UTF-8 BOM in a
     .txt list broke its first path."""
     pa = pytest.importorskip("pyarrow")
-    from fashionzoo.distributed.predict import NO_PATH, _path_rows
+    from fashionzoo.distributed.sources import NO_PATH, _path_rows
 
     text = _path_rows(pa.table({"text": ["\ufeffa.png", " ", "b.png"]})).to_pylist()
     assert text == [{"path": "a.png", "error": None}, {"path": "b.png", "error": None}]
