@@ -47,7 +47,7 @@ def connected(address: str | None) -> Iterator[Any]:
     own that only its processes' environment holds (nothing written to ``~/.ray``). A ``host:port`` must accept a
     connection and answer as a gRPC server within :data:`REACH_SECONDS`, else one line at once. The job's workers
     get the driver's ``FASHIONZOO_*`` variables. Ray's own log lines are off unless :data:`RAY_LOG_LEVEL_VARIABLE`
-    asks for them; what Ray prints on the driver's stdout goes to stderr (stdout is for results, ``--json``)."""
+    asks for them (then what Ray prints on the driver's stdout goes to stderr: stdout is for results, ``--json``)."""
     target = address or os.environ.get("RAY_ADDRESS") or None
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         yield sys.modules["ray"]
@@ -56,9 +56,11 @@ def connected(address: str | None) -> Iterator[Any]:
     check_address(target)
     level = _log_level()
     with contextlib.ExitStack() as stack:
-        if level == logging.CRITICAL:
+        if level == logging.CRITICAL:  # Ray's notices (a task retried, a worker died) too: fashionzoo reports
             stack.enter_context(_native_stderr_silenced())
-        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+        else:
+            stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         stack.enter_context(_environment(_logging_env(level)))
         options: dict[str, Any] = {"address": target}
         if local:

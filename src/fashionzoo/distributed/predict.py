@@ -66,9 +66,9 @@ class Predictor:
         from fashionzoo.runtime.classifier import Classifier
 
         with tempfile.TemporaryDirectory(prefix="fashionzoo-") as folder:
-            for name, data in ray.get(model[0]).items():
-                (Path(folder) / name).parent.mkdir(parents=True, exist_ok=True)
-                (Path(folder) / name).write_bytes(data)
+            for file_name, data in ray.get(model[0]).items():
+                (Path(folder) / file_name).parent.mkdir(parents=True, exist_ok=True)
+                (Path(folder) / file_name).write_bytes(data)
             path = Path(folder) / MODEL_NAME
             # one thread (for the model and for loading): the actor holds one CPU of the node, its neighbours the others
             self.classifier = Classifier(
