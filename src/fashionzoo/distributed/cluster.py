@@ -62,13 +62,7 @@ def connected(address: str | None) -> Iterator[Any]:
         else:
             stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         stack.enter_context(_environment(_logging_env(level)))
-        options: dict[str, Any] = {"address": target}
-        if local:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="fzray-", dir=_temp_root()))
-            token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-            stack.enter_context(_environment({**LOCAL_INSTANCE_ENV, **token}, replace=True))
-            options = {"address": "local", "_node_ip_address": "127.0.0.1", "include_dashboard": False}
-            options["_temp_dir"] = folder
+        options = _own_instance(stack) if local else {"address": target}
         ray = _ray()
         env = {key: _absolute(key, value) for key, value in os.environ.items() if key.startswith("FASHIONZOO_")}
         try:
@@ -83,7 +77,16 @@ def connected(address: str | None) -> Iterator[Any]:
         try:
             yield ray
         finally:
-            ray.shutdown()  # here, so that late notices go to stderr too, and before the folder is removed
+            ray.shutdown()  # inside the block: late notices are redirected too, and the instance's folder outlives it
+
+
+def _own_instance(stack: contextlib.ExitStack) -> dict[str, Any]:
+    """``ray.init``'s options for the zoo's own instance; its temporary folder and its environment (single-machine
+    mode, a token made for it) are entered on ``stack``, to be removed and restored when the block ends."""
+    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="fzray-", dir=_temp_root()))
+    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    stack.enter_context(_environment({**LOCAL_INSTANCE_ENV, **token}, replace=True))
+    return {"address": "local", "_node_ip_address": "127.0.0.1", "include_dashboard": False, "_temp_dir": folder}
 
 
 def _log_level() -> int:
