@@ -517,7 +517,8 @@ def test_without_an_address_the_zoo_runs_its_own_instance_on_loopback_and_ends_i
     ~/.ray/auth_token. Ray's folder here names a closed port; the zoo must ignore it."""
     folder = _images(tmp_path / "photos", 3)
     ray_tmpdir = Path(tempfile.mkdtemp(prefix="fzt-", dir="/tmp"))  # short: Ray's socket paths live under it
-    (ray_tmpdir / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}\n")
+    (ray_tmpdir / "ray").mkdir()  # where Ray looks for the last cluster started: $RAY_TMPDIR/ray
+    (ray_tmpdir / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}\n")
     ray_variables = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_TMPDIR", "HOME")
     env = {key: value for key, value in os.environ.items() if key not in ray_variables}
     env.update(CLI_ENV, RAY_TMPDIR=str(ray_tmpdir), HOME=str(tmp_path / "home"))
@@ -538,7 +539,8 @@ def test_without_an_address_the_zoo_runs_its_own_instance_on_loopback_and_ends_i
         assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 5
         assert "Ray: 1 inference actors, 1 nodes" in result.stdout and not _not_fashionzoo(result.stderr), result
         assert not (tmp_path / "home" / ".ray").exists()  # no auth_token left to turn token auth on elsewhere
-        assert sorted(p.name for p in ray_tmpdir.iterdir()) == ["ray_current_cluster"]  # its folder removed
+        left = sorted(str(p.relative_to(ray_tmpdir)) for p in ray_tmpdir.rglob("*"))
+        assert left == ["ray", "ray/ray_current_cluster"]  # the instance's own folder removed
         deadline = time.monotonic() + 30
         while _processes_naming(str(ray_tmpdir)) and time.monotonic() < deadline:
             time.sleep(0.5)
