@@ -13,6 +13,11 @@ routable address (ray-project/ray#59110):
   resolution that keeps 127.0.0.1 as given (:data:`WORKER_START`); the node then takes 127.0.0.1 as its own
   address, as seen from the head.
 
+Token authentication is on, with a token of the cluster's own in every node's and driver's environment
+(``RAY_AUTH_TOKEN``), so that the cluster neither reads nor writes ``~/.ray/auth_token``: Ray turns token
+authentication on for a new cluster when that file exists, and a driver given an explicit address would then have
+no token.
+
 Usage::
 
     with LocalCluster(head_cpus=1, worker_cpus=[1, 1]) as cluster:
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -74,7 +80,8 @@ class LocalCluster:
         timeout: float = 120.0,
     ) -> None:
         self.head_cpus, self.worker_cpus, self.timeout = head_cpus, list(worker_cpus), timeout
-        self.env = {**os.environ, **(env or {})}
+        auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        self.env = {**os.environ, **auth, **(env or {})}
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.temp_dir = tempfile.mkdtemp(prefix="fzray-", dir="/tmp")  # short: Ray's socket paths live under it

@@ -3,11 +3,17 @@ input exactly once even when an inference actor is killed), a recipe's search an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +29,10 @@ from fashionzoo.cli import main
 pytest.importorskip("ray", reason='Ray is not installed (pip install "fashionzoo[ray]"; .ci/run installs it)')
 pq = pytest.importorskip("pyarrow.parquet", reason='pyarrow is not installed (pip install "fashionzoo[ray]")')
 
-from ray_cluster import LocalCluster, _session_members  # noqa: E402 (after the skips: it needs Ray)
+pa = pytest.importorskip("pyarrow")
+
+from helpers import CLI_ENV, assert_cli_error, assert_one_line, released, run_cli  # noqa: E402
+from ray_cluster import LocalCluster, _session_members, free_port  # noqa: E402 (after the skips: it needs Ray)
 
 ACTOR_TITLE = b"ray::MapWorker(MapBatches(Predictor))"
 """The process title of an inference actor."""
@@ -133,7 +142,7 @@ def test_path_lists_with_object_store_paths(ray_cluster: LocalCluster, tmp_path:
 
 
 def test_object_store_folders_list_their_images(tmp_path: Path) -> None:
-    from fashionzoo.distributed.predict import _uri_folder
+    from fashionzoo.distributed.sources import _uri_folder
 
     folder = _images(tmp_path / "photos", 2)
     (folder / "notes.txt").write_text("not listed")
@@ -359,11 +368,11 @@ def test_an_object_store_output_appears_whole_or_not_at_all(tmp_path: Path) -> N
 
 
 def test_an_address_that_accepts_no_connection_fails_at_once() -> None:
-    from fashionzoo.distributed.cluster import _check_reachable, remote_reason
+    from fashionzoo.distributed.cluster import check_address, remote_reason
 
     started = time.monotonic()
     with pytest.raises(fashionzoo.FashionZooError, match="cannot connect to the Ray cluster at 127.0.0.1:1 "):
-        _check_reachable("127.0.0.1:1")  # Ray itself retried for about 14 minutes
+        check_address("127.0.0.1:1")  # Ray itself retried for about 14 minutes
     assert time.monotonic() - started < 10
     ray_text = (
         'ray::MapBatches(Predictor)() (pid=1)\n  File "x.py", line 1\nKeyError: \'Field "path" does not '
@@ -376,9 +385,7 @@ def test_an_address_that_accepts_no_connection_fails_at_once() -> None:
 def test_a_local_list_is_checked_on_the_driver_before_the_cluster(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pyarrow as pa
-
-    from fashionzoo.distributed.predict import checked_source
+    from fashionzoo.distributed.sources import checked_source
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "list.txt").write_text("a.png\n")
@@ -402,11 +409,244 @@ def test_a_local_list_is_checked_on_the_driver_before_the_cluster(
 def test_path_lists_keep_null_rows_as_errors_and_drop_a_byte_order_mark() -> None:
     """Issue 32, item 11: a Parquet list's NULL paths were dropped silently (5 inputs, 3 rows), and a UTF-8 BOM in a
     .txt list broke its first path."""
-    pa = pytest.importorskip("pyarrow")
-    from fashionzoo.distributed.predict import NO_PATH, _path_rows
+    from fashionzoo.distributed.sources import NO_PATH, _path_rows
 
     text = _path_rows(pa.table({"text": ["\ufeffa.png", " ", "b.png"]})).to_pylist()
     assert text == [{"path": "a.png", "error": None}, {"path": "b.png", "error": None}]
     listed = _path_rows(pa.table({"path": ["x.png", None, "y.png", None, "z.png"]})).to_pylist()
     assert [row["path"] for row in listed] == ["x.png", "", "y.png", "", "z.png"]
     assert [row["error"] for row in listed] == [None, NO_PATH, None, NO_PATH, None]
+
+
+# ================================================================== issue 32: connecting, logging, inputs, models
+
+RAY_LOG_LINE = re.compile(
+    r"^\[\d{4}-\d\d-\d\d [\d:,]+ [DIWEF] \d+ \d+\]|^\d{4}-\d\d-\d\d [\d:,]+\s+(WARNING|ERROR|INFO)"
+)
+"""A line of Ray's own logging: its C++ core (``[2026-12-07 03:35:52,761 E 12445 12445] core_worker.cc``) or Python
+(``2026-12-07 03:35:39,428 WARNING authentication_token_setup.py``)."""
+
+
+def _quiet_run(cluster: LocalCluster, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """A ``fashionzoo`` command on the cluster: its exit status and stderr, which holds only fashionzoo's lines."""
+    process = subprocess.run(
+        [sys.executable, "-m", "fashionzoo", *args, "--engine", "ray", "--address", cluster.address],
+        env={**cluster.driver_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    return process.returncode, process.stderr
+
+
+def _not_fashionzoo(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if not line.startswith("fashionzoo:")]
+
+
+@contextlib.contextmanager
+def _server_that_is_not_ray(reply: bytes) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 (its port) that answers every connection with ``reply`` (nothing: a silent peer)
+    and keeps it open; closed on exit."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    peers: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                peer, _ = listener.accept()
+                peers.append(peer)
+                peer.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        for peer in peers:
+            peer.close()
+
+
+def test_an_address_that_is_not_ray_fails_in_one_line_not_after_minutes(tmp_path: Path) -> None:
+    """Issue 32, item 13: a port that accepts connections but is not Ray passed the reachability check; Ray then
+    rewrote the address and retried for 200 s and more. Both commands are bounded: a hang fails the test."""
+    folder = _images(tmp_path / "photos", 2)
+    for reply in (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", b""):
+        with _server_that_is_not_ray(reply) as port:
+            address = f"127.0.0.1:{port}"
+            result = run_cli(
+                "predict", str(folder), "--engine", "ray", "--address", address, "--model", "lenet5",
+                "--out", str(tmp_path / "rows.jsonl"), timeout=60,
+            )  # fmt: skip
+        assert_cli_error(result, f"{address} is not a Ray cluster", "--address")
+        assert not _not_fashionzoo(result.stderr), result.stderr[-2000:]
+    assert not (tmp_path / "rows.jsonl").exists()
+
+
+def _processes_naming(text: str) -> list[int]:
+    """The processes whose command line holds ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+    return found
+
+
+LOOPBACK_CHECK = """
+import json
+from fashionzoo.distributed.cluster import connected
+
+with connected(None) as ray:
+    node = ray.nodes()[0]
+    ports = {int(ray.get_runtime_context().gcs_address.rsplit(":", 1)[1]), node["NodeManagerPort"],
+             node["ObjectManagerPort"]}
+    rows = [line.split() for name in ("/proc/net/tcp", "/proc/net/tcp6") for line in open(name).readlines()[1:]]
+    listening = [row[1] for row in rows if row[3] == "0A" and int(row[1].rsplit(":", 1)[1], 16) in ports]
+print(json.dumps({"node": node["NodeManagerAddress"], "ports": sorted(ports), "listening": listening}))
+"""
+"""The zoo's own instance: the node's address, and the local address of every socket listening on its GCS, raylet
+and object manager ports, printed once connected() has given stdout back."""
+LOOPBACK = ("0100007F", "0000000000000000FFFF00000100007F")
+"""127.0.0.1 as ``/proc/net/tcp`` writes it, and as ``/proc/net/tcp6`` writes ::ffff:127.0.0.1."""
+
+
+@pytest.mark.slow  # starts two local Ray instances
+def test_without_an_address_the_zoo_runs_its_own_instance_on_loopback_and_ends_it(tmp_path: Path) -> None:
+    """Issue 32, item 12: without --address Ray joined whatever ray_current_cluster named (a closed port: a hang of
+    150 s and more; on a shared machine, someone else's cluster), bound the machine's network address, and wrote
+    ~/.ray/auth_token. Ray's folder here names a closed port; the zoo must ignore it."""
+    folder = _images(tmp_path / "photos", 3)
+    ray_tmpdir = Path(tempfile.mkdtemp(prefix="fzt-", dir="/tmp"))  # short: Ray's socket paths live under it
+    (ray_tmpdir / "ray").mkdir()  # where Ray looks for the last cluster started: $RAY_TMPDIR/ray
+    (ray_tmpdir / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}\n")
+    ray_variables = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_TMPDIR", "HOME")
+    env = {key: value for key, value in os.environ.items() if key not in ray_variables}
+    env.update(CLI_ENV, RAY_TMPDIR=str(ray_tmpdir), HOME=str(tmp_path / "home"))
+    try:
+        check = subprocess.run(
+            [sys.executable, "-c", LOOPBACK_CHECK], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert check.returncode == 0, check.stderr[-3000:]
+        own = json.loads(check.stdout)
+        assert own["node"] == "127.0.0.1" and len(own["ports"]) == 3, own
+        assert own["listening"] and all(address.split(":")[0] in LOOPBACK for address in own["listening"]), own
+        result = subprocess.run(
+            [sys.executable, "-m", "fashionzoo", "predict", str(folder), "--engine", "ray", "--model", "lenet5",
+             "--out", str(tmp_path / "rows.jsonl")],
+            env=env, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 5
+        assert "Ray: 1 inference actors, 1 nodes" in result.stdout and not _not_fashionzoo(result.stderr), result
+        assert not (tmp_path / "home" / ".ray").exists()  # no auth_token left to turn token auth on elsewhere
+        left = sorted(str(p.relative_to(ray_tmpdir)) for p in ray_tmpdir.rglob("*"))
+        assert left == ["ray", "ray/ray_current_cluster"]  # the instance's own folder removed
+        deadline = time.monotonic() + 30
+        while _processes_naming(str(ray_tmpdir)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _processes_naming(str(ray_tmpdir))  # every process of the instance ended with the command
+    finally:
+        for pid in _processes_naming(str(ray_tmpdir)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmpdir, ignore_errors=True)
+
+
+@pytest.mark.slow  # a two-node Ray cluster
+def test_ray_says_nothing_of_its_own_unless_asked(ray_cluster: LocalCluster, tmp_path: Path) -> None:
+    """Issue 32, item 27: every run printed a token-auth WARNING and a ``core_worker.cc ... E`` line, and a failed
+    job 3-4 Ray ERROR lines before fashionzoo's own. Now stderr is fashionzoo's lines alone, unless
+    FASHIONZOO_RAY_LOG_LEVEL asks for Ray's."""
+    folder = _images(tmp_path / "photos", 4)
+    code, stderr = _quiet_run(
+        ray_cluster, "predict", str(folder), "--model", "lenet5", "--out", str(tmp_path / "rows.parquet")
+    )
+    assert code == 0 and not _not_fashionzoo(stderr), stderr[-3000:]
+    (tmp_path / "parts.parquet").mkdir()  # a list of parts without a 'path' column: the job fails on the cluster
+    pq.write_table(pa.table({"file": [str(folder / "img-00000.png")]}), tmp_path / "parts.parquet" / "0.parquet")
+    code, stderr = _quiet_run(
+        ray_cluster, "predict", str(tmp_path / "parts.parquet"), "--out", str(tmp_path / "x.jsonl")
+    )
+    assert code == 1 and stderr.splitlines() == [stderr.strip()], stderr[-3000:]
+    assert_one_line(stderr.strip(), "fashionzoo: error: the Ray job failed: ", "path")
+    code, stderr = _quiet_run(
+        ray_cluster, "predict", str(folder), "--out", str(tmp_path / "again.parquet"),
+        env={"FASHIONZOO_RAY_LOG_LEVEL": "info"},
+    )  # fmt: skip
+    assert code == 0 and any(RAY_LOG_LINE.match(line) for line in _not_fashionzoo(stderr)), stderr[-3000:]
+
+
+def _external_data_model(folder: Path) -> Path:
+    """The released lenet5 ONNX file saved again with its weights in a file beside it (ONNX external data)."""
+    import onnx
+
+    folder.mkdir()
+    onnx.save_model(
+        onnx.load(str(released("lenet5.onnx"))),
+        str(folder / "lenet5.onnx"),
+        save_as_external_data=True,
+        location="lenet5.weights.bin",  # tensors of 1 KB and more: the weights, not the shapes ONNX Runtime folds
+    )
+    return folder / "lenet5.onnx"
+
+
+def test_the_files_of_a_model_are_its_onnx_file_and_its_external_data(tmp_path: Path) -> None:
+    """Issue 32, item 24 (the driver's side): the actors got the ``.onnx`` bytes alone."""
+    import onnx
+
+    from fashionzoo.distributed.predict import MODEL_NAME, model_files
+
+    path = _external_data_model(tmp_path / "model")
+    files = model_files(path)
+    assert sorted(files) == sorted([MODEL_NAME, "lenet5.weights.bin"])
+    assert files["lenet5.weights.bin"] == (tmp_path / "model" / "lenet5.weights.bin").read_bytes()
+    assert len(files["lenet5.weights.bin"]) > 100_000  # the weights, which the .onnx file no longer holds
+    assert list(model_files(released("lenet5.onnx"))) == [MODEL_NAME]
+    escaping = onnx.load(str(path), load_external_data=False)
+    for tensor in escaping.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../elsewhere.bin"
+    onnx.save_model(escaping, str(tmp_path / "model" / "escaping.onnx"))
+    with pytest.raises(fashionzoo.FashionZooError) as error:
+        model_files(tmp_path / "model" / "escaping.onnx")
+    assert_one_line(error, "escaping.onnx: its external data ../elsewhere.bin is not a file in the model's folder")
+
+
+@pytest.mark.slow  # a two-node Ray cluster
+def test_an_onnx_file_with_external_data_runs_on_ray(ray_cluster: LocalCluster, tmp_path: Path) -> None:
+    """Issue 32, item 24: the actors got only the ``.onnx`` bytes and failed with a 159-line raylet traceback."""
+    model = _external_data_model(tmp_path / "model")
+    folder = _images(tmp_path / "photos", 12, seed=4)
+    local = _local(str(folder), tmp_path / "local.parquet", "--onnx", str(model))
+    args = ("predict", str(folder), "--onnx", str(model), "--top-k", "3", "--out", str(tmp_path / "ray.parquet"))
+    code, stderr = _quiet_run(ray_cluster, *args)
+    assert code == 0 and not _not_fashionzoo(stderr), stderr[-3000:]
+    assert pq.read_table(tmp_path / "ray.parquet").equals(local)
+
+
+def test_a_line_of_a_text_list_that_is_not_utf8_is_an_error_row_not_the_end_of_the_job() -> None:
+    """Issue 32, item 25 (the rows): one latin-1 path failed the whole job with UnicodeDecodeError."""
+    from fashionzoo.distributed.sources import _listed_paths
+
+    listed = b"\xef\xbb\xbfa.png\n\ncaf\xe9.png\r\nb.png\n"  # a BOM, a blank line, latin-1, CRLF
+    rows = _listed_paths(pa.table({"bytes": [listed], "path": ["/lists/list.txt"]})).to_pylist()
+    assert [row["path"] for row in rows] == ["a.png", "caf\\xe9.png", "b.png"]
+    assert rows[0]["error"] is None and rows[2]["error"] is None
+    assert_one_line(rows[1]["error"], "/lists/list.txt, line 3: not UTF-8 text (invalid continuation byte at byte 3)")
+
+
+@pytest.mark.slow  # a two-node Ray cluster
+def test_a_text_list_with_a_latin1_path_classifies_the_others(ray_cluster: LocalCluster, tmp_path: Path) -> None:
+    """Issue 32, item 25: a .txt list with one latin-1 path failed the whole job with UnicodeDecodeError."""
+    folder = _images(tmp_path / "photos", 2, seed=5)
+    local = {row["path"]: row for row in _local(str(folder), tmp_path / "local.parquet").to_pylist()}
+    good = [str(folder / "img-00000.png"), str(folder / "img-00001.png")]
+    (tmp_path / "list.txt").write_bytes(f"{good[0]}\n".encode() + b"caf\xe9.png\n" + f"{good[1]}\n".encode())
+    args = ("predict", str(tmp_path / "list.txt"), "--top-k", "3", "--out", str(tmp_path / "rows.jsonl"))
+    code, stderr = _quiet_run(ray_cluster, *args)
+    assert code == 0 and not _not_fashionzoo(stderr), stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert [row["path"] for row in rows] == [good[0], "caf\\xe9.png", good[1]]
+    assert rows[0] == local[good[0]] and rows[2] == local[good[1]]
+    assert rows[1]["label"] is None and "list.txt, line 2: not UTF-8 text" in rows[1]["error"]

@@ -28,15 +28,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from fashionzoo.core.errors import FashionZooError, reason
-from fashionzoo.distributed.cluster import is_uri
+from fashionzoo.distributed.cluster import connected, is_uri, remote_reason
+from fashionzoo.distributed.sources import checked_source, input_paths
 
 if TYPE_CHECKING:
+    import onnx
     import pyarrow as pa
-    import ray.data
 
     from fashionzoo.photos.calibration import PhotoCalibration
     from fashionzoo.runtime.results import Failure, Prediction
-from fashionzoo.distributed.cluster import connected, remote_reason
 
 log = logging.getLogger(__name__)
 FETCH_THREADS = 16
@@ -44,127 +44,12 @@ FETCH_THREADS = 16
 is the limit."""
 
 
-def _uri_folder(uri: str, recursive: bool = False) -> list[dict[str, str | None]]:
-    """The image files of an object-store (or any pyarrow file system) folder, and with ``recursive`` of its
-    subfolders, sorted by their path under it, or one error row."""
-    from pyarrow import fs
-
-    from fashionzoo.runtime.inputs import IMAGE_EXTENSIONS
-
-    try:
-        filesystem, root = fs.FileSystem.from_uri(uri)
-        infos = filesystem.get_file_info(fs.FileSelector(root, recursive=recursive))
-    except (OSError, ValueError) as error:
-        return [{"path": uri, "error": f"{uri}: cannot list the folder ({error})"}]
-    prefix, under = uri.rstrip("/") + "/", len(root.rstrip("/")) + 1
-    names = sorted(
-        i.path[under:] for i in infos if i.type == fs.FileType.File and i.base_name.lower().endswith(IMAGE_EXTENSIONS)
-    )
-    if not names:
-        return [{"path": uri, "error": f"{uri}: no image files in this folder ({', '.join(IMAGE_EXTENSIONS)})"}]
-    return [{"path": prefix + name, "error": None} for name in names]
-
-
-def input_paths(source: str, rows_per_block: int, recursive: bool = False) -> ray.data.Dataset:
-    """A dataset of ``path`` (and ``error``, set where an input cannot be expanded) rows, in blocks of
-    ``rows_per_block`` (a block is what one actor call gets, and what Ray re-runs after a failure): a ``.txt`` list
-    (one path a line) or ``.parquet`` list (a ``path`` column) read by Ray; a folder or glob expanded here as the
-    single-machine ``predict`` does (subfolders too with ``recursive``); a ``scheme://`` folder listed through
-    pyarrow (``source`` as :func:`checked_source` returns it)."""
-    import pyarrow as pa
-    import ray.data
-
-    from fashionzoo.runtime.inputs import expand_inputs
-    from fashionzoo.runtime.results import Failure
-
-    lowered = source.lower()
-    if lowered.endswith(".parquet"):
-        paths = ray.data.read_parquet(source, columns=["path"]).map_batches(_path_rows, batch_format="pyarrow")
-    elif lowered.endswith(".txt"):
-        paths = ray.data.read_text(source).map_batches(_path_rows, batch_format="pyarrow")
-    else:
-        rows = (
-            _uri_folder(source, recursive)
-            if is_uri(source)
-            else [
-                {"path": i.file, "error": i.error} if isinstance(i, Failure) else {"path": i, "error": None}
-                for i in expand_inputs([source], recursive)
-            ]
-        )
-        paths = ray.data.from_arrow(
-            pa.Table.from_pylist(rows, schema=pa.schema([("path", pa.string()), ("error", pa.string())]))
-        )
-    return paths.repartition(target_num_rows_per_block=rows_per_block)
-
-
-def checked_source(source: str) -> str:
-    """``source`` for :func:`input_paths`, checked on the driver before the cluster is contacted: a local ``.txt`` or
-    ``.parquet`` list must exist, hold a path, and (Parquet) have a ``path`` column; it is named by its absolute
-    path, since Ray's readers run in other folders and on other nodes."""
-    if not source.lower().endswith((".parquet", ".txt")) or is_uri(source):
-        return source
-    source = os.path.abspath(source)
-    if os.path.isdir(source):  # a list written as a folder of parts (Spark, Ray): Ray reads it as it is
-        return source
-    if not os.path.isfile(source):
-        raise FashionZooError(
-            f"{source}: no such list of paths (a .txt with one path a line, or a .parquet with a 'path' column)"
-        )
-    if source.lower().endswith(".txt"):
-        _check_has_a_line(source)
-    else:
-        _check_path_column(source)
-    return source
-
-
-def _check_has_a_line(source: str) -> None:
-    """A one-line error for a local ``.txt`` list without a path (read up to its first non-blank line)."""
-    with open(source, "rb") as lines:
-        if not any(line.strip() for line in lines):
-            raise FashionZooError(f"{source}: an empty list of paths; nothing to classify")
-
-
-def _check_path_column(source: str) -> None:
-    """A one-line error when a local Parquet list cannot be read, has no ``path`` column or no rows."""
-    import pyarrow.parquet as pq
-
-    try:
-        metadata = pq.read_metadata(source)
-    except (OSError, ValueError) as error:
-        raise FashionZooError(
-            f"{source}: not a readable Parquet list of paths ({reason(error, first_line=True)})"
-        ) from None
-    names = metadata.schema.to_arrow_schema().names
-    if "path" not in names:
-        raise FashionZooError(f"{source}: no 'path' column (it has: {', '.join(names) or 'none'})")
-    if metadata.num_rows == 0:
-        raise FashionZooError(f"{source}: an empty list of paths; nothing to classify")
-
-
-NO_PATH = "a row of the list has no path (NULL); fill it in or drop the row"
-
-
-def _path_rows(batch: pa.Table) -> pa.Table:
-    """``path`` and ``error`` rows of a path list's lines (``text``) or ``path`` column: blank lines dropped, a
-    leading byte-order mark removed, a row with no path (NULL) kept as an error row, not dropped."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    column = batch.column("text" if "text" in batch.column_names else "path").cast(pa.string())
-    paths = pc.utf8_trim_whitespace(pc.utf8_ltrim(column, characters="\ufeff"))
-    paths = paths.filter(pc.fill_null(pc.not_equal(paths, ""), True))
-    missing = pc.is_null(paths)
-    return pa.table(
-        {"path": pc.fill_null(paths, ""), "error": pc.if_else(missing, NO_PATH, pa.nulls(len(paths), pa.string()))}
-    )
-
-
 class Predictor:
     """A Ray Data actor: one ONNX Runtime session, reused for every batch it is given."""
 
     def __init__(
         self,
-        onnx: list[Any],
+        model: list[Any],
         name: str,
         calibration: PhotoCalibration | None,
         device: str,
@@ -173,7 +58,7 @@ class Predictor:
         cwd: str,
         uncertain_below: float | None = None,
     ) -> None:
-        """``onnx``: ``[ref]``, the object-store reference of the model file's bytes (in a list, so that Ray passes
+        """``model``: ``[ref]``, the object-store reference of :func:`model_files` (in a list, so that Ray passes
         the reference itself, small enough to stay with the actor's arguments for a restart); ``calibration``: the
         driver's classifier's photo calibration."""
         import ray
@@ -181,8 +66,10 @@ class Predictor:
         from fashionzoo.runtime.classifier import Classifier
 
         with tempfile.TemporaryDirectory(prefix="fashionzoo-") as folder:
-            path = Path(folder) / "model.onnx"
-            path.write_bytes(ray.get(onnx[0]))
+            for file_name, data in ray.get(model[0]).items():
+                (Path(folder) / file_name).parent.mkdir(parents=True, exist_ok=True)
+                (Path(folder) / file_name).write_bytes(data)
+            path = Path(folder) / MODEL_NAME
             # one thread (for the model and for loading): the actor holds one CPU of the node, its neighbours the others
             self.classifier = Classifier(
                 path, name=name, device=device, intra_op_threads=1, photo_calibration=calibration, calibrated=False
@@ -207,6 +94,42 @@ class Predictor:
         if copies:
             results = [_named_as(result, copies) for result in results]
         return predictions.table(results)
+
+
+MODEL_NAME = "model.onnx"
+"""The model file's name in an actor's folder."""
+
+
+def model_files(path: Path) -> dict[str, bytes]:
+    """The bytes of an ONNX file (as :data:`MODEL_NAME`) and of the external data files its tensors name, by their
+    location beside it: what an actor writes into a folder of its own to open the same model."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    files = {MODEL_NAME: path.read_bytes()}
+    for tensor in _tensors(onnx.load_model(path, load_external_data=False).graph):
+        if uses_external_data(tensor):
+            location = os.path.normpath(ExternalDataInfo(tensor).location)
+            if os.path.isabs(location) or location.split(os.sep)[0] in ("..", MODEL_NAME):
+                raise FashionZooError(
+                    f"{path}: its external data {location} is not a file in the model's folder; keep the data "
+                    "files beside the .onnx file"
+                )
+            if location not in files:
+                files[location] = (path.parent / location).read_bytes()
+    return files
+
+
+def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor of ``graph`` and of its subgraphs: initializers and tensor attributes (``Constant``)."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            for subgraph in [attribute.g] if attribute.HasField("g") else attribute.graphs:
+                yield from _tensors(subgraph)
 
 
 @contextlib.contextmanager
@@ -318,11 +241,11 @@ def predict(
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False  # the driver's own progress lines instead
         pool, size, resources = _pool(ray, device, workers)
-        model = ray.put(clf.path.read_bytes())  # held here for the whole job: restarted actors fetch it again
+        model = ray.put(model_files(clf.path))  # held here for the whole job: restarted actors fetch it again
         ds = input_paths(source, batch_size, recursive).map_batches(
             Predictor,
             fn_constructor_kwargs={
-                "onnx": [model],
+                "model": [model],
                 "name": clf.name,
                 "calibration": clf.photo_calibration,
                 "device": device,
