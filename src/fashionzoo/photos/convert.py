@@ -10,20 +10,41 @@ image is). The standard library, numpy, Pillow and OpenCV are used, so this modu
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from fashionzoo.core.errors import FashionZooError
 from fashionzoo.data.datasets import DATASETS, DEFAULT_TAG, PIPELINES, InputSpec
-from fashionzoo.photos.decode import DIGIT_DECODE_SIZE, EXIF_ORIENTATION, load_image
+from fashionzoo.photos.decode import DIGIT_DECODE_SIZE, EXIF_ORIENTATION, decode_image, load_image
 from fashionzoo.photos.garment import WORK_SIZE, in_data_set_format, styled
+
+
+@dataclass(frozen=True)
+class ImageBytes:
+    """An image file held in memory (an upload), named ``name`` in results and errors: classified as a file of that
+    name would be, and never written to disk."""
+
+    name: str
+    data: bytes = b""
 
 
 def convert_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, str | None]:
     """Load an image file (a large JPEG at reduced size) and convert it with :func:`convert_image`."""
     _check_pipeline(pipeline)
-    return _converted(load_image(path, DIGIT_DECODE_SIZE if pipeline == "mnist" else WORK_SIZE), pipeline)
+    return _converted(load_image(path, _decode_size(pipeline)), pipeline)
+
+
+def convert_bytes(image: ImageBytes, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, str | None]:
+    """:func:`convert_file` for an image file held in memory: the same decoding, limits, reasons and pixels."""
+    _check_pipeline(pipeline)
+    return _converted(decode_image(image.data, image.name, _decode_size(pipeline)), pipeline)
+
+
+def _decode_size(pipeline: str) -> int:
+    """The longest edge a JPEG is decoded down to for ``pipeline`` (digits are not segmented)."""
+    return DIGIT_DECODE_SIZE if pipeline == "mnist" else WORK_SIZE
 
 
 def convert_image(img: Image.Image, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, str | None]:
