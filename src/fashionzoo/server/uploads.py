@@ -48,15 +48,15 @@ class _Parts:
     def _end(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition"))
         field = options.get(b"name", b"").decode("utf-8", "replace")
-        if field != FIELD or b"filename" not in options:
+        if field != FIELD:
             raise RequestRefused(
                 400,
-                f"form field {field!r} is not an image file: send each image as a {FIELD!r} file part, and "
-                "options in the query string (?top_k=3)",
+                f"form field {field!r} is not {FIELD!r}: send each image as a {FIELD!r} part, and options in the "
+                "query string (?top_k=3)",
             )
         if len(self.images) == self.max_files:
             raise RequestRefused(413, f"more than {self.max_files} images in one request; send them in several")
-        name = options[b"filename"].decode("utf-8", "surrogateescape") or f"upload-{len(self.images) + 1}"
+        name = options.get(b"filename", b"").decode("utf-8", "surrogateescape") or f"upload-{len(self.images) + 1}"
         self.images.append(ImageBytes(name, bytes(self._data)))
 
 
