@@ -1,6 +1,7 @@
 """Load on ``fashionzoo serve``: concurrent clients sending real photos, against ``predict`` on the same photos.
 
-Usage: python benchmarks/serve_load.py [--photos DIR] [--requests N] [--clients N] [--model NAME]   (one JSON object)
+Usage: python benchmarks/serve_load.py [--photos DIR] [--requests N] [--clients N] [--model NAME]
+       [--address HOST:PORT [--replicas N]]   (one JSON object; --address: serve --engine ray on that cluster)
 
 The server runs as ``fashionzoo serve`` on a free port of 127.0.0.1 (a subprocess, stopped by its pid at the end);
 ``--clients`` threads, each with its own keep-alive connection, send ``--requests`` requests of one photo each, the
@@ -50,14 +51,14 @@ def memory(pid: int) -> dict[str, int]:
     return {key: int(fields[key].split()[0]) // 1024 for key in ("VmRSS", "VmHWM")}
 
 
-def start_server(model: str, port: int, log: object) -> subprocess.Popen:
+def start_server(model: str, port: int, log: object, ray: list[str]) -> subprocess.Popen:
     server = subprocess.Popen(
-        [sys.executable, "-m", "fashionzoo", "serve", "--port", str(port), "--model", model, "--queue", "64"],
+        [sys.executable, "-m", "fashionzoo", "serve", "--port", str(port), "--model", model, "--queue", "64", *ray],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline and server.poll() is None:
         try:
             if httpx2.get(f"{url}/healthz", timeout=2).status_code == 200:
@@ -160,13 +161,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--address", help="serve with --engine ray on this Ray cluster (memory: the driver's only)")
+    parser.add_argument("--replicas", type=int, default=2, help="with --address: replicas of the app")
     args = parser.parse_args()
+    ray = ["--engine", "ray", "--address", args.address, "--replicas", str(args.replicas)] if args.address else []
     photos = sorted(p for p in args.photos.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not photos:
         raise SystemExit(f"no photos under {args.photos}")
     port = free_port()
     with tempfile.TemporaryFile("w+") as log:
-        server = start_server(args.model, port, log)
+        server = start_server(args.model, port, log, ray)
         try:
             memory_mib = {"ready": memory(server.pid)}
             report = load(
@@ -187,6 +191,7 @@ def main() -> None:
                 "model": args.model,
                 "photos": len(photos),
                 "clients": args.clients,
+                "engine": f"ray, {args.replicas} replicas" if args.address else "local",
                 "server": {**report, "memory_mib": memory_mib},
                 "predict": predict,
                 "server_against_predict": round(report["requests_per_s"] / predict["images_per_s"], 2),

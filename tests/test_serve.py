@@ -21,6 +21,8 @@ from typing import Any
 import httpx2
 import numpy as np
 import pytest
+from browser import chromium_page
+from helpers import CLI_ENV, ROOT, assert_cli_error, assert_one_line, run_cli, wait_for
 from PIL import Image, ImageDraw
 
 from fashionzoo.photos.decode import MAX_PIXELS
@@ -28,8 +30,6 @@ from fashionzoo.registry.catalogue import DEFAULT_MODEL
 from fashionzoo.registry.lookup import all_entries
 from fashionzoo.server.app import servable
 from fashionzoo.server.run import is_loopback
-from tests.browser import chromium_page
-from tests.helpers import CLI_ENV, ROOT, assert_cli_error, assert_one_line, run_cli, wait_for
 
 SHARED = ROOT.parent / "shared/data"
 POOL = SHARED / "clothing-photos/images"
@@ -269,6 +269,7 @@ def test_the_command_line_warns_about_a_host_other_than_loopback() -> None:
     assert "fashionzoo: warning: serving on 0.0.0.0, reachable from other machines" in result.stderr
     assert_cli_error(result, "unknown model 'no-such-model'")
     assert "warning" not in run_cli("serve", "--model", "no-such-model").stderr
+    assert_cli_error(run_cli("serve", "--replicas", "2"), "--address and --replicas are for --engine ray")
 
 
 @pytest.mark.parametrize(

@@ -62,27 +62,32 @@ def servable(entry: ModelEntry) -> bool:
     return entry.weights is not None and "onnx" in entry.weights.files
 
 
+def servable_entry(name: str) -> ModelEntry:
+    """The registry's entry for ``name``; refused when there is no such model or no ONNX file to run."""
+    entry = resolve(name)
+    if not servable(entry):
+        raise FashionZooError(
+            f"model {entry.full_name!r} has no released ONNX file; GET /v1/models lists the servable ones"
+        )
+    return entry
+
+
 class Classifiers:
     """One :class:`Classifier` per model, loaded on first use (the default one at once) and kept."""
 
-    def __init__(self, default: str) -> None:
+    def __init__(self, default: ModelEntry) -> None:
         self._loaded: dict[str, Classifier] = {}
         self._lock = threading.Lock()
-        self.default = self.entry(default)
-        self.get(self.default)
+        self.default = default
+        self.get(default)
 
     @staticmethod
     def entry(name: str) -> ModelEntry:
-        """The registry's entry for ``name``, refused (404) when there is no such model or no ONNX file to run."""
+        """:func:`servable_entry`, refused with 404."""
         try:
-            entry = resolve(name)
+            return servable_entry(name)
         except FashionZooError as error:
             raise RequestRefused(404, str(error)) from None
-        if not servable(entry):
-            raise RequestRefused(
-                404, f"model {entry.full_name!r} has no released ONNX file; GET /v1/models lists the servable ones"
-            )
-        return entry
 
     def get(self, entry: ModelEntry) -> Classifier:
         """The classifier of ``entry`` (blocking the first time: the file is read, or fetched and verified)."""
@@ -111,7 +116,7 @@ def create_app(limits: ServerLimits | None = None, default_model: str = DEFAULT_
     """The app, its default model loaded (a wrong name or a missing file is refused here, in one line)."""
     limits = limits or ServerLimits()
     try:
-        classifiers = Classifiers(default_model)
+        classifiers = Classifiers(servable_entry(default_model))
     except RequestRefused as refusal:
         raise FashionZooError(refusal.message) from None
     work = WorkQueue(limits)

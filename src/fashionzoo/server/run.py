@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 
 import uvicorn
 
@@ -25,5 +26,5 @@ def serve(host: str, port: int, default_model: str, limits: ServerLimits, log_le
     file is refused before the port opens)."""
     app = create_app(limits, default_model)
     uvicorn.run(
-        app, host=host.strip("[]"), port=port, log_level=log_level, timeout_graceful_shutdown=int(limits.seconds)
+        app, host=host.strip("[]"), port=port, log_level=log_level, timeout_graceful_shutdown=math.ceil(limits.seconds)
     )
