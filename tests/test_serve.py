@@ -28,8 +28,11 @@ from PIL import Image, ImageDraw
 from fashionzoo.photos.decode import MAX_PIXELS
 from fashionzoo.registry.catalogue import DEFAULT_MODEL
 from fashionzoo.registry.lookup import all_entries
-from fashionzoo.server.app import servable
-from fashionzoo.server.run import is_loopback
+
+pytest.importorskip("fastapi", reason='the server is not installed (pip install "fashionzoo[serve]")')
+
+from fashionzoo.server.app import servable  # noqa: E402 (after the skip: it needs FastAPI)
+from fashionzoo.server.run import is_loopback  # noqa: E402
 
 SHARED = ROOT.parent / "shared/data"
 POOL = SHARED / "clothing-photos/images"
