@@ -36,6 +36,8 @@ NOT_RUN = {
     "export FASHIONZOO_DATA_DIR=": "points at the reader's data folder (the tests have their own)",
     "mkdir -p runs && nohup scripts/train_all.sh": "trains released models with their full recipes, for hours",
     "(cd examples/node && npm ci": "npm needs the network (test_examples.py runs the Node example once installed)",
+    "fashionzoo serve": "serves until stopped (test_serve.py starts the server and stops it)",
+    "curl": "asks a running server (test_serve.py sends the same requests)",
 }
 """Commands of the README not run here, by the start of the command, with the reason."""
 

@@ -10,27 +10,47 @@ image is). The standard library, numpy, Pillow and OpenCV are used, so this modu
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from fashionzoo.core.errors import FashionZooError
 from fashionzoo.data.datasets import DATASETS, DEFAULT_TAG, PIPELINES, InputSpec
-from fashionzoo.photos.decode import DIGIT_DECODE_SIZE, EXIF_ORIENTATION, load_image
+from fashionzoo.photos.decode import DIGIT_DECODE_SIZE, EXIF_ORIENTATION, decode_image, load_image
 from fashionzoo.photos.garment import WORK_SIZE, Converted, in_data_set_format, styled
 
 
-def convert_file(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, str | None]:
-    """Load an image file (a large JPEG at reduced size) and convert it with :func:`convert_image`."""
+@dataclass(frozen=True)
+class ImageBytes:
+    """An image file held in memory (an upload), named ``name`` in results and errors: classified as a file of that
+    name would be, and never written to disk."""
+
+    name: str
+    data: bytes = b""
+
+
+def convert_file(
+    path: str | os.PathLike | ImageBytes, pipeline: str = "fashion-mnist"
+) -> tuple[np.ndarray, str | None]:
+    """Load an image file (a large JPEG at reduced size; or one held in memory) and convert it with
+    :func:`convert_image`."""
     pixels, scene, _ = read_photo(path, pipeline)
     return pixels, scene
 
 
-def read_photo(path: str | os.PathLike, pipeline: str = "fashion-mnist") -> Converted:
+def read_photo(path: str | os.PathLike | ImageBytes, pipeline: str = "fashion-mnist") -> Converted:
     """:func:`convert_file`, with how many separate garments the photo shows (``predict`` marks a photo of several
-    uncertain)."""
+    uncertain). An :class:`ImageBytes` gets the same decoding, limits, reasons and pixels as the file would."""
     _check_pipeline(pipeline)
-    return _converted(load_image(path, DIGIT_DECODE_SIZE if pipeline == "mnist" else WORK_SIZE), pipeline)
+    if isinstance(path, ImageBytes):
+        return _converted(decode_image(path.data, path.name, _decode_size(pipeline)), pipeline)
+    return _converted(load_image(path, _decode_size(pipeline)), pipeline)
+
+
+def _decode_size(pipeline: str) -> int:
+    """The longest edge a JPEG is decoded down to for ``pipeline`` (digits are not segmented)."""
+    return DIGIT_DECODE_SIZE if pipeline == "mnist" else WORK_SIZE
 
 
 def convert_image(img: Image.Image, pipeline: str = "fashion-mnist") -> tuple[np.ndarray, str | None]:

@@ -51,43 +51,68 @@ def load_image(path: str | os.PathLike, min_size: int | None = None) -> Image.Im
             raise FashionZooError(f"{name}: {broken} (check the path)")
         size = file.stat().st_size
         if size == 0:
-            raise FashionZooError(f"{name}: the file is empty (0 bytes); re-save or re-download it")
-        with warnings.catch_warnings(), open(file, "rb") as handle:
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            raise FashionZooError(_empty(name))
+        with open(file, "rb") as handle:
             source = io.BytesIO(handle.read()) if size <= _READ_WHOLE else _CappedReader(handle)
-            for width, height in _icon_frame_sizes(cast(IO[bytes], source)):
-                if width * height > MAX_PIXELS:
-                    raise FashionZooError(_too_big(name, f"{width}x{height} pixels (a frame of the icon)"))
-            img = Image.open(
-                cast(IO[bytes], source)
-            )  # not closed: that would free the decoded pixels (the file is closed here)
-            width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise FashionZooError(_too_big(name, f"{width}x{height} pixels"))
-            img.seek(0)
-            if min_size is not None:
-                shrink = min_size / max(width, height)
-                img.draft(None, (max(1, math.ceil(width * shrink)), max(1, math.ceil(height * shrink))))
-            img.load()
-            if img.mode == "F":
-                _check_finite(name, img)
-            ImageOps.exif_transpose(img, in_place=True)  # no copy of the pixels when there is nothing to turn
-            return img
+            return _decode(cast(IO[bytes], source), name, min_size)
     except FashionZooError:
         raise
     except PermissionError:
         raise FashionZooError(f"{name}: permission denied (make the file readable)") from None
-    except UnidentifiedImageError:
-        raise FashionZooError(f"{name}: not an image Pillow can read (is it a PNG/JPEG/WebP/GIF/BMP/TIFF?)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise FashionZooError(_too_big(name, "far too many pixels")) from None
-    except MemoryError:
-        raise FashionZooError(f"{name}: not enough memory to decode this image; downscale it first") from None
-    except Exception as exc:  # Pillow's decoders raise OSError, ValueError, SyntaxError, EOFError, struct.error...
-        detail = reason(exc)
-        raise FashionZooError(
-            f"{name}: the image data is truncated or corrupt ({detail}); re-save or re-download it"
-        ) from None
+    except Exception as exc:
+        raise _unusable(name, exc) from None
+
+
+def decode_image(data: bytes, name: str, min_size: int | None = None) -> Image.Image:
+    """An image file's bytes held in memory (an upload), decoded as :func:`load_image` decodes a file: the same
+    limits and the same one-line reasons, naming the file ``name``."""
+    if not data:
+        raise FashionZooError(_empty(name))
+    try:
+        return _decode(io.BytesIO(data), name, min_size)
+    except FashionZooError:
+        raise
+    except Exception as exc:
+        raise _unusable(name, exc) from None
+
+
+def _decode(source: IO[bytes], name: str, min_size: int | None) -> Image.Image:
+    """:func:`load_image`'s decoding of an open source: size checked against :data:`MAX_PIXELS` before the pixels
+    are decoded, the first frame, a JPEG drafted down to ``min_size``, EXIF orientation applied."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        for width, height in _icon_frame_sizes(source):
+            if width * height > MAX_PIXELS:
+                raise FashionZooError(_too_big(name, f"{width}x{height} pixels (a frame of the icon)"))
+        img = Image.open(source)  # not closed: that would free the decoded pixels (the file is closed by the caller)
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+            raise FashionZooError(_too_big(name, f"{width}x{height} pixels"))
+        img.seek(0)
+        if min_size is not None:
+            shrink = min_size / max(width, height)
+            img.draft(None, (max(1, math.ceil(width * shrink)), max(1, math.ceil(height * shrink))))
+        img.load()
+        if img.mode == "F":
+            _check_finite(name, img)
+        ImageOps.exif_transpose(img, in_place=True)  # no copy of the pixels when there is nothing to turn
+        return img
+
+
+def _empty(name: str) -> str:
+    return f"{name}: the file is empty (0 bytes); re-save or re-download it"
+
+
+def _unusable(name: str, exc: Exception) -> FashionZooError:
+    """The one-line reason an image that :func:`_decode` raised ``exc`` for cannot be used."""
+    if isinstance(exc, UnidentifiedImageError):
+        return FashionZooError(f"{name}: not an image Pillow can read (is it a PNG/JPEG/WebP/GIF/BMP/TIFF?)")
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return FashionZooError(_too_big(name, "far too many pixels"))
+    if isinstance(exc, MemoryError):
+        return FashionZooError(f"{name}: not enough memory to decode this image; downscale it first")
+    # Pillow's decoders raise OSError, ValueError, SyntaxError, EOFError, struct.error...
+    return FashionZooError(f"{name}: the image data is truncated or corrupt ({reason(exc)}); re-save or re-download it")
 
 
 def _icon_frame_sizes(source: IO[bytes]) -> list[tuple[int, int]]:

@@ -13,9 +13,10 @@ import numpy as np
 from fashionzoo.core.errors import FashionZooError
 from fashionzoo.data.datasets import InputSpec
 from fashionzoo.photos.calibration import PhotoCalibration, apply_calibration
+from fashionzoo.photos.convert import ImageBytes
 from fashionzoo.photos.segmentation import SEVERAL_GARMENTS
 from fashionzoo.registry.entry import ModelEntry
-from fashionzoo.runtime.loading import Loaded, default_workers, load_all
+from fashionzoo.runtime.loading import Item, Loaded, default_workers, load_all
 from fashionzoo.runtime.results import Failure, Prediction
 
 UNCERTAIN_BELOW = 0.5
@@ -40,7 +41,7 @@ def check_options(top_k: int, batch_size: int, workers: int | None, uncertain_be
 
 
 def classify_files(
-    items: Iterable[str | os.PathLike | Failure] | str | os.PathLike,
+    items: Iterable[Item] | str | os.PathLike | ImageBytes,
     predict: Callable[[np.ndarray], np.ndarray],
     classes: tuple[str, ...],
     top_k: int = 1,
@@ -53,7 +54,9 @@ def classify_files(
     """Classify image files with ``predict`` (uint8 (N, 28, 28) -> probabilities), ``batch_size`` files at a time,
     each file turned into a 28x28 image by ``pipeline`` (the weights' ``InputSpec.pipeline``).
 
-    Results come in input order; a file that cannot be read or converted yields a :class:`Failure`, and
+    An :class:`~fashionzoo.photos.convert.ImageBytes` (a file held in memory, such as an upload) is classified as a
+    file of its name would be. Results come in input order; a file that cannot be read or converted yields a
+    :class:`Failure`, and
     Failure items in ``items`` (from :func:`expand_inputs`) pass through. Files are decoded and preprocessed by
     ``workers`` threads, or processes for many files (default: :func:`default_workers`). The weights'
     ``calibration`` shifts the probabilities of photos (not of images already in the data set's format). A
@@ -63,7 +66,7 @@ def classify_files(
     anything, and an input that is no file or list, are refused at once, not when the results are iterated.
     """
     check_options(top_k, batch_size, workers, uncertain_below)
-    if isinstance(items, (str, bytes, os.PathLike)):  # one file, not the characters of its name
+    if isinstance(items, (str, bytes, os.PathLike, ImageBytes)):  # one file, not the characters of its name
         items = [items]
     elif not isinstance(items, Iterable):
         raise FashionZooError(f"classify takes a file, a folder or a list of them, not {type(items).__name__}")
@@ -75,7 +78,7 @@ def classify_files(
 
 
 def _classified(
-    items: Iterable[str | os.PathLike | Failure],
+    items: Iterable[Item],
     predict: Callable[[np.ndarray], np.ndarray],
     classes: tuple[str, ...],
     k: int,
@@ -166,7 +169,7 @@ class FileClassifier:
 
     def classify(
         self,
-        paths: Iterable[str | os.PathLike | Failure] | str | os.PathLike,
+        paths: Iterable[Item] | str | os.PathLike | ImageBytes,
         top_k: int = 1,
         batch_size: int = 256,
         workers: int | None = None,

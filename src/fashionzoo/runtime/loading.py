@@ -18,15 +18,17 @@ from typing import Any
 import numpy as np
 
 from fashionzoo.core.errors import FashionZooError
-from fashionzoo.photos.convert import read_photo
+from fashionzoo.photos.convert import ImageBytes, read_photo
 from fashionzoo.runtime.results import Failure
 
+Item = str | os.PathLike | ImageBytes | Failure
+"""What can be classified: an image file's path, an image file held in memory, or a Failure passed through."""
 Loaded = tuple[str, np.ndarray, str | None, int]
 """A loaded file: its name, its 28x28 pixels, the photo's scene (None for an image in the data set's format) and
 the separate garments found in it (see :func:`read_photo`)."""
 
 
-def _load(item: str | os.PathLike | Failure, pipeline: str) -> Loaded | Failure:
+def _load(item: Item, pipeline: str) -> Loaded | Failure:
     """A file after ``pipeline`` (see :func:`read_photo`), or the one-line reason it cannot be used (a Failure
     passes through)."""
     if isinstance(item, Failure):
@@ -35,7 +37,7 @@ def _load(item: str | os.PathLike | Failure, pipeline: str) -> Loaded | Failure:
     if name is None:
         return Failure(repr(item), f"{item!r}: not a file name")
     try:
-        pixels, scene, garments = read_photo(name, pipeline)
+        pixels, scene, garments = read_photo(item if isinstance(item, ImageBytes) else name, pipeline)
         if pixels.min() == pixels.max():
             return Failure(name, f"{name}: a blank image (one flat colour once converted): nothing to classify")
         return name, pixels, scene, garments
@@ -62,7 +64,7 @@ which runs a script without an ``if __name__ == "__main__"`` guard a second time
 preprocess (Pillow, numpy, OpenCV), never touching the parent's onnxruntime session."""
 
 
-def _load_chunk(items: list[str | os.PathLike | Failure], pipeline: str) -> list[Loaded | Failure]:
+def _load_chunk(items: list[Item], pipeline: str) -> list[Loaded | Failure]:
     return [_load(item, pipeline) for item in items]
 
 
@@ -87,7 +89,7 @@ _PR_SET_PDEATHSIG = 1
 """Linux's prctl option: the signal a process gets when its parent dies."""
 
 
-def _lost(item: str | os.PathLike | Failure) -> Failure:
+def _lost(item: Item) -> Failure:
     """The failure of a file that was queued for a loading process that died."""
     if isinstance(item, Failure):
         return item
@@ -97,7 +99,10 @@ def _lost(item: str | os.PathLike | Failure) -> Failure:
 
 
 def _file_name(item: Any) -> str | None:
-    """``item`` as a file name (``str``, ``bytes`` or path-like), or None for anything else."""
+    """``item`` as a file name (``str``, ``bytes``, path-like or an :class:`ImageBytes`' name), or None for anything
+    else."""
+    if isinstance(item, ImageBytes):
+        return item.name
     try:
         return os.fsdecode(item)
     except TypeError:
@@ -109,9 +114,7 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def load_all(
-    items: Iterable[str | os.PathLike | Failure], workers: int, ahead: int, pipeline: str
-) -> Iterator[Loaded | Failure]:
+def load_all(items: Iterable[Item], workers: int, ahead: int, pipeline: str) -> Iterator[Loaded | Failure]:
     """:func:`_load` over ``items`` in input order, on ``workers`` threads or processes (from
     :data:`_PROCESSES_FROM` files on), at most about ``ahead`` files in flight (so that the workers keep loading
     the next batch while the model runs on this one)."""

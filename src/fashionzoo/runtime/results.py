@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,19 +52,25 @@ class Prediction:
         reason = {"uncertain_reason": self.uncertain_reason} if self.uncertain_reason else {}
         return {**_file_fields(self.file), **self.result_fields(), **reason}
 
+    def model_input_png(self) -> bytes:
+        """The image the model saw, as the bytes of a PNG file (28x28, 8-bit grey)."""
+        if self.model_input is None:
+            raise FashionZooError(f"{self.file}: no model input kept for this prediction")
+        buffer = io.BytesIO()
+        Image.fromarray(self.model_input).save(buffer, format="PNG")
+        return buffer.getvalue()
+
     def save_model_input(self, folder: str | os.PathLike) -> Path:
         """Write the image the model saw as a PNG under ``folder``, named after the input: its path (relative, or
         absolute without the leading ``/``) with ``.png`` added, so ``a/shirt.jpg`` gives ``folder/a/shirt.jpg.png``.
         The file appears whole or not at all."""
-        if self.model_input is None:
-            raise FashionZooError(f"{self.file}: no model input kept for this prediction")
         source = Path(self.file)
         relative = source.relative_to(source.anchor) if source.is_absolute() else source
         parts = [part for part in relative.parts if part != ".."]
         target = Path(folder, *parts[:-1], parts[-1] + ".png")
         try:
             with atomic_path(target, suffix=".png") as tmp:
-                Image.fromarray(self.model_input).save(tmp)
+                tmp.write_bytes(self.model_input_png())
         except OSError as error:
             raise FashionZooError(f"{target}: cannot write the model input ({error.strerror or error})") from None
         return target

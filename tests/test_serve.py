@@ -1,0 +1,327 @@
+"""``fashionzoo serve``: the real server (uvicorn, in a subprocess stopped by its pid) against ``predict --json`` on the
+same photos, its models, health and OpenAPI document, every limit and bad upload (a 4xx or 503 in one line, and the
+server still answers), and the page in a real headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import numpy as np
+import pytest
+from browser import chromium_page
+from helpers import CLI_ENV, ROOT, assert_cli_error, assert_one_line, run_cli, wait_for
+from PIL import Image, ImageDraw
+
+from fashionzoo.photos.decode import MAX_PIXELS
+from fashionzoo.registry.catalogue import DEFAULT_MODEL
+from fashionzoo.registry.lookup import all_entries
+
+pytest.importorskip("fastapi", reason='the server is not installed (pip install "fashionzoo[serve]")')
+
+from fashionzoo.server.app import servable  # noqa: E402 (after the skip: it needs FastAPI)
+from fashionzoo.server.run import is_loopback  # noqa: E402
+
+SHARED = ROOT.parent / "shared/data"
+POOL = SHARED / "clothing-photos/images"
+"""The CC0 clothing-photos pool: the photos the page test uploads (and its screenshot shows)."""
+REAL_PHOTOS = SHARED / "real-photos"
+SCREENSHOT = os.environ.get("FASHIONZOO_SCREENSHOT")
+"""Where the page test also saves its screenshot (docs/images/serve-page.png for the docs), when set."""
+
+
+def photos() -> list[Path]:
+    """A few real photos of every kind: the CC0 pool's phone photos, and the development set's studio and worn ones."""
+    if not POOL.is_dir():
+        pytest.skip(f"the shared clothing-photos pool is not at {POOL}")
+    chosen = [sorted(folder.iterdir())[0] for folder in sorted(POOL.iterdir())[:6]]
+    for domain in ("studio", "worn"):
+        if (REAL_PHOTOS / domain).is_dir():
+            chosen += [sorted(folder.iterdir())[0] for folder in sorted((REAL_PHOTOS / domain).iterdir())[:3]]
+    return chosen
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx2.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx2.HTTPError:
+        return False
+
+
+@contextmanager
+def serving(*options: str) -> Iterator[str]:
+    """``fashionzoo serve OPTIONS`` on a free port of 127.0.0.1, until the block ends (stopped by its pid)."""
+    port = free_port()
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fashionzoo", "serve", "--port", str(port), *options],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **CLI_ENV},
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            started = wait_for(lambda: process.poll() is not None or healthy(url), timeout=120)
+            log.seek(0)
+            assert started and process.poll() is None, log.read()[-3000:]
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with serving() as url:
+        yield url
+
+
+def post(url: str, files: list[tuple[str, bytes]], timeout: float = 120, **query: Any) -> httpx2.Response:
+    """``POST /v1/predict`` with ``files`` (name, content) as ``files`` parts."""
+    parts = [("files", (name, content, "application/octet-stream")) for name, content in files]
+    return httpx2.post(f"{url}/v1/predict", files=parts, params=query, timeout=timeout)
+
+
+def uploads(paths: list[Path]) -> list[tuple[str, bytes]]:
+    """Each file as an upload named by its full path, so that ``file`` reads as ``predict``'s."""
+    return [(str(path), path.read_bytes()) for path in paths]
+
+
+def predict_json(*args: str, cwd: Path | None = None) -> list[dict[str, Any]]:
+    """``fashionzoo predict --json ARGS``' lines."""
+    result = run_cli("predict", "--json", *args, cwd=cwd)
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def refusal(response: httpx2.Response, status: int, *fragments: str) -> str:
+    """The one-line ``error`` of a refused request."""
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    return assert_one_line(response.json()["error"], *fragments)
+
+
+def still_serving(url: str) -> None:
+    """The server answers, and still classifies a photo."""
+    assert healthy(url)
+    response = post(url, [("bar.png", png(garment()))])
+    assert response.status_code == 200 and response.json()["results"][0]["label"], response.text[:500]
+
+
+def garment(size: tuple[int, int] = (300, 400)) -> Image.Image:
+    """A dark garment-like shape on white, as a product photo has it."""
+    image = Image.new("RGB", size, "white")
+    width, height = size
+    ImageDraw.Draw(image).rectangle((width // 4, height // 6, 3 * width // 4, 5 * height // 6), fill=(40, 40, 90))
+    return image
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+pytestmark = pytest.mark.slow  # each test starts a server (a subprocess loading ONNX models)
+
+
+def test_predict_answers_exactly_what_predict_json_answers(server: str) -> None:
+    paths = photos()
+    expected = predict_json("--top-k", "3", *map(str, paths))
+    assert len(expected) == len(paths) and all("label" in line for line in expected)
+    together = post(server, uploads(paths), top_k=3)
+    assert together.status_code == 200, together.text[:500]
+    assert together.json() == {"model": DEFAULT_MODEL, "results": expected}
+    for path, line in list(zip(paths, expected, strict=True))[:3]:  # one photo a request: the same answer
+        assert post(server, uploads([path]), top_k=3).json()["results"] == [line]
+    assert post(server, uploads(paths[:2])).json()["results"] == predict_json(*map(str, paths[:2]))  # top_k 1
+
+
+def test_another_model_and_the_inputs_the_model_saw(server: str, tmp_path: Path) -> None:
+    paths = photos()[:3]
+    expected = predict_json("--model", "cnn", "--top-k", "2", "--save-inputs", str(tmp_path), *map(str, paths))
+    answer = post(server, uploads(paths), top_k=2, model="cnn", inputs="true").json()
+    assert answer["model"] == "cnn"
+    assert [{k: v for k, v in line.items() if k != "input_png"} for line in answer["results"]] == expected
+    for path, line in zip(paths, answer["results"], strict=True):
+        seen = Image.open(io.BytesIO(base64.b64decode(line["input_png"])))
+        saved = Image.open(tmp_path / Path(*Path(path).parts[1:]).with_name(path.name + ".png"))
+        assert seen.size == (28, 28) and seen.mode == "L"
+        assert np.array_equal(np.asarray(seen), np.asarray(saved))
+
+
+def test_models_health_and_the_openapi_document(server: str) -> None:
+    models = httpx2.get(f"{server}/v1/models").json()
+    assert models["default"] == DEFAULT_MODEL
+    assert [m["name"] for m in models["models"]] == [e.full_name for e in all_entries() if servable(e)]
+    assert {"cnn", "zoo-ensemble", "cnn-small.mnist"} <= {m["name"] for m in models["models"]}
+    digits = next(m for m in models["models"] if m["name"] == "cnn-small.mnist")
+    assert digits["tag"] == "mnist" and digits["classes"] == [str(d) for d in range(10)]
+    assert httpx2.get(f"{server}/healthz").json()["status"] == "ok"
+    document = httpx2.get(f"{server}/openapi.json").json()
+    assert document["openapi"].startswith("3.") and {"/v1/predict", "/v1/models", "/healthz"} <= set(document["paths"])
+    operation = document["paths"]["/v1/predict"]["post"]
+    upload = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["files"]
+    assert upload == {"type": "array", "items": {"type": "string", "format": "binary"}}
+    assert {p["name"] for p in operation["parameters"]} == {"top_k", "model", "inputs"}
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Predictions")
+    assert {"413", "422", "503"} <= set(operation["responses"])
+    result = document["components"]["schemas"]["Result"]["properties"]
+    assert {"file", "label", "class_id", "probability", "uncertain", "top_k", "error", "input_png"} <= set(result)
+
+
+def test_a_bad_upload_gets_predicts_one_line_reason_and_the_server_keeps_serving(server: str, tmp_path: Path) -> None:
+    real = photos()[0].read_bytes()
+    width = 8000
+    bad = {
+        "not-an-image.jpg": b"these are not the pixels you are looking for",
+        "empty.png": b"",
+        "truncated.jpg": real[: len(real) // 3],
+        "bomb.png": png(Image.new("L", (width, MAX_PIXELS // width + 1), 255)),
+        "blank.png": png(Image.new("RGB", (64, 64), "white")),
+    }
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+    expected = predict_json(*bad, cwd=tmp_path)
+    assert all("error" in line for line in expected)
+    for (name, content), line in zip(bad.items(), expected, strict=True):
+        assert refusal(post(server, [(name, content)]), 422) == line["error"]
+    mixed = post(server, [("bar.png", png(garment())), ("empty.png", b"")])
+    assert refusal(mixed, 422) == "empty.png: the file is empty (0 bytes); re-save or re-download it"
+    assert "label" in mixed.json()["results"][0] and mixed.json()["results"][1] == expected[1]
+    still_serving(server)
+
+
+def test_bad_requests_are_refused_in_one_line(server: str) -> None:
+    photo = [("bar.png", png(garment()))]
+    refusal(post(server, photo, model="no-such-model"), 404, "unknown model 'no-such-model'")
+    refusal(post(server, photo, top_k=0), 422, "top_k")
+    refusal(post(server, photo, top_k="many"), 422, "top_k")
+    refusal(post(server, photo, inputs="perhaps"), 422, "inputs")
+    refusal(httpx2.post(f"{server}/v1/predict", data={"x": "1"}), 415, "multipart/form-data")
+    refusal(httpx2.post(f"{server}/v1/predict", files=[("x", ("a.png", b"1"))]), 400, "form field 'x' is not 'files'")
+    refusal(
+        httpx2.post(f"{server}/v1/predict", files=[("files", ("", b""))], data={}), 422, "upload-1: the file is empty"
+    )
+    broken = {"content-type": "multipart/form-data; boundary=xyz"}
+    refusal(httpx2.post(f"{server}/v1/predict", content=b"--xyz\r\nnot a header line", headers=broken), 400)
+    refusal(httpx2.post(f"{server}/v1/predict", content=b"--xyz--\r\n", headers=broken), 400, "no image")
+    refusal(httpx2.get(f"{server}/v1/nothing"), 404)
+    still_serving(server)
+
+
+def test_request_size_and_image_count_are_bounded() -> None:
+    with serving("--max-request-mb", "1", "--max-files", "2") as url:
+        big = [("big.png", os.urandom(1024 * 1024))]
+        refusal(post(url, big), 413, "1,048,576-byte limit")
+        request = httpx2.Request("POST", f"{url}/v1/predict", files=[("files", ("big.png", big[0][1]))])
+        body = request.read()
+        streamed = httpx2.post(  # no Content-Length: counted as it arrives
+            f"{url}/v1/predict",
+            content=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
+            headers={"content-type": request.headers["content-type"]},
+        )
+        assert "content-length" not in streamed.request.headers
+        refusal(streamed, 413, "1,048,576-byte limit")
+        refusal(post(url, [(f"{i}.png", png(garment())) for i in range(3)]), 413, "more than 2 images")
+        assert post(url, [(f"{i}.png", png(garment())) for i in range(2)]).status_code == 200
+        still_serving(url)
+
+
+def test_a_full_queue_answers_503_with_retry_after() -> None:
+    heavy = [(f"{i}.png", png(garment((2400, 3200)))) for i in range(3)]
+    with serving("--workers", "1", "--queue", "0") as url, ThreadPoolExecutor(8) as clients:
+        responses = list(clients.map(lambda _: post(url, heavy), range(8)))
+        statuses = sorted(r.status_code for r in responses)
+        assert 200 in statuses and 503 in statuses and set(statuses) == {200, 503}, statuses
+        busy = next(r for r in responses if r.status_code == 503)
+        assert busy.headers["retry-after"] == "1"
+        refusal(busy, 503, "the server is busy (1 requests in hand)")
+        still_serving(url)
+
+
+def test_a_request_over_its_time_answers_503() -> None:
+    with serving("--timeout", "0.05") as url:
+        slow = [("large.png", png(garment((6000, 6000))))]
+        refusal(post(url, slow), 503, "took over 0.05 s")
+        assert healthy(url)
+
+
+def test_the_command_line_warns_about_a_host_other_than_loopback() -> None:
+    result = run_cli("serve", "--host", "0.0.0.0", "--model", "no-such-model")
+    assert "fashionzoo: warning: serving on 0.0.0.0, reachable from other machines" in result.stderr
+    assert_cli_error(result, "unknown model 'no-such-model'")
+    assert "warning" not in run_cli("serve", "--model", "no-such-model").stderr
+    assert_cli_error(run_cli("serve", "--replicas", "2"), "--address and --replicas are for --engine ray")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.20", False),
+        ("example.org", False),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_the_page_classifies_photos_in_a_real_browser(server: str, tmp_path: Path) -> None:
+    if not POOL.is_dir():
+        pytest.skip(f"the shared clothing-photos pool is not at {POOL}")
+    chosen = [sorted((POOL / kind).iterdir())[3] for kind in ("dress", "shoes", "hat")]
+    expected = post(server, uploads(chosen), top_k=3).json()["results"]
+    with chromium_page() as page:
+        page.set_viewport_size({"width": 900, "height": 760})
+        page.goto(server)
+        page.wait_for_selector("#model option", state="attached")
+        options = page.eval_on_selector_all("#model option", "nodes => nodes.map(n => n.value)")
+        assert DEFAULT_MODEL in options and "cnn" in options
+        assert page.input_value("#model") == DEFAULT_MODEL
+        page.set_input_files("#files", [str(path) for path in chosen])
+        page.wait_for_selector(f".result >> nth={len(chosen) - 1}")
+        cards = page.query_selector_all(".result")
+        shown = {card.get_attribute("data-file"): card for card in cards}
+        for path, line in zip(chosen, expected, strict=True):
+            card = shown[path.name]
+            assert card.eval_on_selector_all(".label", "nodes => nodes.map(n => n.textContent)") == [
+                ranked["label"] for ranked in line["top_k"]
+            ]
+            assert (card.query_selector(".uncertain") is not None) is line["uncertain"]
+            size = card.eval_on_selector("img.input", "img => [img.naturalWidth, img.naturalHeight]")
+            assert size == [28, 28]
+        assert page.text_content("#status") == f"Classified by {DEFAULT_MODEL}."
+        shot = page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        if SCREENSHOT:
+            Path(SCREENSHOT).write_bytes(shot)
+        page.select_option("#model", "cnn")
+        page.set_input_files("#files", [str(chosen[0])])
+        page.wait_for_function("document.querySelectorAll('.result').length === 4")
+        assert page.text_content("#status") == "Classified by cnn."
