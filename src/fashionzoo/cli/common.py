@@ -61,7 +61,7 @@ class _StandardOutput(io.FileIO):
     """The file descriptor of stdout, its write errors marked as the output's own (``error.standard_output``), so
     that they are told from the errors of the files a command writes."""
 
-    def write(self, data: Any) -> int | None:
+    def write(self, data: Any, /) -> int:
         try:
             return super().write(data)
         except OSError as error:
@@ -80,7 +80,10 @@ def _mark_output_errors() -> None:
     stream.flush()
     raw = _StandardOutput(descriptor, "w", closefd=False)
     sys.stdout = io.TextIOWrapper(
-        io.BufferedWriter(raw), encoding=stream.encoding, errors=stream.errors, line_buffering=stream.line_buffering
+        io.BufferedWriter(raw),
+        encoding=stream.encoding,
+        errors=stream.errors,
+        line_buffering=bool(stream.line_buffering),
     )
 
 
@@ -112,7 +115,9 @@ class _Commands(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         if sys.stdout is None:  # started with its output closed: every result would vanish
-            click.echo("fashionzoo: error: standard output is closed; send it somewhere (>/dev/null to discard it)", err=True)
+            click.echo(
+                "fashionzoo: error: standard output is closed; send it somewhere (>/dev/null to discard it)", err=True
+            )
             sys.exit(1)
         _mark_output_errors()
         with _output_errors():

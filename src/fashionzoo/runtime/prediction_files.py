@@ -47,7 +47,12 @@ def row(result: Prediction | Failure) -> dict[str, Any]:
             "error": _text(result.error),
             "file_base64": name_base64(result.file),
         }
-    return {"path": _text(result.file), **result.result_fields(), "error": None, "file_base64": name_base64(result.file)}
+    return {
+        "path": _text(result.file),
+        **result.result_fields(),
+        "error": None,
+        "file_base64": name_base64(result.file),
+    }
 
 
 def _text(name: str) -> str:
