@@ -119,8 +119,8 @@ def _sink(target: str) -> Iterator[IO[bytes]]:
     name beside the target and moved onto it at the end; a block that raises deletes it (closing an object's stream
     would otherwise publish whatever was written, a Parquet file cut short but valid)."""
     if "://" not in target:
-        remove_stale_temporaries(Path(target).parent, Path(target).name)  # of runs killed before they could
         with atomic_path(Path(target), suffix=Path(target).suffix) as tmp, open(tmp, "wb") as handle:
+            remove_stale_temporaries(tmp.parent, Path(target).name)  # of runs killed before they could
             yield handle
         return
     filesystem, path = _object_store(target)
