@@ -215,7 +215,7 @@ def is_run_folder(folder: Path) -> bool:
         state = json.loads((folder / STATE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return isinstance(state, dict) and "model" in state
+    return isinstance(state, dict) and "epochs_done" in state
 
 
 def check_run_folder(out: Path) -> None:
