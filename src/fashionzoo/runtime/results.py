@@ -57,7 +57,7 @@ class Prediction:
         if self.model_input is None:
             raise FashionZooError(f"{self.file}: no model input kept for this prediction")
         target = saved_input_path(folder, self.file)
-        if os.path.lexists(target) and not _saved_by_us(target):
+        if os.path.isfile(target) and not os.path.islink(target) and not _saved_by_us(target):  # others: atomic_path
             raise FashionZooError(
                 f"{target}: already exists and is not a model input fashionzoo saved; it is left as it is: "
                 "save the inputs into another folder"

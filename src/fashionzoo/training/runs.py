@@ -221,7 +221,7 @@ def is_run_folder(folder: Path) -> bool:
 def check_run_folder(out: Path) -> None:
     """Refuse, in one line and before touching anything, a folder with files in it that is not a run folder: the
     user's own files (``--out .``, ``--out ~``) are never removed or replaced."""
-    if out.is_dir() and not out.is_symlink() and any(os.scandir(out)) and not is_run_folder(out):
+    if out.is_dir() and any(os.scandir(out)) and not is_run_folder(out):  # a link: the folder it names
         raise FashionZooError(
             f"{out}: a folder with files in it that is not a fashionzoo run folder; nothing in it was touched: "
             "train into a new or empty folder, or into a run folder"
