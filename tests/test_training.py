@@ -452,6 +452,8 @@ def test_an_ensemble_trains_its_members_apart_and_averages_them(tmp_path: Path) 
     stale = tmp_path / "members" / "seed-5" / runs.METRICS  # an earlier run's member: a fresh run clears them all
     stale.parent.mkdir(parents=True)  # first, so that one it is killed before reaching cannot pass for its own
     stale.write_text("{}")
+    for run_folder in (tmp_path, stale.parent):  # marked as run folders, as the earlier run left them
+        (run_folder / runs.MARKER).touch()
     record = train(entry, tmp_path, epochs=1, limit=1000, verbose=0)
     assert not stale.exists()
     assert runs.read_record(tmp_path).build_kwargs == {"member": "mlp-64-32", "seeds": [0, 1]}  # which members

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,10 +23,13 @@ from helpers import (
     closed_port_url,
     everything_under,
     file_kind,
+    garment_pngs,
     released,
     run_cli,
     special_target,
 )
+
+from fashionzoo.cli.common import CLOSED_OUTPUT_STATUS
 
 
 @pytest.mark.parametrize("kind", SPECIAL_KINDS)
@@ -179,3 +183,51 @@ def test_eval_plot_is_checked_before_the_evaluation(tmp_path: Path) -> None:
     result = run_cli("eval", "lenet5", "--plot", str(plot), "--data-dir", str(empty))
 
     assert_cli_error(result, str(plot), "cannot write there", "Not a directory")
+
+
+# ======================================================================== the output of every command (issue 32)
+
+OUTPUT_COMMANDS = [["list"], ["list", "--json"], ["info", "lenet5"], ["predict", "{image}", "--model", "lenet5"]]
+"""Commands of every kind that print: a table, JSON, a model's card, classifications."""
+
+
+def _run(args: list[str], image: Path, stdout: Any, shell: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """``python -m fashionzoo ARGS`` (``{image}`` filled in) with ``stdout``, after ``shell`` if given."""
+    command = [sys.executable, "-m", "fashionzoo", *(arg.format(image=image) for arg in args)]
+    return subprocess.run(
+        [*shell, *command], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300, env={**os.environ, **CLI_ENV}
+    )
+
+
+@pytest.mark.parametrize("args", OUTPUT_COMMANDS, ids=" ".join)
+def test_any_command_whose_output_cannot_be_written_says_so_in_one_line(tmp_path: Path, args: list[str]) -> None:
+    image = garment_pngs(tmp_path, "shirt.png")[0]
+    with open("/dev/full", "w") as full:
+        result = _run(args, image, full)
+
+    assert_cli_error(result, "standard output: cannot write (No space left on device)")
+
+
+@pytest.mark.parametrize("args", OUTPUT_COMMANDS, ids=" ".join)
+def test_any_command_whose_reader_went_away_ends_quietly(tmp_path: Path, args: list[str]) -> None:
+    """``fashionzoo list | head -1``: the reader closes the pipe (here before the first line, so that the command
+    meets it whatever the pipe's buffer holds): no word on stderr, the status of a program that SIGPIPE ended."""
+    image = garment_pngs(tmp_path, "shirt.png")[0]
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = _run(args, image, write)
+    finally:
+        os.close(write)
+
+    assert (result.returncode, result.stderr) == (CLOSED_OUTPUT_STATUS, "")
+
+
+@pytest.mark.parametrize("args", OUTPUT_COMMANDS, ids=" ".join)
+def test_any_command_started_with_its_output_closed_fails_in_one_line(tmp_path: Path, args: list[str]) -> None:
+    """``fashionzoo predict img >&-`` exited 0 having printed nothing anywhere."""
+    image = garment_pngs(tmp_path, "shirt.png")[0]
+
+    result = _run(args, image, None, shell=("sh", "-c", 'exec "$0" "$@" >&-'))
+
+    assert_cli_error(result, "standard output is closed")

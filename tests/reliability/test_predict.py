@@ -7,13 +7,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import CLI_ENV, assert_cli_error, garment_pngs, run_cli, strict_json
+from helpers import CLI_ENV, assert_cli_error, garment_pngs, run_cli, strict_json, wait_for
 from PIL import Image
 
 from fashionzoo.publish import hub
@@ -275,3 +276,88 @@ def test_a_recursive_pattern_expands_a_tree_600_folders_deep(tmp_path: Path) -> 
         (levels[-1] / "bottom.png").unlink()
         for level in reversed(levels):
             level.rmdir()
+
+
+# =============================================================================== predict --out's files (issue 32)
+
+
+def test_rows_tell_a_name_that_is_not_utf8_from_one_spelt_with_its_escape(tmp_path: Path) -> None:
+    """``caf\\xe9.png`` (byte 0xE9) and a file literally named ``caf\\xe9.png`` gave the same ``path``."""
+    garment_pngs(tmp_path, os.fsdecode(b"caf\xe9.png"), "caf\\xe9.png")
+    out = tmp_path / "rows.jsonl"
+
+    result = run_cli("predict", str(tmp_path), "--model", "lenet5", "--out", str(out))
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [strict_json(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    exact = [None if row["file_base64"] is None else base64.b64decode(row["file_base64"]) for row in rows]
+    assert sorted(exact, key=str) == [None, os.fsencode(tmp_path) + b"/caf\xe9.png"]
+    assert all(row["path"].endswith("caf\\xe9.png") for row in rows)  # the same text: file_base64 tells them apart
+
+
+@pytest.mark.parametrize(
+    "inputs, out",
+    [
+        (["mydata.jsonl", "x.png"], "mydata.jsonl"),
+        (["mydata.jsonl"], "./sub/../mydata.jsonl"),  # another spelling of the same file
+        (["link.jsonl", "x.png"], "mydata.jsonl"),  # a link to it
+        (["list.parquet", "--engine", "ray"], "list.parquet"),  # checked on the driver, before any cluster
+    ],
+)
+def test_out_naming_one_of_the_inputs_is_refused(tmp_path: Path, inputs: list[str], out: str) -> None:
+    garment_pngs(tmp_path, "x.png")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "mydata.jsonl").write_text('{"mine": 1}\n', encoding="utf-8")
+    (tmp_path / "link.jsonl").symlink_to("mydata.jsonl")
+    if "--engine" in inputs:
+        pa = pytest.importorskip("pyarrow")
+        pytest.importorskip("pyarrow.parquet").write_table(
+            pa.table({"path": ["x.png"], "label": ["mine"]}), tmp_path / "list.parquet"
+        )
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+
+    result = run_cli("predict", *inputs, "--model", "lenet5", "--out", out, cwd=tmp_path)
+
+    assert_cli_error(result, out, "is an input", "name another --out file")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_a_killed_predict_out_leaves_a_temporary_file_that_the_next_run_removes(tmp_path: Path) -> None:
+    """kill -9 during ``predict --out``: the hidden ``.rows.jsonl.<pid>.*`` stayed for good."""
+    images = tmp_path / "images"
+    first = garment_pngs(images, "0000.png")[0]
+    for i in range(1, 3000):  # enough work to be killed in the middle of
+        shutil.copyfile(first, images / f"{i:04d}.png")
+    out = tmp_path / "rows.jsonl"
+    command = [sys.executable, "-m", "fashionzoo", "predict", str(images), "--model", "lenet5", "--out", str(out)]
+    killed = subprocess.Popen(command, env={**os.environ, **CLI_ENV}, stderr=subprocess.DEVNULL)
+    temporaries = lambda: [p.name for p in tmp_path.glob(".rows.jsonl.*")]  # noqa: E731
+    try:
+        assert wait_for(lambda: bool(temporaries()), timeout=120), "the run never began its file"
+    finally:
+        killed.kill()
+        killed.wait()
+    stale = temporaries()
+    assert stale == [f".rows.jsonl.{killed.pid}.{stale[0].split('.')[-2]}.jsonl"] and not out.exists()
+
+    result = run_cli("predict", str(first), "--model", "lenet5", "--out", str(out))
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "rows.jsonl"]  # the dead run's file gone
+
+
+def test_parquet_rows_on_a_full_disk_are_one_line(full_disk: Path, tmp_path: Path) -> None:
+    """The last row group written on closing did not fit: an OSError traceback and "Exception ignored in
+    generator"; JSON Lines was already one line."""
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    for i in range(2000):  # rows of errors, one per file: more than the disk's few free kilobytes once written
+        (unreadable / f"{i:04d}-{'x' * 40}.png").write_bytes(b"not an image")
+    with open(full_disk / "filler", "wb") as filler:  # leave 8 KB: the file is begun, its rows do not fit
+        filler.write(bytes(shutil.disk_usage(full_disk).free - 8192))
+    out = full_disk / "rows.parquet"
+
+    result = run_cli("predict", str(unreadable), "--model", "lenet5", "--out", str(out))
+
+    assert_cli_error(result, str(out), "No space left on device")
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]  # no rows file, no temporary file

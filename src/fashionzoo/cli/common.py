@@ -5,20 +5,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import io
 import json
 import logging
 import math
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import click
 
 from fashionzoo.core.devices import DEVICES
-from fashionzoo.core.errors import FashionZooError
+from fashionzoo.core.errors import FashionZooError, os_reason
 from fashionzoo.core.version import __version__
 from fashionzoo.data.datasets import DATASETS, DEFAULT_TAG
 from fashionzoo.registry.entry import ModelEntry
@@ -48,21 +49,86 @@ CLOSED_OUTPUT_STATUS = 141
 for a program that the signal ended; distinct from 1, an error."""
 
 
-def quiet_when_output_closes(func: F) -> F:
-    """Exit with :data:`CLOSED_OUTPUT_STATUS`, silently, when stdout (or stderr) is a pipe whose reader closed it."""
+def _discard_buffered_output() -> None:
+    """Point stdout and stderr at /dev/null: what is still buffered goes nowhere at exit, not to an error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # CliRunner's streams have no descriptor
+            os.dup2(devnull, stream.fileno())
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+
+class _StandardOutput(io.FileIO):
+    """The file descriptor of stdout, its write errors marked as the output's own (``error.standard_output``), so
+    that they are told from the errors of the files a command writes."""
+
+    def write(self, data: Any, /) -> int:
         try:
-            return func(*args, **kwargs)
-        except BrokenPipeError:
-            devnull = os.open(os.devnull, os.O_WRONLY)  # what is still buffered goes nowhere at exit, not to an error
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(OSError, ValueError):  # a stream without a file descriptor (CliRunner's)
-                    os.dup2(devnull, stream.fileno())
-            sys.exit(CLOSED_OUTPUT_STATUS)
+            return super().write(data)
+        except OSError as error:
+            error.standard_output = True  # type: ignore[attr-defined]
+            raise
 
-    return cast(F, wrapper)
+
+def _mark_output_errors() -> None:
+    """Put :class:`_StandardOutput` under ``sys.stdout`` (same encoding and buffering); a stream without a file
+    descriptor (CliRunner's) is left as it is."""
+    stream = sys.stdout
+    try:
+        descriptor = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return
+    stream.flush()
+    raw = _StandardOutput(descriptor, "w", closefd=False)
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(raw),
+        encoding=stream.encoding,
+        errors=stream.errors,
+        line_buffering=bool(stream.line_buffering),
+    )
+
+
+@contextlib.contextmanager
+def _output_errors() -> Iterator[None]:
+    """A reader that went away (``| head``) ends the command quietly with :data:`CLOSED_OUTPUT_STATUS`; an output
+    that cannot take the text (``>/dev/full``, a full disk) is one line on stderr and status 1."""
+    try:
+        yield
+    except BrokenPipeError:
+        _discard_buffered_output()
+        sys.exit(CLOSED_OUTPUT_STATUS)
+    except OSError as error:
+        if not getattr(error, "standard_output", False):
+            raise
+        click.echo(
+            f"fashionzoo: error: standard output: cannot write ({os_reason(error)}); send it to a file or disk "
+            "with room",
+            err=True,
+        )
+        _discard_buffered_output()
+        sys.exit(1)
+
+
+class _Commands(click.Group):
+    """The command group, where every command's output is looked after once: refused when closed (``>&-``), its
+    errors handled by :func:`_output_errors` (around the commands, before click's own pipe handling, and around
+    the whole, for ``--help`` and ``--version``)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if sys.stdout is None:  # started with its output closed: every result would vanish
+            click.echo(
+                "fashionzoo: error: standard output is closed; send it somewhere (>/dev/null to discard it)", err=True
+            )
+            sys.exit(1)
+        _mark_output_errors()
+        with _output_errors():
+            return super().main(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _output_errors():
+            try:
+                return super().invoke(ctx)
+            finally:
+                sys.stdout.flush()  # here, not at exit, where an error could only be printed as a traceback
 
 
 def import_tensorflow_quietly() -> None:
@@ -172,7 +238,7 @@ address_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fashionzoo")
 def main() -> None:
     """fashionzoo: Fashion-MNIST clothing classifiers, trained, verified and ready to embed."""

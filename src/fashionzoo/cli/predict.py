@@ -19,7 +19,6 @@ from fashionzoo.cli.common import (
     json_option,
     main,
     printable,
-    quiet_when_output_closes,
     user_errors,
 )
 from fashionzoo.core.errors import FashionZooError
@@ -77,7 +76,8 @@ if TYPE_CHECKING:
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
-    help="Write one row per input (path, label, class_id, probability, uncertain, top_k, error) to a .parquet or "
+    help="Write one row per input (path, label, class_id, probability, uncertain, top_k, error, file_base64 for a name "
+    "that is not UTF-8) to a .parquet or "
     ".jsonl file (or object-store path) and print a summary; files that fail are rows with an error, and the exit "
     "status stays 0.",
 )
@@ -90,7 +90,6 @@ if TYPE_CHECKING:
     "threads); with --engine ray, at most this many "
     "inference actors (default: one per GPU with cuda, else one per CPU of the cluster less one).",
 )
-@quiet_when_output_closes
 @user_errors
 def predict(
     inputs: tuple[str, ...],
@@ -165,7 +164,7 @@ def predict(
     if out:
         from fashionzoo.runtime import prediction_files as predictions
 
-        _summary(predictions.write(predictions.tables(results, batch_size), out, show_progress), as_json)
+        _summary(predictions.write(predictions.tables(results, batch_size), out, show_progress, inputs), as_json)
         return
     if _print_results(results, as_json, batch_size if show_progress else None):
         sys.exit(1)
@@ -217,12 +216,16 @@ def _print_results(results: Iterable[Prediction | Failure], as_json: bool, progr
 
 
 def _saving_inputs(results: Iterable[Prediction | Failure], folder: str) -> Iterator[Prediction | Failure]:
-    """``results`` unchanged, each prediction's 28x28 model input written under ``folder`` as it passes."""
-    from fashionzoo.runtime.results import Prediction
+    """``results``, each prediction's 28x28 model input written under ``folder`` as it passes; one that cannot be
+    saved is a failure of that input, and the others go on."""
+    from fashionzoo.runtime.results import Failure, Prediction
 
     for result in results:
         if isinstance(result, Prediction):
-            result.save_model_input(folder)
+            try:
+                result.save_model_input(folder)
+            except FashionZooError as error:
+                result = Failure(result.file, str(error))
         yield result
 
 

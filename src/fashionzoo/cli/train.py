@@ -31,6 +31,7 @@ from fashionzoo.core.errors import FashionZooError
 from fashionzoo.core.files import DISK_ERRNOS, DiskError
 from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.registry.lookup import with_tag
+from fashionzoo.training.runs import claimed
 
 
 def _seed_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
@@ -110,7 +111,6 @@ def train(
             f"{entry.full_name} has no search to distribute; --engine ray trains with --seeds or "
             "runs a recipe's search (e.g. lenet5-tuned)"
         )
-    import_tensorflow_quietly()
     options: dict[str, Any] = {  # what a single run and every run of a sweep share
         "build_overrides": _backbone_overrides(entry, backbone_weights),
         "epochs": epochs,
@@ -121,7 +121,8 @@ def train(
         "limit": limit,
         "fine_tune_epochs": fine_tune_epochs,
     }
-    with _removed_if_left_empty(out_dir):
+    with _removed_if_left_empty(out_dir), claimed(out_dir):  # a user's folder or a busy one refused at once
+        import_tensorflow_quietly()
         if seeds is not None:
             _sweep(entry.full_name, out_dir, seeds, engine, address, as_json, options)
         else:

@@ -139,14 +139,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the :func:`atomic_path` temporary files in ``folder`` whose writing process has died (killed before
-    it could clean up); returns them. Files of live processes (or of a pid now reused) are kept."""
+def remove_stale_temporaries(folder: Path, name: str | None = None) -> list[Path]:
+    """Delete the :func:`atomic_path` temporary files in ``folder`` (only those for the file ``name``, when given)
+    whose writing process has died (killed before it could clean up); returns them. Files of live processes (or of a
+    pid now reused) are kept."""
     removed = []
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for entry in os.scandir(folder):
             found = _TEMPORARY.fullmatch(entry.name)
-            if found and entry.is_file(follow_symlinks=False) and not _alive(int(found["pid"])):
+            if not found or (name is not None and found["name"] != name):
+                continue
+            if entry.is_file(follow_symlinks=False) and not _alive(int(found["pid"])):
                 Path(entry.path).unlink(missing_ok=True)
                 removed.append(Path(entry.path))
     return removed

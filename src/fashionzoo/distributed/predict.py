@@ -233,7 +233,7 @@ def predict(
     from fashionzoo.runtime.classify import check_options
 
     check_options(top_k, batch_size, workers, uncertain_below)  # here, not in every actor after the upload
-    predictions.check_target(out)
+    predictions.check_target(out, [source])
     source = checked_source(source)
     clf = Classifier.from_pretrained(name or DEFAULT_MODEL, onnx_path=onnx_path, device="cpu", calibrated=calibrated)
     with connected(address) as ray:

@@ -1,5 +1,5 @@
-"""Prediction files: one row per input (path, label, class_id, probability, uncertain, top_k, error), as Parquet or
-JSON Lines.
+"""Prediction files: one row per input (path, label, class_id, probability, uncertain, top_k, error, file_base64),
+as Parquet or JSON Lines.
 
 ``predict --out`` writes them the same way on one machine and on a Ray cluster, so the two can be compared row for
 row. pyarrow (the ``ray`` extra) is imported only to build Arrow tables or write Parquet.
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from fashionzoo.core.errors import FashionZooError, reason
-from fashionzoo.core.files import atomic_path
-from fashionzoo.runtime.results import Failure, Prediction
+from fashionzoo.core.files import atomic_path, remove_stale_temporaries
+from fashionzoo.runtime.results import Failure, Prediction, name_base64
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -34,7 +34,8 @@ PROGRESS_SECONDS = 5.0
 
 
 def row(result: Prediction | Failure) -> dict[str, Any]:
-    """The output row of one result; a failure has only ``path`` and ``error``."""
+    """The output row of one result; a failure has only ``path`` and ``error``. A name that is not UTF-8 has its
+    exact bytes in ``file_base64`` (``path`` escapes them, and could be a file literally named so)."""
     if isinstance(result, Failure):
         return {
             "path": _text(result.file),
@@ -44,8 +45,14 @@ def row(result: Prediction | Failure) -> dict[str, Any]:
             "uncertain": None,
             "top_k": None,
             "error": _text(result.error),
+            "file_base64": name_base64(result.file),
         }
-    return {"path": _text(result.file), **result.result_fields(), "error": None}
+    return {
+        "path": _text(result.file),
+        **result.result_fields(),
+        "error": None,
+        "file_base64": name_base64(result.file),
+    }
 
 
 def _text(name: str) -> str:
@@ -76,6 +83,7 @@ def schema() -> pa.Schema:
             ("uncertain", pa.bool_()),
             ("top_k", top),
             ("error", pa.string()),
+            ("file_base64", pa.string()),
         ]
     )
 
@@ -85,13 +93,22 @@ def table(results: Iterable[Prediction | Failure]) -> pa.Table:
     return pyarrow().Table.from_pylist([row(r) for r in results], schema=schema())
 
 
-def check_target(target: str) -> str:
-    """``target`` if its ending names a known format and its file system is one pyarrow knows (an object store's
+def check_target(target: str, inputs: Iterable[str] = ()) -> str:
+    """``target`` if its ending names a known format, it is none of the files ``inputs`` names (compared as files:
+    another path to the same file is the same), and its file system is one pyarrow knows (an object store's
     permissions show only when writing), else a one-line error."""
     if not target.lower().endswith(FORMATS):
         raise FashionZooError(f"{target}: name the output file .parquet or .jsonl")
     if "://" in target:
         _object_store(target)
+        return target
+    for given in inputs:
+        with contextlib.suppress(OSError, ValueError):  # an input that is no file here (a pattern, a URI) is not it
+            if os.path.samefile(target, given):
+                raise FashionZooError(
+                    f"{target}: this is an input ({given}); writing the rows there would replace it, name another "
+                    "--out file"
+                )
     return target
 
 
@@ -103,6 +120,7 @@ def _sink(target: str) -> Iterator[IO[bytes]]:
     would otherwise publish whatever was written, a Parquet file cut short but valid)."""
     if "://" not in target:
         with atomic_path(Path(target), suffix=Path(target).suffix) as tmp, open(tmp, "wb") as handle:
+            remove_stale_temporaries(tmp.parent, Path(target).name)  # of runs killed before they could
             yield handle
         return
     filesystem, path = _object_store(target)
@@ -140,8 +158,8 @@ def _object_store(target: str) -> tuple[Any, str]:
 class PredictionWriter:
     """Writes Arrow tables of rows to ``.parquet`` or ``.jsonl``; nothing is under the final name until closed."""
 
-    def __init__(self, target: str | os.PathLike) -> None:
-        self.target = check_target(os.fspath(target))
+    def __init__(self, target: str | os.PathLike, inputs: Iterable[str] = ()) -> None:
+        self.target = check_target(os.fspath(target), inputs)
         self.rows = self.failures = 0
         self._stack = contextlib.ExitStack()
         self._sink = self._stack.enter_context(_sink(self.target))
@@ -173,8 +191,12 @@ class PredictionWriter:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:
-        if kind is None and self._parquet:
-            self._flush()  # also writes a valid empty file when there were no rows
+        try:
+            if kind is None and self._parquet:
+                self._flush()  # also writes a valid empty file when there were no rows
+        except BaseException as failure:  # the last rows did not fit: the sink learns it, and removes its file
+            self._stack.__exit__(type(failure), failure, failure.__traceback__)
+            raise
         self._stack.__exit__(kind, error, traceback)
 
 
@@ -190,11 +212,11 @@ def tables(results: Iterable[Prediction | Failure], rows: int) -> Iterator[pa.Ta
         yield table(pending)
 
 
-def write(batches: Iterable[pa.Table], target: str, progress: bool) -> dict[str, Any]:
-    """Write ``batches`` of rows to ``target``, with a progress notice every few seconds when ``progress``;
-    the summary: images, failures, seconds, images/s."""
+def write(batches: Iterable[pa.Table], target: str, progress: bool, inputs: Iterable[str] = ()) -> dict[str, Any]:
+    """Write ``batches`` of rows to ``target`` (refused if it is one of ``inputs``), with a progress notice every few
+    seconds when ``progress``; the summary: images, failures, seconds, images/s."""
     started = last = time.monotonic()
-    with PredictionWriter(target) as writer:
+    with PredictionWriter(target, inputs) as writer:
         for rows in batches:
             writer.write(rows)
             if progress and time.monotonic() - last >= PROGRESS_SECONDS:

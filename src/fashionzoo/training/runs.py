@@ -7,21 +7,26 @@ TensorFlow here.
 A run folder holds ``<full name>.weights.h5``, ``metrics.json``, ``history.csv``, ``curves.png``,
 ``confusion.png`` and the model card ``README.md``; while the run is going, ``state.json`` and ``backup/`` (the last
 completed epoch, for ``--resume``), and ``search.json`` for recipes with a hyper-parameter search. Releasing adds
-the ONNX files and the measured ONNX latency.
+the ONNX files and the measured ONNX latency. ``.fashionzoo-run`` marks it as the zoo's (:data:`MARKER`): a folder
+with files and no such mark (nor a run record) is never written into, and in a run folder only the zoo's own files
+are ever removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import filelock
+
 from fashionzoo.core.errors import FashionZooError
-from fashionzoo.core.files import atomic_open, check_can_write, sha256_file
+from fashionzoo.core.files import atomic_open, check_can_write, remove_stale_temporaries, sha256_file
 from fashionzoo.data.datasets import DATASETS, full_name
 from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.registry.specs import Recipe
@@ -36,6 +41,11 @@ CARD = "README.md"
 BACKUP = "backup"
 MEMBERS = "members"
 """The folder of an ensemble's run that holds one member run per seed (``seed-N``)."""
+MARKER = ".fashionzoo-run"
+"""An empty file that marks a folder as a run folder of the zoo, written before anything else; also the file locked
+(``filelock``: an OS lock, gone with the process that held it) while a run writes the folder."""
+BACKUP_FILES = ("latest.weights.h5", "training_metadata.json")
+"""What Keras' ``BackupAndRestore`` writes in :data:`BACKUP` (and in its ``fine-tune/`` folder)."""
 PUBLISHED = ("*.weights.h5", "*.onnx", CARD, METRICS, HISTORY, "*.png")
 """What ``push`` uploads from a released run folder."""
 
@@ -187,15 +197,115 @@ def record_for_weights(weights_path: str | os.PathLike) -> RunRecord | None:
     return record if record.measured(path) else None
 
 
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a run folder of the zoo: marked (:data:`MARKER`), or written by a version before the
+    mark (a run record, or the state of an unfinished run)."""
+    if (folder / MARKER).is_file():
+        return True
+    try:
+        read_record(folder)
+        return True
+    except FashionZooError:
+        pass
+    try:
+        state = json.loads((folder / STATE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(state, dict) and "epochs_done" in state
+
+
+def check_run_folder(out: Path) -> None:
+    """Refuse, in one line and before touching anything, a folder with files in it that is not a run folder: the
+    user's own files (``--out .``, ``--out ~``) are never removed or replaced."""
+    if out.is_dir() and any(os.scandir(out)) and not is_run_folder(out):  # a link: the folder it names
+        raise FashionZooError(
+            f"{out}: a folder with files in it that is not a fashionzoo run folder; nothing in it was touched: "
+            "train into a new or empty folder, or into a run folder"
+        )
+
+
+@contextlib.contextmanager
+def claimed(out: Path) -> Iterator[None]:
+    """Hold ``out`` as this process's run folder for the block: checked (:func:`check_run_folder`), marked, and
+    locked, so that a run of another process into it is refused at once in one line (a claim inside a claim of
+    the same folder, in the same process, holds it too). A block that fails having written nothing leaves neither
+    the mark nor the folder it made."""
+    check_run_folder(out)
+    made = not out.exists()
+    check_can_write(out / MARKER)  # the folder, made if missing; a link named like the mark refused
+    lock = filelock.FileLock(out.resolve() / MARKER, timeout=0, is_singleton=True)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise FashionZooError(
+            f"{out}: another fashionzoo train is writing this run folder now; wait for it to end or train into "
+            "another folder"
+        ) from None
+    try:
+        yield
+    except BaseException:
+        lock.release()
+        if not lock.is_locked:  # the outermost claim
+            _unmark_if_untouched(out, made)
+        raise
+    lock.release()
+
+
+def _unmark_if_untouched(out: Path, made: bool) -> None:
+    """Remove the mark of a run folder that holds nothing else, and the folder if this run made it."""
+    with contextlib.suppress(OSError):
+        if [entry.name for entry in os.scandir(out)] == [MARKER]:
+            (out / MARKER).unlink()
+            if made:
+                out.rmdir()
+
+
+def remove_backup(out: Path) -> None:
+    """Remove what the zoo wrote in the run's :data:`BACKUP` folder (and its ``fine-tune/``), and the folders if
+    that leaves them empty; anything else in them stays."""
+    for folder in (out / BACKUP / "fine-tune", out / BACKUP):
+        _remove_files(folder, BACKUP_FILES)
+
+
+def _remove_files(folder: Path, names: tuple[str, ...]) -> None:
+    """Remove ``names`` and dead writers' temporary files from ``folder``, then the folder if it is left empty."""
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
+    remove_stale_temporaries(folder)
+    with contextlib.suppress(OSError):  # missing, or holding someone else's files
+        folder.rmdir()
+
+
+def _remove_members(out: Path) -> None:
+    """Remove the zoo's files of every earlier member run (``members/seed-N`` run folders), and the folders left
+    empty; files that are not the zoo's stay."""
+    members = out / MEMBERS
+    if not members.is_dir():
+        return
+    for member in members.glob("seed-*"):
+        if member.is_dir() and not member.is_symlink() and is_run_folder(member):
+            remove_backup(member)
+            weights = tuple(path.name for path in member.glob("*.weights.h5"))
+            _remove_files(member, (METRICS, STATE, HISTORY, SEARCH, CURVES, CONFUSION, CARD, MARKER, *weights))
+    with contextlib.suppress(OSError):
+        members.rmdir()
+
+
 def prepare_run_folder(out: Path, work: str, resume: bool) -> None:
     """Make ``out`` ready for a run whose work in progress is the folder ``work`` (:data:`BACKUP`, or
-    :data:`MEMBERS` for an ensemble). ``resume`` needs that folder; a fresh run removes it and an earlier run's
-    record, state and history, so that nothing of an earlier run passes for this one's. A folder that cannot be
-    written fails in one line, before any work."""
+    :data:`MEMBERS` for an ensemble). ``resume`` needs that folder; a fresh run removes what an earlier run wrote
+    there and its record, state and history, so that nothing of an earlier run passes for this one's. A folder that
+    is not a run folder (:func:`check_run_folder`) or cannot be written fails in one line, before any work; the
+    folder is marked as a run folder."""
+    check_run_folder(out)
     if resume and not (out / work).is_dir():
         raise FashionZooError(f"{out}: nothing to resume (no {work}/ folder); run without --resume to start afresh")
     check_can_write(out / METRICS)  # the folder, made if missing
+    (out / MARKER).touch()
     if not resume:
-        shutil.rmtree(out / work, ignore_errors=True)
+        if work == BACKUP:
+            remove_backup(out)
+        else:
+            _remove_members(out)
         for stale in (STATE, HISTORY, METRICS):
             (out / stale).unlink(missing_ok=True)

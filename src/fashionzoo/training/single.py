@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -201,7 +200,7 @@ def train_single(
     ).replace(weights_sha256=sha256_file(weights_path), resumed_at=run_state.resumed_at or None)
     runs.write_record(out, record)
     write_run_figures(out, entry, record)
-    shutil.rmtree(backup, ignore_errors=True)
+    runs.remove_backup(out)
     return record
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.registry.lookup import with_tag
+from fashionzoo.training import runs
 from fashionzoo.training.ensemble import train_ensemble
 from fashionzoo.training.runs import RunRecord
 from fashionzoo.training.search import ScoreTrials
@@ -33,7 +34,8 @@ def train(
     score_trials: ScoreTrials | None = None,
 ) -> RunRecord:
     """Train a registry model (an entry or a name: ``cnn-small.mnist``, or ``cnn-small`` with ``dataset="mnist"``)
-    with its recipe, overrides recorded, and write the run folder (:mod:`fashionzoo.training.runs`); returns its record.
+    with its recipe, overrides recorded, and write the run folder (:mod:`fashionzoo.training.runs`), held by this
+    process alone for the run (:func:`~fashionzoo.training.runs.claimed`); returns its record.
     ``score_trials`` runs the trainings of a recipe's search (default: in this process)."""
     entry = with_tag(model, dataset)
     overrides = {
@@ -48,19 +50,20 @@ def train(
         if v is not None
     }
     out = Path(out_dir)
-    if entry.builder == "ensemble":
-        return train_ensemble(
-            entry, out, overrides, resume=resume, data_dir=data_dir, device=device, limit=limit, verbose=verbose
+    with runs.claimed(out):  # a folder of the user's refused; a second run into it refused at once
+        if entry.builder == "ensemble":
+            return train_ensemble(
+                entry, out, overrides, resume=resume, data_dir=data_dir, device=device, limit=limit, verbose=verbose
+            )
+        return train_single(
+            entry,
+            out,
+            overrides,
+            resume=resume,
+            data_dir=data_dir,
+            device=device,
+            limit=limit,
+            build_overrides=build_overrides,
+            verbose=verbose,
+            score_trials=score_trials,
         )
-    return train_single(
-        entry,
-        out,
-        overrides,
-        resume=resume,
-        data_dir=data_dir,
-        device=device,
-        limit=limit,
-        build_overrides=build_overrides,
-        verbose=verbose,
-        score_trials=score_trials,
-    )
