@@ -15,6 +15,7 @@ import httpx2
 import pytest
 
 import fashionzoo
+from fashionzoo.registry import DEFAULT_MODEL
 
 pytest.importorskip("ray.serve", reason='Ray Serve is not installed (pip install "fashionzoo[ray]")')
 
@@ -89,7 +90,7 @@ def test_the_app_as_a_ray_serve_deployment_on_two_nodes(ray_cluster: LocalCluste
         assert refusal(post(url, [("empty.png", b"")]), 422) == (
             "empty.png: the file is empty (0 bytes); re-save or re-download it"
         )
-        assert httpx2.get(f"{url}/v1/models").json()["default"] == "zoo-ensemble"
+        assert httpx2.get(f"{url}/v1/models").json()["default"] == DEFAULT_MODEL
         assert "/v1/predict" in httpx2.get(f"{url}/openapi.json").json()["paths"]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=120) == 0, log.read_text()[-3000:]
