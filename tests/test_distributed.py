@@ -382,6 +382,47 @@ def test_an_address_that_accepts_no_connection_fails_at_once() -> None:
     assert remote_reason(RuntimeError(ray_text)) == "KeyError: 'Field \"path\" does not exist'"
 
 
+def test_a_peer_that_dribbles_its_answer_is_given_up_on_at_one_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The address check's bound applied to each read, and up to 9 reads were made: a peer sending one byte every
+    few seconds kept it waiting 9 x 5 s = 45 s. The whole answer now has one deadline (here 1 s; the peer's nine
+    bytes take 4.5 s)."""
+    from fashionzoo.distributed import cluster
+
+    monkeypatch.setattr(cluster, "REACH_SECONDS", 1.0)
+    stop = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+
+        def dribble() -> None:
+            peer, _ = server.accept()
+            with peer, contextlib.suppress(OSError):
+                peer.recv(len(cluster.HTTP2_PREFACE))
+                for _ in range(9):  # a frame header of type 0, never SETTINGS: not a gRPC server either way
+                    if stop.wait(0.5):
+                        return
+                    peer.sendall(b"\0")
+
+        threading.Thread(target=dribble, daemon=True).start()
+        outcome: list[BaseException | None] = []
+
+        def check() -> None:
+            try:
+                cluster.check_address(f"127.0.0.1:{server.getsockname()[1]}")
+                outcome.append(None)
+            except BaseException as error:  # handed to the test's thread
+                outcome.append(error)
+
+        started = time.monotonic()
+        checking = threading.Thread(target=check, daemon=True)
+        checking.start()
+        checking.join(timeout=30)  # the test never hangs, whatever the check does
+        seconds = time.monotonic() - started
+        stop.set()
+
+    assert outcome and isinstance(outcome[0], fashionzoo.FashionZooError), outcome
+    assert_one_line(outcome[0], "is not a Ray cluster")
+    assert seconds < 2.5, f"waited {seconds:.1f} s for a 1 s deadline"
+
+
 def test_a_local_list_is_checked_on_the_driver_before_the_cluster(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,6 +19,7 @@ from fashionzoo.data.datasets import DATASETS
 from fashionzoo.photos.calibration import PhotoCalibration
 from fashionzoo.publish.release import ReleaseTree, read_manifest, release, write_manifest
 from fashionzoo.registry.lookup import get_entry
+from fashionzoo.runtime.classifier import Classifier
 from fashionzoo.training import runs
 
 REPRODUCED = ("lenet5", "mlp-small-tuned")
@@ -89,10 +90,13 @@ def test_release_into_a_package_tree_then_again_changes_nothing(
     calibrated = dataclasses.replace(first, photo_calibration=PhotoCalibration((0.5,) + (0.0,) * 9, 0.4))
     write_manifest(tree, {"lenet5": calibrated})
     again = release([run], tree, data_dir=shared_data)["lenet5"]
-    assert again == calibrated  # the calibration holds for the very model it was chosen for: kept
+    assert again.photo_calibration == calibrated.photo_calibration  # it holds for the very model it was chosen for
+    assert again.files["weights"] == first.files["weights"] and again.files["onnx"] != first.files["onnx"]
+    onnx_file = tree.checkpoints / again.files["onnx"].filename  # the calibration travels in the file's metadata
+    assert Classifier(onnx_file).photo_calibration == calibrated.photo_calibration
 
     pinned = release([run], tree, published={"lenet5": "a" * 40}, data_dir=shared_data)["lenet5"]
-    assert pinned.revision == "a" * 40 and pinned.files == first.files  # pinning changes no file
+    assert pinned.revision == "a" * 40 and pinned.files == again.files  # pinning changes no file
 
 
 @pytest.mark.slow  # retrains two released models with their full recipes

@@ -117,3 +117,19 @@ def test_save_inputs_with_a_name_too_long_to_save_goes_on_with_the_others(tmp_pa
     saved = _saved(tmp_path / "seen")
     assert len(saved) == 3 and "z.png.png" in saved
     assert all(len(os.fsencode(name)) <= 255 and name.startswith("n" * 100) for name in saved if name != "z.png.png")
+
+
+def test_saved_input_names_of_an_absolute_path_and_of_its_escape_stay_apart() -> None:
+    """The ``%2F`` marker of an absolute path was added before ``%`` was escaped, so it was written ``%252F``, the
+    very name of a relative path starting ``%2F``: ``/abs/x.jpg`` and ``%2F/abs/x.jpg`` shared one file. A name with
+    no part (``.``, ``""``) raised ``IndexError``."""
+    from fashionzoo.runtime.results import saved_input_path
+
+    absolute, escaped = saved_input_path("out", "/abs/x.jpg"), saved_input_path("out", "%2F/abs/x.jpg")
+
+    assert absolute == Path("out", "%2F", "abs", "x.jpg.png")
+    assert escaped == Path("out", "%252F", "abs", "x.jpg.png")
+    for nothing in (".", ""):
+        with pytest.raises(FashionZooError) as error:
+            saved_input_path("out", nothing)
+        assert_one_line(error.value, "names no file")

@@ -292,6 +292,51 @@ def test_an_icon_holding_a_huge_png_is_refused_before_decoding(tmp_path: Path) -
     assert outcome["peak_growth_mb"] < 20  # decoding the frame takes 64 MB
 
 
+class _CountingBytes(io.BytesIO):
+    """An in-memory file that counts the bytes read from it."""
+
+    bytes_read = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.bytes_read += len(data)
+        return data
+
+
+def test_an_icon_of_many_entries_pointing_at_one_png_of_many_chunks_reads_each_header_once() -> None:
+    """An ICO of 2,000 directory entries all pointing at one PNG with 2,000 empty chunks before its pixels (56 KB):
+    every entry's frame was parsed as a whole PNG, each reading every chunk up to IDAT (17 s of CPU, ~48 MB read).
+    Only the 24 header bytes of each distinct frame are read now, and the icon decodes."""
+    from fashionzoo.photos import decode
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    entries = 2000
+    pixels = zlib.compress(bytes(1 + 16) * 16)  # 16x16 8-bit grey, all black
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 0, 0, 0, 0))
+        + chunk(b"zzZz", b"") * entries
+        + chunk(b"IDAT", pixels)
+        + chunk(b"IEND", b"")
+    )
+    offset = 6 + 16 * entries
+    directory = (
+        struct.pack("<HHH", 0, 1, entries) + struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 8, len(png), offset) * entries
+    )
+    data = directory + png
+    assert len(data) < 64 * 1024
+
+    source = _CountingBytes(data)
+    assert decode._icon_frame_sizes(source) == [(16, 16)]
+    assert source.bytes_read <= 4 + offset + 24  # magic, directory, one frame's signature and IHDR: no other chunk
+    assert source.tell() == 0
+
+    img = decode.decode_image(data, "many.ico")
+    assert img.size == (16, 16)
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
 def test_a_float_image_with_undefined_pixels_is_not_called_blank(tmp_path: Path, value: float) -> None:
     """Issue 32, item 28: a float TIFF with one NaN pixel became all black and was reported as "a blank image"."""

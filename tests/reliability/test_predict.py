@@ -361,3 +361,30 @@ def test_parquet_rows_on_a_full_disk_are_one_line(full_disk: Path, tmp_path: Pat
 
     assert_cli_error(result, str(out), "No space left on device")
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]  # no rows file, no temporary file
+
+
+@pytest.mark.parametrize("ending", [".jsonl", ".parquet"])
+def test_out_rows_say_why_a_prediction_is_uncertain_as_json_does(tmp_path: Path, ending: str) -> None:
+    """``predict --json`` says ``uncertain_reason`` for a photo of three or more separate garments; the ``--out``
+    rows (the local command's and Ray's, both built by ``prediction_files.table``) had no such column."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    from fashionzoo.runtime import prediction_files as predictions
+    from fashionzoo.runtime.results import Failure, Prediction
+
+    reason = "3 separate garments in the photo; crop it to one"
+    common = {"class_id": 0, "label": "T-shirt/top", "top_k": (("T-shirt/top", 0.9),), "top_k_class_ids": (0,)}
+    several = Prediction("three.jpg", probability=0.9, uncertain=True, uncertain_reason=reason, **common)
+    single = Prediction("one.jpg", probability=0.9, **common)
+    results = [several, single, Failure("bad.png", "bad.png: not an image")]
+    out = tmp_path / f"rows{ending}"
+
+    predictions.write(predictions.tables(results, 2), str(out), progress=False)
+
+    if ending == ".jsonl":
+        rows = [strict_json(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    else:
+        rows = pq.read_table(out).to_pylist()
+    assert [row["uncertain_reason"] for row in rows] == [reason, None, None]
+    assert list(rows[0]) == predictions.schema().names  # every row has every column, in the schema's order
+    assert set(several.as_dict()) - {"file"} <= set(rows[0])  # all that --json says of a prediction
+    assert predictions.table(results).to_pylist() == [predictions.row(result) for result in results]

@@ -101,3 +101,36 @@ def test_a_second_run_into_the_same_folder_is_refused_at_once(tmp_path: Path, ma
     assert_cli_error(second, str(run), "another fashionzoo train is writing this run folder")
     assert first.returncode == 0 and "lenet5: test accuracy" in first_out
     assert [line.split(",")[0] for line in (run / "history.csv").read_text().splitlines()] == ["epoch", "0", "1"]
+
+
+def test_a_failed_claim_removes_its_mark_while_still_holding_the_lock(tmp_path: Path, monkeypatch) -> None:
+    """A claim whose block failed released its lock first and only then deleted ``.fashionzoo-run``, the lock file
+    itself: another run could lock the file in between and then hold a lock on a deleted file (a third could lock a
+    new one beside it). The mark is now removed while the lock is held, then released."""
+    import fcntl
+
+    from fashionzoo.training import runs
+
+    out = tmp_path / "run"
+    held_when_unmarked: list[bool] = []
+    unmark = runs._unmark_if_untouched
+
+    def checking(folder: Path, made: bool) -> None:
+        with open(folder / runs.MARKER, "rb") as other:  # another open file: flock conflicts with the claim's lock
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held_when_unmarked.append(True)
+            else:
+                fcntl.flock(other, fcntl.LOCK_UN)
+                held_when_unmarked.append(False)
+        unmark(folder, made)
+
+    monkeypatch.setattr(runs, "_unmark_if_untouched", checking)
+    with pytest.raises(KeyboardInterrupt), runs.claimed(out):
+        raise KeyboardInterrupt
+
+    assert held_when_unmarked == [True]
+    assert not out.exists()  # the mark and the folder the claim made, both gone
+    with runs.claimed(out):  # and the folder can be claimed again at once
+        assert (out / runs.MARKER).is_file()

@@ -11,6 +11,7 @@ import secrets
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -167,20 +168,27 @@ def check_address(address: str | None) -> None:
     if not address or address == "auto" or is_uri(address) or ":" not in address:
         return
     host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + REACH_SECONDS  # one bound for the connection, the preface and every read
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_SECONDS) as peer:
             if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false", ""):
-                _check_grpc(peer, address)
+                _check_grpc(peer, address, deadline)
     except (OSError, ValueError) as error:
         raise _cannot_connect(address, error) from None
 
 
-def _check_grpc(peer: socket.socket, address: str) -> None:
-    """Raises unless ``peer`` answers :data:`HTTP2_PREFACE` with a SETTINGS frame header (type 4, stream 0)."""
+def _check_grpc(peer: socket.socket, address: str, deadline: float) -> None:
+    """Raises unless ``peer`` answers :data:`HTTP2_PREFACE` with a SETTINGS frame header (type 4, stream 0) by
+    ``deadline`` (``time.monotonic()``): a peer that sends a byte at a time stops being waited for then, however
+    many reads that leaves short."""
+    peer.settimeout(max(deadline - time.monotonic(), 0.001))
     peer.sendall(HTTP2_PREFACE)
     header = b""
     with contextlib.suppress(TimeoutError, ConnectionError):
-        while len(header) < 9 and (chunk := peer.recv(9 - len(header))):
+        while len(header) < 9 and (left := deadline - time.monotonic()) > 0:
+            peer.settimeout(left)
+            if not (chunk := peer.recv(9 - len(header))):
+                break
             header += chunk
     if len(header) < 9 or header[3] != 4 or int.from_bytes(header[5:9], "big") & 0x7FFFFFFF:
         raise FashionZooError(

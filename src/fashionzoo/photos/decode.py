@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import math
 import os
+import struct
 import warnings
 from pathlib import Path
 from typing import IO, cast
 
 import numpy as np
-from PIL import IcoImagePlugin, Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import IcoImagePlugin, Image, ImageOps, UnidentifiedImageError
 
 from fashionzoo.core.errors import FashionZooError, reason
 
@@ -124,11 +125,15 @@ def _icon_frame_sizes(source: IO[bytes]) -> list[tuple[int, int]]:
         return []
     source.seek(0)
     sizes = []
+    seen: set[int] = set()
     for entry in IcoImagePlugin.IcoFile(source).entry:
+        if entry.offset in seen:  # many entries may point at one frame: its header is read once
+            continue
+        seen.add(entry.offset)
         source.seek(entry.offset)
-        if source.read(8) == _PNG_MAGIC:
-            source.seek(entry.offset)
-            sizes.append(PngImagePlugin.PngImageFile(source).size)  # the header chunks only, no pixel decoded
+        head = source.read(24)  # the signature and the IHDR chunk's start: never the chunks after it
+        if head[:8] == _PNG_MAGIC and head[12:16] == b"IHDR" and len(head) == 24:
+            sizes.append(cast(tuple[int, int], struct.unpack(">II", head[16:24])))
     source.seek(0)
     return sizes
 

@@ -1,5 +1,5 @@
-"""Prediction files: one row per input (path, label, class_id, probability, uncertain, top_k, error, file_base64),
-as Parquet or JSON Lines.
+"""Prediction files: one row per input (path, label, class_id, probability, uncertain, uncertain_reason, top_k, error,
+file_base64), as Parquet or JSON Lines.
 
 ``predict --out`` writes them the same way on one machine and on a Ray cluster, so the two can be compared row for
 row. pyarrow (the ``ray`` extra) is imported only to build Arrow tables or write Parquet.
@@ -34,8 +34,10 @@ PROGRESS_SECONDS = 5.0
 
 
 def row(result: Prediction | Failure) -> dict[str, Any]:
-    """The output row of one result; a failure has only ``path`` and ``error``. A name that is not UTF-8 has its
-    exact bytes in ``file_base64`` (``path`` escapes them, and could be a file literally named so)."""
+    """The output row of one result; a failure has only ``path`` and ``error``. ``uncertain_reason`` says why a
+    prediction is uncertain whatever its probability (a photo of several separate garments), else null. A name that
+    is not UTF-8 has its exact bytes in ``file_base64`` (``path`` escapes them, and could be a file literally named
+    so). The columns are in :func:`schema`'s order."""
     if isinstance(result, Failure):
         return {
             "path": _text(result.file),
@@ -43,13 +45,18 @@ def row(result: Prediction | Failure) -> dict[str, Any]:
             "class_id": None,
             "probability": None,
             "uncertain": None,
+            "uncertain_reason": None,
             "top_k": None,
             "error": _text(result.error),
             "file_base64": name_base64(result.file),
         }
+    fields = result.result_fields()
+    top_k = fields.pop("top_k")
     return {
         "path": _text(result.file),
-        **result.result_fields(),
+        **fields,
+        "uncertain_reason": result.uncertain_reason,
+        "top_k": top_k,
         "error": None,
         "file_base64": name_base64(result.file),
     }
@@ -81,6 +88,7 @@ def schema() -> pa.Schema:
             ("class_id", pa.int64()),
             ("probability", pa.float64()),
             ("uncertain", pa.bool_()),
+            ("uncertain_reason", pa.string()),
             ("top_k", top),
             ("error", pa.string()),
             ("file_base64", pa.string()),

@@ -95,10 +95,15 @@ _HASHED = 16
 def saved_input_path(folder: str | os.PathLike, file: str) -> Path:
     """Where ``--save-inputs`` puts the model input of ``file``: its path under ``folder`` with ``.png`` added. One
     input, one name: ``%`` is written ``%25``, a ``..`` part ``%2E%2E`` (never a way out of ``folder``), an absolute
-    path goes under ``%2F``; a part too long for a file name keeps its start and ends with a hash of the whole."""
+    path goes under ``%2F``; a part too long for a file name keeps its start and ends with a hash of the whole. A
+    name with no part at all (``""``, ``"."``) is a one-line error."""
     source = Path(file)
-    parts = ["%2F", *source.parts[1:]] if source.is_absolute() else list(source.parts)
+    parts = source.parts[1:] if source.is_absolute() else source.parts
     escaped = [part.replace("%", "%25") if part != ".." else "%2E%2E" for part in parts]
+    if source.is_absolute():  # added after the escaping: a relative first part spelt %2F is written %252F
+        escaped.insert(0, "%2F")
+    if not escaped:
+        raise FashionZooError(f"{file or '(an empty name)'}: names no file to save a model input for; name a file")
     escaped[-1] += ".png"
     return Path(folder, *(_fitted(part) for part in escaped))
 

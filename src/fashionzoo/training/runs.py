@@ -244,9 +244,11 @@ def claimed(out: Path) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        lock.release()
-        if not lock.is_locked:  # the outermost claim
-            _unmark_if_untouched(out, made)
+        try:  # the mark is the lock file: removed while still held, no other run can lock it in between
+            if lock.lock_counter == 1:  # the outermost claim
+                _unmark_if_untouched(out, made)
+        finally:
+            lock.release()
         raise
     lock.release()
 
