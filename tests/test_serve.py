@@ -4,14 +4,18 @@ server still answers), and the page in a real headless Chromium."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
+import logging
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,10 +32,14 @@ from PIL import Image, ImageDraw
 from fashionzoo.photos.decode import MAX_PIXELS
 from fashionzoo.registry.catalogue import DEFAULT_MODEL
 from fashionzoo.registry.lookup import all_entries
+from fashionzoo.runtime.results import saved_input_path
 
 pytest.importorskip("fastapi", reason='the server is not installed (pip install "fashionzoo[serve]")')
 
-from fashionzoo.server.app import servable  # noqa: E402 (after the skip: it needs FastAPI)
+from fashionzoo.server import app as server_app  # noqa: E402 (after the skip: it needs FastAPI)
+from fashionzoo.server import schemas  # noqa: E402
+from fashionzoo.server.app import Classifiers, servable  # noqa: E402
+from fashionzoo.server.limits import ServerLimits  # noqa: E402
 from fashionzoo.server.run import is_loopback  # noqa: E402
 
 SHARED = ROOT.parent / "shared/data"
@@ -39,7 +47,38 @@ POOL = SHARED / "clothing-photos/images"
 """The CC0 clothing-photos pool: the photos the page test uploads (and its screenshot shows)."""
 REAL_PHOTOS = SHARED / "real-photos"
 SCREENSHOT = os.environ.get("FASHIONZOO_SCREENSHOT")
-"""Where the page test also saves its screenshot (docs/images/serve-page.png for the docs), when set."""
+"""Where the page test also saves its screenshot (docs/img/serve-page.png for the docs), when set."""
+
+
+PREDICT_JSON_FIELDS = {
+    "file",
+    "file_base64",
+    "label",
+    "class_id",
+    "probability",
+    "uncertain",
+    "uncertain_reason",
+    "top_k",
+    "error",
+}
+"""Every field a ``predict --json`` line can carry (runtime/results.py): the API's ``Result`` has exactly these, and
+``input_png``."""
+THREE_GARMENTS = (
+    "pants/fe0ae2fe-9910-4f3f-a7ab-3b6400c9e0b2.jpg",
+    "t-shirt/c028daef-a24d-48b4-932c-3eb9df50015d.jpg",
+    "pants/05e280ef-53d9-497f-be09-e83c549f0a14.jpg",
+)
+"""Three phone photos of the CC0 pool, composed side by side: a photo that ``predict`` marks ``uncertain_reason``."""
+
+
+def three_garments(folder: Path) -> Path:
+    """A photo of three separate garments (pants, a T-shirt, pants), saved in ``folder``."""
+    composed = Image.new("RGB", (900, 400))
+    for index, name in enumerate(THREE_GARMENTS):
+        composed.paste(Image.open(POOL / name).convert("RGB").resize((300, 400)), (300 * index, 0))
+    path = folder / "three-garments.jpg"
+    composed.save(path, quality=92)
+    return path
 
 
 def photos() -> list[Path]:
@@ -145,13 +184,16 @@ def png(image: Image.Image) -> bytes:
 pytestmark = pytest.mark.slow  # each test starts a server (a subprocess loading ONNX models)
 
 
-def test_predict_answers_exactly_what_predict_json_answers(server: str) -> None:
-    paths = photos()
+def test_predict_answers_exactly_what_predict_json_answers(server: str, tmp_path: Path) -> None:
+    paths = [*photos(), three_garments(tmp_path)]
     expected = predict_json("--top-k", "3", *map(str, paths))
     assert len(expected) == len(paths) and all("label" in line for line in expected)
+    assert expected[-1]["uncertain_reason"] == "3 separate garments in the photo; crop it to one"
     together = post(server, uploads(paths), top_k=3)
     assert together.status_code == 200, together.text[:500]
     assert together.json() == {"model": DEFAULT_MODEL, "results": expected}
+    for line in together.json()["results"]:  # the schema of the OpenAPI document describes every field answered
+        assert schemas.Result.model_validate(line).model_dump(exclude_unset=True) == line
     for path, line in list(zip(paths, expected, strict=True))[:3]:  # one photo a request: the same answer
         assert post(server, uploads([path]), top_k=3).json()["results"] == [line]
     assert post(server, uploads(paths[:2])).json()["results"] == predict_json(*map(str, paths[:2]))  # top_k 1
@@ -165,7 +207,7 @@ def test_another_model_and_the_inputs_the_model_saw(server: str, tmp_path: Path)
     assert [{k: v for k, v in line.items() if k != "input_png"} for line in answer["results"]] == expected
     for path, line in zip(paths, answer["results"], strict=True):
         seen = Image.open(io.BytesIO(base64.b64decode(line["input_png"])))
-        saved = Image.open(tmp_path / Path(*Path(path).parts[1:]).with_name(path.name + ".png"))
+        saved = Image.open(saved_input_path(tmp_path, str(path)))
         assert seen.size == (28, 28) and seen.mode == "L"
         assert np.array_equal(np.asarray(seen), np.asarray(saved))
 
@@ -187,7 +229,8 @@ def test_models_health_and_the_openapi_document(server: str) -> None:
     assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Predictions")
     assert {"413", "422", "503"} <= set(operation["responses"])
     result = document["components"]["schemas"]["Result"]["properties"]
-    assert {"file", "label", "class_id", "probability", "uncertain", "top_k", "error", "input_png"} <= set(result)
+    assert set(result) == PREDICT_JSON_FIELDS | {"input_png"}
+    assert "500" in operation["responses"]
 
 
 def test_a_bad_upload_gets_predicts_one_line_reason_and_the_server_keeps_serving(server: str, tmp_path: Path) -> None:
@@ -226,6 +269,14 @@ def test_bad_requests_are_refused_in_one_line(server: str) -> None:
     broken = {"content-type": "multipart/form-data; boundary=xyz"}
     refusal(httpx2.post(f"{server}/v1/predict", content=b"--xyz\r\nnot a header line", headers=broken), 400)
     refusal(httpx2.post(f"{server}/v1/predict", content=b"--xyz--\r\n", headers=broken), 400, "no image")
+    long = "b" * 257  # over python-multipart's 256 bytes: refused when its parser is made
+    answer = httpx2.post(
+        f"{server}/v1/predict",
+        content=f"--{long}\r\n".encode(),
+        headers={"content-type": f"multipart/form-data; boundary={long}"},
+    )
+    assert answer.headers["content-type"] == "application/json"
+    refusal(answer, 400, "the multipart body is malformed", "256")
     refusal(httpx2.get(f"{server}/v1/nothing"), 404)
     still_serving(server)
 
@@ -265,6 +316,142 @@ def test_a_request_over_its_time_answers_503() -> None:
         slow = [("large.png", png(garment((6000, 6000))))]
         refusal(post(url, slow), 503, "took over 0.05 s")
         assert healthy(url)
+
+
+def test_concurrent_uploads_in_memory_are_bounded_by_the_queue() -> None:
+    """A request takes its place in the queue before it reads its body, so at most workers + queue bodies are in
+    memory: with one worker and no queue, a request whose body is still arriving makes the next one 503 at once.
+    uvicorn also stops at workers + queue + 64 connections."""
+    with serving("--workers", "1", "--queue", "0") as url:
+        port = int(url.rsplit(":", 1)[1])
+        boundary = "slowbody"
+        with socket.create_connection(("127.0.0.1", port)) as slow:
+            slow.sendall(
+                f"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n--{boundary}\r\n".encode()
+            )
+            time.sleep(1)  # its handler has the only place, waiting for the rest of the body
+            busy = post(url, [("bar.png", png(garment()))])
+            refusal(busy, 503, "the server is busy (1 requests in hand)")
+            assert busy.headers["retry-after"] == "1"
+        # the slow client went away: its place is given back
+        assert wait_for(lambda: post(url, [("bar.png", png(garment()))]).status_code == 200, timeout=30)
+        idle = [
+            socket.create_connection(("127.0.0.1", port)) for _ in range(ServerLimits(workers=1, queue=0).connections)
+        ]
+        try:
+            time.sleep(0.5)
+            assert httpx2.get(f"{url}/healthz", timeout=10).status_code == 503  # uvicorn's limit_concurrency
+        finally:
+            for connection in idle:
+                connection.close()
+        assert wait_for(lambda: healthy(url), timeout=30)
+        still_serving(url)
+
+
+def asgi_post(app: Any, path: str, body: bytes, content_type: str) -> tuple[int, dict[str, str], bytes]:
+    """``POST path`` to the ASGI ``app`` in this process (no server): its status, headers and body. An error the app
+    raises again after answering (as Starlette does for a 500) is swallowed."""
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def call() -> None:
+        try:
+            await app(scope, receive, send)
+        except RuntimeError:
+            if not sent:
+                raise
+
+    asyncio.run(call())
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+    return start["status"], headers, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+class FakeClassifier:
+    """Stands in for :class:`Classifier` in the tests of the app in this process (nothing loaded)."""
+
+    loads: list[str] = []
+    blocked: dict[str, threading.Event] = {}
+
+    @classmethod
+    def from_pretrained(cls, entry: Any, spinning: bool = True) -> FakeClassifier:
+        cls.loads.append(entry.full_name)
+        if entry.full_name in cls.blocked:
+            assert cls.blocked[entry.full_name].wait(30)
+        return cls()
+
+
+def test_an_unexpected_error_is_a_json_500_and_logged(monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
+    def broken(*_: Any) -> list[dict[str, Any]]:
+        raise RuntimeError("a bug\nover two lines")
+
+    monkeypatch.setattr(server_app, "Classifier", FakeClassifier)
+    monkeypatch.setattr(server_app, "classify", broken)
+    app = server_app.create_app(ServerLimits(workers=1))
+    body = b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\nx\r\n--b--\r\n'
+    with caplog.at_level(logging.ERROR, logger="fashionzoo.server"):
+        status, headers, answer = asgi_post(app, "/v1/predict", body, "multipart/form-data; boundary=b")
+    assert status == 500 and headers["content-type"] == "application/json", answer
+    assert_one_line(json.loads(answer)["error"], "the server failed unexpectedly (RuntimeError)")
+    assert "POST /v1/predict: RuntimeError: a bug over two lines" in caplog.text
+
+
+def test_a_model_loading_blocks_only_the_requests_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fashionzoo.registry.lookup import resolve
+
+    monkeypatch.setattr(server_app, "Classifier", FakeClassifier)
+    monkeypatch.setattr(FakeClassifier, "loads", [])
+    slow = threading.Event()
+    monkeypatch.setattr(FakeClassifier, "blocked", {"cnn": slow})
+    classifiers = Classifiers(resolve(DEFAULT_MODEL))
+    cnn, other = resolve("cnn"), resolve("cnn-small.mnist")
+    with ThreadPoolExecutor(3) as threads:
+        first, second = threads.submit(classifiers.get, cnn), threads.submit(classifiers.get, cnn)
+        assert wait_for(lambda: "cnn" in FakeClassifier.loads, timeout=10)
+        # another model, and the one already loaded, while cnn is loading
+        assert threads.submit(classifiers.get, other).result(timeout=10) is not None
+        assert classifiers.get(classifiers.default) is not None
+        assert not first.done() and not second.done()
+        slow.set()
+        assert first.result(timeout=10) is second.result(timeout=10)
+    assert FakeClassifier.loads == [DEFAULT_MODEL, "cnn", "cnn-small.mnist"]  # each loaded once
+
+
+def test_the_command_line_refuses_an_address_it_cannot_listen_on_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        in_use = run_cli("serve", "--port", str(port))
+    assert_cli_error(in_use, f"cannot listen on 127.0.0.1:{port}", "already in use", "another --port")
+    assert "Loading" not in in_use.stderr and "Uvicorn" not in in_use.stderr
+    elsewhere = run_cli("serve", "--host", "192.0.2.1", "--port", "8000")  # TEST-NET-1: not this machine's
+    assert_cli_error(elsewhere, "cannot listen on 192.0.2.1:8000", "--host")
+    assert_cli_error(
+        run_cli("serve", "--host", "no-such-host.invalid"), "cannot listen on no-such-host.invalid:8000", "--host"
+    )
+    tiny = assert_cli_error(run_cli("serve", "--max-request-mb", "1e-7"), "--max-request-mb 1e-07 is under one byte")
+    assert "max_request_bytes" not in tiny
 
 
 def test_the_command_line_warns_about_a_host_other_than_loopback() -> None:

@@ -87,8 +87,13 @@ def serve(
             "authentication or TLS (put a proxy in front, or keep the default 127.0.0.1)",
             err=True,
         )
+    max_request_bytes = int(max_request_mb * 1024 * 1024)
+    if max_request_bytes < 1:
+        raise FashionZooError(
+            f"--max-request-mb {max_request_mb:g} is under one byte; give at least {1 / (1024 * 1024):.2g} (MB)"
+        )
     limits = ServerLimits(
-        max_request_bytes=int(max_request_mb * 1024 * 1024),
+        max_request_bytes=max_request_bytes,
         max_files=max_files,
         workers=workers or (1 if engine == "ray" else default_workers()),
         queue=queue,

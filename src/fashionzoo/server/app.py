@@ -5,6 +5,7 @@ from their types). Every refusal is JSON ``{"error": one line}``."""
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from importlib import resources
 from typing import Any
@@ -26,6 +27,8 @@ from fashionzoo.runtime.results import Prediction
 from fashionzoo.server import schemas
 from fashionzoo.server.limits import RequestRefused, ServerLimits, WorkQueue, busy
 from fashionzoo.server.uploads import FIELD, read_images
+
+LOG = logging.getLogger("fashionzoo.server")
 
 UPLOAD_BODY = {
     "required": True,
@@ -52,6 +55,7 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
             "An image could not be classified (its one-line reason; every image's result in 'results'), "
             "or a bad option.",
         ),
+        (500, "An unexpected error in the server (logged)."),
         (503, "Busy (the queue is full) or over the time per request; see Retry-After."),
     )
 }
@@ -73,11 +77,14 @@ def servable_entry(name: str) -> ModelEntry:
 
 
 class Classifiers:
-    """One :class:`Classifier` per model, loaded on first use (the default one at once) and kept."""
+    """One :class:`Classifier` per model, loaded on first use (the default one at once) and kept. Each model has its
+    own lock, held while it loads (which may fetch it): a request for a model being loaded waits for it, and requests
+    for the others go on."""
 
     def __init__(self, default: ModelEntry) -> None:
         self._loaded: dict[str, Classifier] = {}
-        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()  # only around the two dicts
         self.default = default
         self.get(default)
 
@@ -91,13 +98,22 @@ class Classifiers:
 
     def get(self, entry: ModelEntry) -> Classifier:
         """The classifier of ``entry`` (blocking the first time: the file is read, or fetched and verified)."""
+        name = entry.full_name
         with self._lock:
-            if entry.full_name not in self._loaded:
-                try:
-                    self._loaded[entry.full_name] = Classifier.from_pretrained(entry, spinning=False)
-                except FashionZooError as error:
-                    raise RequestRefused(503, str(error)) from None
-            return self._loaded[entry.full_name]
+            if name in self._loaded:
+                return self._loaded[name]
+            loading = self._locks.setdefault(name, threading.Lock())
+        with loading:
+            with self._lock:
+                if name in self._loaded:  # loaded by the request this one waited for
+                    return self._loaded[name]
+            try:
+                classifier = Classifier.from_pretrained(entry, spinning=False)
+            except FashionZooError as error:
+                raise RequestRefused(503, str(error)) from None
+            with self._lock:
+                self._loaded[name] = classifier
+            return classifier
 
 
 def classify(classifier: Classifier, images: list[ImageBytes], top_k: int, inputs: bool) -> list[dict[str, Any]]:
@@ -143,6 +159,14 @@ def create_app(limits: ServerLimits | None = None, default_model: str = DEFAULT_
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
         return JSONResponse({"error": str(error.detail)}, error.status_code, error.headers)
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # the traceback is logged by uvicorn (Starlette raises the error again after this answer is sent)
+        LOG.error("%s %s: %s", request.method, request.url.path, " ".join(f"{type(error).__name__}: {error}".split()))
+        return JSONResponse(
+            {"error": f"the server failed unexpectedly ({type(error).__name__}); the error is in its log"}, 500
+        )
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
@@ -171,11 +195,11 @@ def create_app(limits: ServerLimits | None = None, default_model: str = DEFAULT_
     ) -> JSONResponse:
         """Classify one or more images (multipart, one 'files' part each): each result is 'predict --json''s line
         for the same file. 422 when an image could not be classified, with its reason and every image's result."""
-        try:
-            with anyio.fail_after(limits.seconds):
-                entry = classifiers.entry(model) if model else classifiers.default
+        entry = classifiers.entry(model) if model else classifiers.default
+        try:  # the place in the queue first: at most workers + queue requests hold their bodies in memory
+            with work.slot() as slot, anyio.fail_after(limits.seconds):
                 images = await read_images(request, limits)
-                lines = await work.run(lambda: classify(classifiers.get(entry), images, top_k, inputs))
+                lines = await slot.run(lambda: classify(classifiers.get(entry), images, top_k, inputs))
         except TimeoutError:
             raise busy(f"the request took over {limits.seconds:g} s; send fewer or smaller images") from None
         failed = [line["error"] for line in lines if "error" in line]

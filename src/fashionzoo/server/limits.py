@@ -18,6 +18,8 @@ T = TypeVar("T")
 
 RETRY_AFTER = 1
 """Seconds a client refused for load is told to wait (``Retry-After``)."""
+EXTRA_CONNECTIONS = 64
+"""Connections uvicorn takes beyond the requests in hand (:attr:`ServerLimits.connections`)."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,12 @@ class ServerLimits:
     """Requests waiting for a worker; one more is refused with 503 and ``Retry-After``."""
     seconds: float = 30.0
     """The longest a request may take, reading its images included; past that it is answered 503."""
+
+    @property
+    def connections(self) -> int:
+        """The connections and requests uvicorn serves at once (its ``limit_concurrency``; past it, 503): the
+        requests in hand (``workers + queue``) plus room for light ones (``/healthz``, the page) and for refusals."""
+        return self.workers + self.queue + EXTRA_CONNECTIONS
 
     def __post_init__(self) -> None:
         for name in ("max_request_bytes", "max_files", "workers"):
@@ -63,33 +71,64 @@ def busy(message: str) -> RequestRefused:
 
 class WorkQueue:
     """Blocking work (decoding, converting, ONNX Runtime) on ``limits.workers`` threads, with at most
-    ``limits.queue`` more requests waiting: one past that is refused at once with :func:`busy`. A request whose
-    caller gives up (its time is over) is dropped if it has not started; one already running finishes and holds its
-    place until then, so the work in hand stays bounded."""
+    ``limits.queue`` more requests waiting: one past that is refused at once with :func:`busy`. A request takes its
+    place (:meth:`slot`) before it reads its body, so at most ``workers + queue`` requests hold uploads in memory
+    (each up to ``max_request_bytes``). A request whose caller gives up (its time is over) is dropped if its work has
+    not started; work already running finishes and holds its place until then, so the work in hand stays bounded."""
 
     def __init__(self, limits: ServerLimits) -> None:
         self._pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="fashionzoo-serve")
-        self._capacity = limits.workers + limits.queue
+        self.capacity = limits.workers + limits.queue
         self._taken = 0
         self._lock = threading.Lock()
 
-    async def run(self, func: Callable[[], T]) -> T:
-        """``func()``'s result, computed on a worker thread."""
+    def slot(self) -> Slot:
+        """A place for one request (a context manager), taken now: refused with :func:`busy` when all are taken."""
         with self._lock:
-            if self._taken >= self._capacity:
-                raise busy(f"the server is busy ({self._capacity} requests in hand); try again in {RETRY_AFTER} s")
+            if self._taken >= self.capacity:
+                raise busy(f"the server is busy ({self.capacity} requests in hand); try again in {RETRY_AFTER} s")
             self._taken += 1
-        future: Future[T] = self._pool.submit(func)
-        future.add_done_callback(self._release)
+        return Slot(self)
+
+    @property
+    def taken(self) -> int:
+        """Places taken now."""
+        with self._lock:
+            return self._taken
+
+    def _release(self) -> None:
+        with self._lock:
+            self._taken -= 1
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Slot:
+    """A request's place in a :class:`WorkQueue`: given back when the request ends, or, once its work is handed to a
+    worker (:meth:`run`), when that work is done or dropped."""
+
+    def __init__(self, work: WorkQueue) -> None:
+        self._work = work
+        self._held = True
+
+    async def run(self, func: Callable[[], T]) -> T:
+        """``func()``'s result, computed on a worker thread (once per slot)."""
+        if not self._held:
+            raise RuntimeError("a slot runs one piece of work")
+        future: Future[T] = self._work._pool.submit(func)
+        self._held = False  # the future gives the place back when it is done or cancelled
+        future.add_done_callback(lambda _: self._work._release())
         try:
             return await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
             future.cancel()  # not started: dropped (and released); running: it finishes on its own
             raise
 
-    def _release(self, _: Future) -> None:
-        with self._lock:
-            self._taken -= 1
+    def __enter__(self) -> Slot:
+        return self
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def __exit__(self, *_: object) -> None:
+        if self._held:
+            self._held = False
+            self._work._release()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Ranked(BaseModel):
@@ -16,15 +16,22 @@ class Ranked(BaseModel):
 
 class Result(BaseModel):
     """One image: exactly its ``predict --json`` line (a prediction, or ``file`` and ``error``), plus ``input_png``
-    when asked for."""
+    when asked for. Its fields are exactly those ``predict --json`` can write (no others are accepted)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     file: str = Field(description="The upload's file name.")
     file_base64: str | None = Field(None, description="The name's exact bytes, when they are not UTF-8.")
     label: str | None = None
     class_id: int | None = None
     probability: float | None = None
-    uncertain: bool | None = Field(None, description="The top probability is below the model's threshold.")
+    uncertain: bool | None = Field(
+        None, description="The top probability is below the model's threshold, or the photo shows several garments."
+    )
     top_k: list[Ranked] | None = None
+    uncertain_reason: str | None = Field(
+        None, description="Why the result is uncertain whatever its probability (a photo of three or more garments)."
+    )
     error: str | None = Field(None, description="Why this image could not be classified (one line).")
     input_png: str | None = Field(None, description="With inputs=true: the 28x28 image the model saw, a base64 PNG.")
 

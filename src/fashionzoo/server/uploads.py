@@ -4,7 +4,7 @@ parser spools uploads over 1 MB to temporary files)."""
 
 from __future__ import annotations
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
@@ -75,17 +75,18 @@ async def read_images(request: Request, limits: ServerLimits) -> list[ImageBytes
             415, f"send the images as multipart/form-data, one {FIELD!r} part each (curl -F {FIELD}=@photo.jpg)"
         )
     parts = _Parts(limits.max_files)
-    parser = MultipartParser(options[b"boundary"], parts.callbacks())  # type: ignore[arg-type]
     received = 0
-    try:
+    try:  # the parser too: it refuses a boundary over 256 bytes
+        parser = MultipartParser(options[b"boundary"], parts.callbacks())  # type: ignore[arg-type]
         async for chunk in request.stream():
             received += len(chunk)
             if received > limits.max_request_bytes:
                 raise too_big
             parser.write(chunk)
         parser.finalize()
-    except MultipartParseError as error:
-        raise RequestRefused(400, f"the multipart body is malformed ({error}); send it as a form upload") from None
+    except FormParserError as error:  # a malformed body, or a boundary the parser refuses
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise RequestRefused(400, f"the multipart body is malformed ({reason}); send it as a form upload") from None
     except ClientDisconnect:
         raise RequestRefused(400, "the client went away before the request was whole") from None
     if not parts.images:
