@@ -36,6 +36,8 @@ NOT_RUN = {
     "export FASHIONZOO_DATA_DIR=": "points at the reader's data folder (the tests have their own)",
     "mkdir -p runs && nohup scripts/train_all.sh": "trains released models with their full recipes, for hours",
     "(cd examples/node && npm ci": "npm needs the network (test_examples.py runs the Node example once installed)",
+    "(cd examples/web && npm ci": "npm needs the network, and the server runs until stopped (test_web_example.py "
+    "serves the page in a thread and drives it in Chromium)",
 }
 """Commands of the README not run here, by the start of the command, with the reason."""
 
