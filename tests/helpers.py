@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from fashionzoo.data.datasets import FASHION_CLASSES
 from fashionzoo.publish import hub
+from fashionzoo.registry.catalogue import DEFAULT_MODEL
 from fashionzoo.registry.entry import ModelEntry
 from fashionzoo.registry.lookup import get_entry
 from fashionzoo.registry.specs import FileRecord, WeightsRecord
@@ -93,6 +95,22 @@ def failing_without_tensorflow(args: list[str]) -> str:
 def released(filename: str) -> Path:
     """A file shipped inside the package (``checkpoints/``)."""
     return hub.shipped_dir() / filename
+
+
+IMAGES = ROOT / "examples" / "images"
+"""The example images: each class as a 28x28 image and as a product photo (``ankle-boot-photo.png``)."""
+
+
+def expected_label(path: Path) -> str:
+    """The class an example image shows, from its name."""
+    slug = path.name.rsplit("-", 1)[0].removesuffix("-28x28")
+    return next(c for c in FASHION_CLASSES if c.lower().replace("/", "-").replace(" ", "-") == slug)
+
+
+def released_onnx(name: str = DEFAULT_MODEL) -> Path:
+    """A model's released ONNX file (the zoo's default model unless named), found as ``Classifier.from_pretrained``
+    finds it: what the embedding examples (Python, Node.js, the web page) run."""
+    return hub.released_file(get_entry(name), "onnx")
 
 
 # ============================================================================================= images

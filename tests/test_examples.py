@@ -11,25 +11,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import IMAGES, expected_label, released_onnx
 
 from fashionzoo.cli import main
 from fashionzoo.data.datasets import FASHION_CLASSES
-from fashionzoo.publish import hub
 from fashionzoo.registry.catalogue import DEFAULT_MODEL
-from fashionzoo.registry.lookup import get_entry
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ROOT / "examples" / "images"
 EXAMPLES = sorted(IMAGES.glob("*.png"))
-
-
-def expected_label(path: Path) -> str:
-    slug = path.name.rsplit("-", 1)[0].removesuffix("-28x28")
-    return next(c for c in FASHION_CLASSES if c.lower().replace("/", "-").replace(" ", "-") == slug)
-
-
-def default_onnx() -> Path:
-    return hub.released_file(get_entry(DEFAULT_MODEL), "onnx")
 
 
 def test_predict_example_photo_offline_in_a_fresh_process(tmp_path: Path) -> None:
@@ -79,7 +68,7 @@ def test_photo_style_accuracy_stays_within_two_points(tmp_path: Path, shared_dat
 def test_python_embedding_example_reads_labels_from_metadata() -> None:
     images = [str(IMAGES / "trouser-28x28.png"), str(IMAGES / "bag-28x28.png")]
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "embed_onnx.py"), str(default_onnx()), *images],
+        [sys.executable, str(ROOT / "examples" / "embed_onnx.py"), str(released_onnx()), *images],
         capture_output=True,
         text=True,
         timeout=120,
@@ -95,7 +84,7 @@ def test_python_embedding_example_reads_labels_from_metadata() -> None:
 def test_node_embedding_example() -> None:
     images = [str(IMAGES / "sneaker-28x28.png"), str(IMAGES / "dress-28x28.png")]
     result = subprocess.run(
-        ["node", str(ROOT / "examples/node/classify.mjs"), str(default_onnx()), *images],
+        ["node", str(ROOT / "examples/node/classify.mjs"), str(released_onnx()), *images],
         capture_output=True,
         text=True,
         timeout=120,

@@ -38,6 +38,8 @@ NOT_RUN = {
     "(cd examples/node && npm ci": "npm needs the network (test_examples.py runs the Node example once installed)",
     "fashionzoo serve": "serves until stopped (test_serve.py starts the server and stops it)",
     "curl": "asks a running server (test_serve.py sends the same requests)",
+    "(cd examples/web && npm ci": "npm needs the network, and the server runs until stopped (test_web_example.py "
+    "serves the page in a thread and drives it in Chromium)",
 }
 """Commands of the README not run here, by the start of the command, with the reason."""
 
