@@ -41,9 +41,9 @@ def bench_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def _cache(bench_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fashionzoo.bench import run as benchmark
+    from fashionzoo.bench import cache
 
-    monkeypatch.setattr(benchmark, "home_dir", lambda: bench_cache)
+    monkeypatch.setattr(cache, "home_dir", lambda: bench_cache)
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +51,11 @@ def tiny_run(
     shared_data: Path, bench_cache: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``bench NAME --batch-sizes 1,2 --repeats 3 --json --out FILE``: (stdout rows, --out document)."""
-    from fashionzoo.bench import run as benchmark
+    from fashionzoo.bench import cache
 
     out = tmp_path_factory.mktemp("bench-out") / "bench.json"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(benchmark, "home_dir", lambda: bench_cache)
+        patch.setattr(cache, "home_dir", lambda: bench_cache)
         result = CliRunner().invoke(
             main,
             [

@@ -107,7 +107,7 @@ def model_files(path: Path) -> dict[str, bytes]:
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
     files = {MODEL_NAME: path.read_bytes()}
-    for tensor in _tensors(onnx.load_model(path, load_external_data=False).graph):
+    for tensor in _tensors(onnx.load(path, load_external_data=False).graph):
         if uses_external_data(tensor):
             location = os.path.normpath(ExternalDataInfo(tensor).location)
             if os.path.isabs(location) or location.split(os.sep)[0] in ("..", MODEL_NAME):

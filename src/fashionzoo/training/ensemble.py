@@ -52,9 +52,9 @@ def train_ensemble(
     limit: int | None,
     verbose: int,
 ) -> RunRecord:
-    """Train each member of an ensemble entry (builder ``ensemble``) into ``out/members/seed-N`` with the
-    ensemble's recipe and ``overrides``, then measure the ensemble of their weights and write the run folder. A
-    recipe that starts from a released ensemble starts each member from that ensemble's member of the same seed. With
+    """Train each member of an ensemble entry (builder ``ensemble``) into ``out/members/seed-N`` with the member's
+    recipe and ``overrides``, then measure the ensemble of their weights and write the run folder. An ensemble whose
+    recipe starts from a released ensemble starts each member from that ensemble's member of the same seed. With
     ``resume``, a finished member (its record, no ``backup/``) is kept when its recipe and data match, and an
     interrupted one continues. The history is the members' mean, epoch by epoch."""
     if "seed" in overrides:
@@ -63,7 +63,9 @@ def train_ensemble(
             "drop --seed / --seeds"
         )
     member = with_tag(entry.build_kwargs["member"], entry.tag)
-    recipe = entry.recipe.replace(**overrides)  # the members' recipe, with the ensemble's notes
+    recipe = member.recipe.replace(**overrides, notes=entry.recipe.notes)  # what the record says: the members' recipe
+    if entry.recipe.start_from:  # ... starting from the released ensemble's members
+        recipe = recipe.replace(start_from=entry.recipe.start_from)
     check_recipe(entry.full_name, recipe)
     runs.prepare_run_folder(out, runs.MEMBERS, resume)  # a fresh run retrains every member
     _, device_used = distribution_strategy(device)
