@@ -107,6 +107,8 @@ def test_each_member_of_a_photo_ensemble_starts_from_the_released_ensembles_memb
     for seed in (0, 1):
         record = read_record(out / "members" / f"seed-{seed}")
         assert (record.recipe["start_from"], record.recipe["start_member"]) == ("zoo-ensemble", f"seed_{seed}")
+        shares = (get_entry("zoo-ensemble.photos").recipe.start_weight, member.recipe.start_weight)
+        assert record.recipe["start_weight"] == shares[0] != shares[1]  # the ensemble recipe's share, not the member's
         kernels = fashionzoo.load(
             member, out / "members" / f"seed-{seed}" / record.weights_file, test_time_flip=False
         ).get_weights()[0]

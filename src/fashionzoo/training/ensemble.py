@@ -53,10 +53,11 @@ def train_ensemble(
     verbose: int,
 ) -> RunRecord:
     """Train each member of an ensemble entry (builder ``ensemble``) into ``out/members/seed-N`` with the member's
-    recipe and ``overrides``, then measure the ensemble of their weights and write the run folder. An ensemble whose
-    recipe starts from a released ensemble starts each member from that ensemble's member of the same seed. With
-    ``resume``, a finished member (its record, no ``backup/``) is kept when its recipe and data match, and an
-    interrupted one continues. The history is the members' mean, epoch by epoch."""
+        recipe and ``overrides``, then measure the ensemble of their weights and write the run folder. An ensemble whose
+        recipe starts from a released ensemble starts each member from that ensemble's member of the same seed (and
+    averages back the ensemble recipe's ``start_weight`` of it). With
+        ``resume``, a finished member (its record, no ``backup/``) is kept when its recipe and data match, and an
+        interrupted one continues. The history is the members' mean, epoch by epoch."""
     if "seed" in overrides:
         raise FashionZooError(
             f"{entry.full_name}: its members' seeds are the entry's ({entry.build_kwargs['seeds']}); "
@@ -64,8 +65,10 @@ def train_ensemble(
         )
     member = with_tag(entry.build_kwargs["member"], entry.tag)
     recipe = member.recipe.replace(**overrides, notes=entry.recipe.notes)  # what the record says: the members' recipe
-    if entry.recipe.start_from:  # ... starting from the released ensemble's members
-        recipe = recipe.replace(start_from=entry.recipe.start_from)
+    if entry.recipe.start_from:  # ... starting from the released ensemble's members, with its share of them kept
+        recipe = recipe.replace(
+            start_from=entry.recipe.start_from, start_weight=overrides.get("start_weight", entry.recipe.start_weight)
+        )
     check_recipe(entry.full_name, recipe)
     runs.prepare_run_folder(out, runs.MEMBERS, resume)  # a fresh run retrains every member
     _, device_used = distribution_strategy(device)
@@ -105,6 +108,7 @@ def train_ensemble(
                 build_overrides=None,
                 verbose=verbose,
                 score_trials=None,
+                splits=splits,
             )
         trained = load_trained(member, folder / record.weights_file, test_time_flip=False)
         model.get_layer(f"seed_{seed}").set_weights(trained.get_weights())

@@ -112,14 +112,16 @@ def train_single(
     build_overrides: dict[str, Any] | None,
     verbose: int,
     score_trials: ScoreTrials | None,
+    splits: Splits | None = None,
 ) -> RunRecord:
-    """Train one network of ``entry`` with its recipe and ``overrides`` into ``out``; returns the run's record."""
+    """Train one network of ``entry`` with its recipe and ``overrides`` into ``out``; returns the run's record.
+    ``splits``: the data already read for this recipe (an ensemble's members share one read of it)."""
     recipe = entry.recipe.replace(**overrides)
     check_recipe(entry.full_name, recipe)
     backup, state_path, history_path = out / runs.BACKUP, out / runs.STATE, out / runs.HISTORY
     runs.prepare_run_folder(out, runs.BACKUP, resume)
     strategy, device_used = distribution_strategy(device)
-    splits = load_splits(entry, recipe, data_dir, limit)
+    splits = splits or load_splits(entry, recipe, data_dir, limit)
     train_split, val_split, data_files = splits.train, splits.val, splits.files
     if recipe.start_from:  # the weights a fine-tuning starts from are part of its data
         data_files = {**data_files, **start_weights(recipe.start_from)}
