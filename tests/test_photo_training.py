@@ -17,6 +17,7 @@ from fashionzoo.cli import main
 from fashionzoo.data.datasets import CLOTHING_PHOTOS, DATASETS
 from fashionzoo.photos.pool import read_pool, score, split_by_sender
 from fashionzoo.registry import get_entry
+from fashionzoo.training import runs
 from fashionzoo.training.runs import read_record
 
 POOL = Path(__file__).resolve().parents[2] / "shared/data/clothing-photos"
@@ -107,8 +108,11 @@ def test_each_member_of_a_photo_ensemble_starts_from_the_released_ensembles_memb
     for seed in (0, 1):
         record = read_record(out / "members" / f"seed-{seed}")
         assert (record.recipe["start_from"], record.recipe["start_member"]) == ("zoo-ensemble", f"seed_{seed}")
-        shares = (get_entry("zoo-ensemble.photos").recipe.start_weight, member.recipe.start_weight)
-        assert record.recipe["start_weight"] == shares[0] != shares[1]  # the ensemble recipe's share, not the member's
+        own = get_entry("zoo-ensemble.photos").recipe  # the fine-tuning is the ensemble recipe's, not the member's
+        assert runs.recipe_for_resume(record.recipe) == runs.recipe_for_resume(
+            own.replace(seed=seed, start_member=f"seed_{seed}", epochs=1, lr=1e-12)
+        )
+        assert (own.start_weight, own.outlier_weight) != (member.recipe.start_weight, member.recipe.outlier_weight)
         kernels = fashionzoo.load(
             member, out / "members" / f"seed-{seed}" / record.weights_file, test_time_flip=False
         ).get_weights()[0]

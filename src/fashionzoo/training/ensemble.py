@@ -53,22 +53,18 @@ def train_ensemble(
     verbose: int,
 ) -> RunRecord:
     """Train each member of an ensemble entry (builder ``ensemble``) into ``out/members/seed-N`` with the member's
-        recipe and ``overrides``, then measure the ensemble of their weights and write the run folder. An ensemble whose
-        recipe starts from a released ensemble starts each member from that ensemble's member of the same seed (and
-    averages back the ensemble recipe's ``start_weight`` of it). With
-        ``resume``, a finished member (its record, no ``backup/``) is kept when its recipe and data match, and an
-        interrupted one continues. The history is the members' mean, epoch by epoch."""
+    recipe and ``overrides``, then measure the ensemble of their weights and write the run folder. An ensemble whose
+    recipe starts from a released ensemble fine-tunes each member with that recipe instead, from that ensemble's
+    member of the same seed. With ``resume``, a finished member (its record, no ``backup/``) is kept when its recipe
+    and data match, and an interrupted one continues. The history is the members' mean, epoch by epoch."""
     if "seed" in overrides:
         raise FashionZooError(
             f"{entry.full_name}: its members' seeds are the entry's ({entry.build_kwargs['seeds']}); "
             "drop --seed / --seeds"
         )
     member = with_tag(entry.build_kwargs["member"], entry.tag)
-    recipe = member.recipe.replace(**overrides, notes=entry.recipe.notes)  # what the record says: the members' recipe
-    if entry.recipe.start_from:  # ... starting from the released ensemble's members, with its share of them kept
-        recipe = recipe.replace(
-            start_from=entry.recipe.start_from, start_weight=overrides.get("start_weight", entry.recipe.start_weight)
-        )
+    fine_tuning = bool(entry.recipe.start_from)  # its own recipe says how its members are fine-tuned
+    recipe = (entry.recipe if fine_tuning else member.recipe.replace(notes=entry.recipe.notes)).replace(**overrides)
     check_recipe(entry.full_name, recipe)
     runs.prepare_run_folder(out, runs.MEMBERS, resume)  # a fresh run retrains every member
     _, device_used = distribution_strategy(device)
