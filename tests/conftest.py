@@ -121,6 +121,13 @@ def small_shared_data(tmp_path_factory: pytest.TempPathFactory, shared_data: Pat
     return folder
 
 
+@pytest.fixture
+def small_data(monkeypatch: pytest.MonkeyPatch, small_shared_data: Path) -> Path:
+    """:func:`small_shared_data` as ``$FASHIONZOO_DATA_DIR`` (commands in fresh processes read it too)."""
+    monkeypatch.setenv("FASHIONZOO_DATA_DIR", str(small_shared_data))
+    return small_shared_data
+
+
 SHARED_MNIST_DIR = Path(
     os.environ.get("FASHIONZOO_MNIST_DIR") or Path(__file__).resolve().parents[2] / "shared/data/mnist"
 ).resolve()

@@ -56,16 +56,9 @@ def test_the_loss_sums_allowed_classes_smooths_like_keras_and_flattens_photos_of
     assert rows[2] == pytest.approx(0.9 * -np.log(0.4) + 0.1 * -np.log(probs[2]).mean(), rel=1e-5)
 
 
-@pytest.fixture
-def small_data(monkeypatch: pytest.MonkeyPatch, small_shared_data: Path) -> None:
-    """A part of the shared Fashion-MNIST beside the photos: these claims are about the photos, the record and the
-    start, and measuring each network on all 10,000 test images was most of their time."""
-    monkeypatch.setenv("FASHIONZOO_DATA_DIR", str(small_shared_data))
-
-
 @pytest.mark.slow
 def test_a_small_photo_recipe_records_what_its_weights_measure_and_is_not_released(
-    tmp_path: Path, small_data: None
+    tmp_path: Path, small_data: Path
 ) -> None:
     out = tmp_path / "run"
     trained = CliRunner().invoke(
@@ -99,7 +92,7 @@ def test_a_small_photo_recipe_records_what_its_weights_measure_and_is_not_releas
 
 @pytest.mark.slow
 def test_each_member_of_a_photo_ensemble_starts_from_the_released_ensembles_member(
-    tmp_path: Path, small_data: None
+    tmp_path: Path, small_data: Path
 ) -> None:
     """With a learning rate too small to move them, each member's trained kernels are its released counterpart's
     (seed_0's from seed_0, seed_1's from seed_1): the members start from the ensemble's own members."""

@@ -28,13 +28,6 @@ def _data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_data: Path) ->
     monkeypatch.setenv("FASHIONZOO_HOME", str(tmp_path / "home"))
 
 
-@pytest.fixture
-def small_data(monkeypatch: pytest.MonkeyPatch, small_shared_data: Path) -> None:
-    """A part of the shared files for the VGG16 runs, whose claims are about phases, resumes and backbones: measuring
-    all 10,000 test images through VGG16 was most of their time."""
-    monkeypatch.setenv("FASHIONZOO_DATA_DIR", str(small_shared_data))
-
-
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, RunRecord]:
     from fashionzoo.training.train import train
@@ -148,7 +141,7 @@ def test_resume_after_sigkill_continues_from_last_epoch(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # trains in a subprocess, kills it, resumes
-def test_resume_inside_the_fine_tuning_phase(tmp_path: Path, small_data: None) -> None:
+def test_resume_inside_the_fine_tuning_phase(tmp_path: Path, small_data: Path) -> None:
     """A transfer run killed after its first fine-tuning epoch resumes in the fine-tuning phase, not from scratch."""
     out = tmp_path / "killed-tl"
     command = [
@@ -175,7 +168,7 @@ def test_resume_inside_the_fine_tuning_phase(tmp_path: Path, small_data: None) -
 
 
 @pytest.mark.slow  # trains in a subprocess, kills it, resumes
-def test_resume_inside_the_first_phase_of_a_transfer_recipe(tmp_path: Path, small_data: None) -> None:
+def test_resume_inside_the_first_phase_of_a_transfer_recipe(tmp_path: Path, small_data: Path) -> None:
     """Killed in phase one: the resumed run finishes it, then fine-tunes for its one epoch, once (Keras kept the
     resumed epoch, so the fine-tuning phase started from it: extra epochs at the fine-tuning rate)."""
     out = tmp_path / "killed-tl-phase-1"
@@ -341,7 +334,7 @@ def test_warmup_then_cosine_schedule_and_sgd_options() -> None:
 
 @pytest.mark.slow  # trains
 def test_transfer_fine_tuning_trains_the_backbone_and_random_backbones_are_flagged(
-    tmp_path: Path, small_data: None
+    tmp_path: Path, small_data: Path
 ) -> None:
     import numpy as np
 
