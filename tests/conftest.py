@@ -106,6 +106,28 @@ def shared_data() -> Path:
     return SHARED_DATA_DIR
 
 
+@pytest.fixture(scope="session")
+def small_shared_data(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """The first 2,000 training and 500 test images of the shared Fashion-MNIST, under the official file names:
+    for runs whose claims are not about the full files (a resume, a start, a record) and would otherwise spend most
+    of their time measuring all 10,000 test images."""
+    from fashionzoo.data.loading import load_split
+
+    folder = tmp_path_factory.mktemp("small-fashion-mnist")
+    for split, n in (("train", 2000), ("test", 500)):
+        full = load_split(split, data_dir=shared_data)
+        for name, array in zip(IDX_NAMES[split], (full.images[:n], full.labels[:n]), strict=True):
+            (folder / name).write_bytes(gzip_bytes(build_idx(array)))
+    return folder
+
+
+@pytest.fixture
+def small_data(monkeypatch: pytest.MonkeyPatch, small_shared_data: Path) -> Path:
+    """:func:`small_shared_data` as ``$FASHIONZOO_DATA_DIR`` (commands in fresh processes read it too)."""
+    monkeypatch.setenv("FASHIONZOO_DATA_DIR", str(small_shared_data))
+    return small_shared_data
+
+
 SHARED_MNIST_DIR = Path(
     os.environ.get("FASHIONZOO_MNIST_DIR") or Path(__file__).resolve().parents[2] / "shared/data/mnist"
 ).resolve()

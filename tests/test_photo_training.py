@@ -59,7 +59,7 @@ def test_the_loss_sums_allowed_classes_smooths_like_keras_and_flattens_photos_of
 
 @pytest.mark.slow
 def test_a_small_photo_recipe_records_what_its_weights_measure_and_is_not_released(
-    tmp_path: Path, shared_data: Path
+    tmp_path: Path, small_data: Path
 ) -> None:
     out = tmp_path / "run"
     trained = CliRunner().invoke(
@@ -93,7 +93,7 @@ def test_a_small_photo_recipe_records_what_its_weights_measure_and_is_not_releas
 
 @pytest.mark.slow
 def test_each_member_of_a_photo_ensemble_starts_from_the_released_ensembles_member(
-    tmp_path: Path, shared_data: Path
+    tmp_path: Path, small_data: Path
 ) -> None:
     """With a learning rate too small to move them, each member's trained kernels are its released counterpart's
     (seed_0's from seed_0, seed_1's from seed_1): the members start from the ensemble's own members."""

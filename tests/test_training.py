@@ -141,7 +141,7 @@ def test_resume_after_sigkill_continues_from_last_epoch(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # trains in a subprocess, kills it, resumes
-def test_resume_inside_the_fine_tuning_phase(tmp_path: Path) -> None:
+def test_resume_inside_the_fine_tuning_phase(tmp_path: Path, small_data: Path) -> None:
     """A transfer run killed after its first fine-tuning epoch resumes in the fine-tuning phase, not from scratch."""
     out = tmp_path / "killed-tl"
     command = [
@@ -157,7 +157,7 @@ def test_resume_inside_the_fine_tuning_phase(tmp_path: Path) -> None:
         "--fine-tune-epochs",
         "3",
         "--limit",
-        "640",
+        "320",
         "--out",
         str(out),
     ]
@@ -168,7 +168,7 @@ def test_resume_inside_the_fine_tuning_phase(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # trains in a subprocess, kills it, resumes
-def test_resume_inside_the_first_phase_of_a_transfer_recipe(tmp_path: Path) -> None:
+def test_resume_inside_the_first_phase_of_a_transfer_recipe(tmp_path: Path, small_data: Path) -> None:
     """Killed in phase one: the resumed run finishes it, then fine-tunes for its one epoch, once (Keras kept the
     resumed epoch, so the fine-tuning phase started from it: extra epochs at the fine-tuning rate)."""
     out = tmp_path / "killed-tl-phase-1"
@@ -185,7 +185,7 @@ def test_resume_inside_the_first_phase_of_a_transfer_recipe(tmp_path: Path) -> N
         "--fine-tune-epochs",
         "1",
         "--limit",
-        "640",
+        "320",
         "--out",
         str(out),
     ]
@@ -333,7 +333,9 @@ def test_warmup_then_cosine_schedule_and_sgd_options() -> None:
 
 
 @pytest.mark.slow  # trains
-def test_transfer_fine_tuning_trains_the_backbone_and_random_backbones_are_flagged(tmp_path: Path) -> None:
+def test_transfer_fine_tuning_trains_the_backbone_and_random_backbones_are_flagged(
+    tmp_path: Path, small_data: Path
+) -> None:
     import numpy as np
 
     import fashionzoo
