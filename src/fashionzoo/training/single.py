@@ -121,7 +121,8 @@ def train_single(
     backup, state_path, history_path = out / runs.BACKUP, out / runs.STATE, out / runs.HISTORY
     runs.prepare_run_folder(out, runs.BACKUP, resume)
     strategy, device_used = distribution_strategy(device)
-    splits = splits or load_splits(entry, recipe, data_dir, limit)
+    if splits is None:
+        splits = load_splits(entry, recipe, data_dir, limit)
     train_split, val_split, data_files = splits.train, splits.val, splits.files
     if recipe.start_from:  # the weights a fine-tuning starts from are part of its data
         data_files = {**data_files, **start_weights(recipe.start_from)}
