@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import base64
 import gzip
-import importlib.util
 import json
 import os
 import statistics
@@ -83,48 +82,36 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
-    from browser import chromium_page
-
-    spec = importlib.util.spec_from_file_location("fashionzoo_web_serve", WEB / "serve.py")
-    assert spec is not None and spec.loader is not None
-    serve = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(serve)
+    from browser import chromium_page, web_example_served
 
     images = load_split("test").images[: max(BATCHES.values())]
-    server, thread = serve.serve_in_thread()
-    url = f"http://127.0.0.1:{server.server_port}/"
     results: list[dict[str, Any]] = []
     requested: set[str] = set()
     load_before = os.getloadavg()
-    try:
-        with chromium_page() as page:
-            page.on("request", lambda request: requested.add(request.url.removeprefix(url).split("?")[0]))
-            version = page.context.browser.version if page.context.browser else None
-            for name in args.model:
-                int8 = name.endswith(".int8")  # NAME.int8: the released int8 file
-                path = hub.released_file(resolve(name.removesuffix(".int8")), "onnx_int8" if int8 else "onnx")
-                row: dict[str, Any] = {"model": name, "onnx_bytes": path.stat().st_size}
-                for threads in args.threads:
-                    page.goto(f"{url}?model=models/{name}.onnx&threads={threads}")
-                    page.evaluate("window.fashionzoo.ready")
-                    for batch, count in BATCHES.items():
-                        timing = page.evaluate(
-                            "([data, batch, rounds]) => window.fashionzoo.timePerImage(data, batch, rounds)",
-                            [base64.b64encode(images[:count].tobytes()).decode(), batch, args.rounds],
-                        )
-                        row[f"web_threads_{threads}_batch_{batch}_ms"] = {
-                            "median": timing["median"],
-                            "best": timing["min"],
-                        }
-                        row[f"web_threads_{threads}_isolated"] = timing["isolated"]
-                        row[f"web_threads_{threads}_actual"] = timing["threads"]
-                row["python_onnxruntime"] = python_times(path, images, args.rounds)
-                results.append(row)
-                print(json.dumps(row), file=sys.stderr)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with web_example_served() as url, chromium_page() as page:
+        page.on("request", lambda request: requested.add(request.url.removeprefix(url).split("?")[0]))
+        version = page.context.browser.version if page.context.browser else None
+        for name in args.model:
+            int8 = name.endswith(".int8")  # NAME.int8: the released int8 file
+            path = hub.released_file(resolve(name.removesuffix(".int8")), "onnx_int8" if int8 else "onnx")
+            row: dict[str, Any] = {"model": name, "onnx_bytes": path.stat().st_size}
+            for threads in args.threads:
+                page.goto(f"{url}?model=models/{name}.onnx&threads={threads}")
+                page.evaluate("window.fashionzoo.ready")
+                for batch, count in BATCHES.items():
+                    timing = page.evaluate(
+                        "([data, batch, rounds]) => window.fashionzoo.timePerImage(data, batch, rounds)",
+                        [base64.b64encode(images[:count].tobytes()).decode(), batch, args.rounds],
+                    )
+                    row[f"web_threads_{threads}_batch_{batch}_ms"] = {
+                        "median": timing["median"],
+                        "best": timing["min"],
+                    }
+                    row[f"web_threads_{threads}_isolated"] = timing["isolated"]
+                    row[f"web_threads_{threads}_actual"] = timing["threads"]
+            row["python_onnxruntime"] = python_times(path, images, args.rounds)
+            results.append(row)
+            print(json.dumps(row), file=sys.stderr)
     fetched = {p for p in requested if p.startswith("node_modules/") or p.endswith((".html", ".js"))}
     missing = sorted(fetched - set(DOWNLOADS) - {""})
     print(

@@ -9,21 +9,19 @@ Skips with the reason when there is no browser (``tests/browser.py``) or no ``ex
 from __future__ import annotations
 
 import base64
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from browser import chromium_page
-from helpers import IMAGES, ROOT, expected_label, released_onnx
+from browser import WEB_EXAMPLE, chromium_page, web_example_served
+from helpers import IMAGES, expected_label, released_onnx
 
 from fashionzoo.data.loading import load_split
 from fashionzoo.registry.catalogue import DEFAULT_MODEL
 from fashionzoo.runtime.classifier import Classifier
 
-WEB = ROOT / "examples" / "web"
 TEST_IMAGES = 500
 """The first official test images the page classifies."""
 TOLERANCE = 1e-4
@@ -31,37 +29,23 @@ TOLERANCE = 1e-4
 DIGITS = "cnn-small.mnist"
 
 pytestmark = pytest.mark.skipif(
-    not (WEB / "node_modules" / "onnxruntime-web").is_dir() or not (WEB / "node_modules" / "protobufjs").is_dir(),
+    not (WEB_EXAMPLE / "node_modules" / "onnxruntime-web").is_dir()
+    or not (WEB_EXAMPLE / "node_modules" / "protobufjs").is_dir(),
     reason="the web example is not installed (cd examples/web && npm ci --ignore-scripts)",
 )
-
-
-def web_server_module() -> Any:
-    """``examples/web/serve.py`` (a script, not a package module), imported from its file."""
-    spec = importlib.util.spec_from_file_location("fashionzoo_web_serve", WEB / "serve.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def page() -> Iterator[Any]:
     """The page in Chromium, served on 127.0.0.1 and loaded with the zoo's default model."""
-    server, thread = web_server_module().serve_in_thread()
-    try:
-        with chromium_page() as browser_page:
-            errors: list[str] = []
-            browser_page.on("pageerror", lambda error: errors.append(str(error)))
-            browser_page.goto(f"http://127.0.0.1:{server.server_port}/?model={DEFAULT_MODEL}")
-            browser_page.evaluate("window.fashionzoo.ready")
-            assert browser_page.evaluate("crossOriginIsolated")  # serve.py's headers: onnxruntime-web may use threads
-            yield browser_page
-            assert not errors, errors
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with web_example_served() as url, chromium_page() as browser_page:
+        errors: list[str] = []
+        browser_page.on("pageerror", lambda error: errors.append(str(error)))
+        browser_page.goto(f"{url}?model={DEFAULT_MODEL}")
+        browser_page.evaluate("window.fashionzoo.ready")
+        assert browser_page.evaluate("crossOriginIsolated")  # serve.py's headers: onnxruntime-web may use threads
+        yield browser_page
+        assert not errors, errors
 
 
 def page_probs(page: Any, images: np.ndarray, batch_size: int = 100) -> np.ndarray:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -87,12 +89,19 @@ def make_server(port: int = 0, quiet: bool = False) -> ThreadingHTTPServer:
     return server
 
 
-def serve_in_thread(port: int = 0) -> tuple[ThreadingHTTPServer, threading.Thread]:
-    """:func:`make_server`, quiet, serving in a daemon thread (stop: ``server.shutdown(); server.server_close()``)."""
+@contextmanager
+def serving_in_thread(port: int = 0) -> Iterator[str]:
+    """:func:`make_server`, quiet, serving in a daemon thread while the block runs: its URL. Stopped, and its thread
+    joined, afterwards."""
     server = make_server(port, quiet=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    return server, thread
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def main() -> None:
