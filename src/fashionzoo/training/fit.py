@@ -276,14 +276,16 @@ def fit_model(
     callbacks: list[keras.callbacks.Callback],
     verbose: int,
     photos: PoolPhotos | None = None,
+    start: list[np.ndarray] | None = None,
 ) -> tuple[keras.Model, keras.callbacks.History]:
-    """Build (or start from the released weights the recipe names), compile and fit ``recipe.epochs`` epochs."""
+    """Build (with the ``start`` weights of a fine-tuning, :func:`start_weights_of`), compile and fit
+    ``recipe.epochs`` epochs."""
     keras.utils.set_random_seed(recipe.seed)
     steps = photo_steps(recipe, photos) if photos is not None and recipe.photo_share else None
     with strategy.scope(), _dtype_policy(recipe.precision):
         model = build(entry, **build_kwargs)
-        if recipe.start_from:
-            model.set_weights(start_weights_of(recipe))
+        if start is not None:
+            model.set_weights(start)
         _compile(model, recipe, steps_per_epoch=steps or -(-len(train) // recipe.batch_size))
     history = _fit_epochs(
         entry,

@@ -160,6 +160,8 @@ def train_single(
     run_state = RunState(state_path, previous, run)
     verbose = verbose if verbose == 0 or sys.stderr.isatty() else 2
 
+    start = start_weights_of(recipe) if recipe.start_from else None  # read once: fitted from, then averaged with
+
     def callbacks(backup_dir: Path, append: bool) -> list[keras.callbacks.Callback]:
         backup_callback = AtomicBackup(str(backup_dir), run_state.resumed)
         csv_logger = keras.callbacks.CSVLogger(str(history_path), append=append)
@@ -176,6 +178,7 @@ def train_single(
         callbacks(backup, resume),
         verbose,
         photos=splits.photos,
+        start=start,
     )
     if recipe.fine_tune_epochs:
         fine_tune(
@@ -184,8 +187,8 @@ def train_single(
     wall_time = run_state.total() + (search or {}).get("wall_time_s", 0.0)  # the search is part of the recipe
     dedupe_history(history_path)
     model = in_float32(entry, model, build_kwargs)
-    if recipe.start_from and recipe.start_weight:
-        model = averaged_with_start(model, recipe)
+    if start is not None and recipe.start_weight:
+        model = averaged_with_start(model, start, recipe.start_weight)
 
     weights_path = write_run_weights(model, out, entry)
     record = measure_run(
@@ -216,12 +219,10 @@ def start_weights(name: str) -> dict[str, str]:
     return {released.filename: released.sha256}
 
 
-def averaged_with_start(model: keras.Model, recipe: Recipe) -> keras.Model:
-    """The trained weights averaged with the ones the run started from, ``recipe.start_weight`` of the latter
-    (WiSE-FT: keeps what the start knew while keeping most of what fine-tuning learnt). Every weight is averaged,
-    batch-norm statistics included."""
-    start = start_weights_of(recipe)
-    share = recipe.start_weight
+def averaged_with_start(model: keras.Model, start: list[np.ndarray], share: float) -> keras.Model:
+    """The trained weights averaged with the ``start`` weights the run began from, ``share`` of the latter (WiSE-FT:
+    keeps what the start knew while keeping most of what fine-tuning learnt). Every weight is averaged, batch-norm
+    statistics included."""
     weights = zip(model.get_weights(), start, strict=True)
     model.set_weights([(1 - share) * trained + share * kept for trained, kept in weights])
     return model
