@@ -57,6 +57,19 @@ def test_the_loss_sums_allowed_classes_smooths_like_keras_and_flattens_photos_of
     assert rows[2] == pytest.approx(0.9 * -np.log(0.4) + 0.1 * -np.log(probs[2]).mean(), rel=1e-5)
 
 
+def test_the_trained_weights_are_averaged_back_with_the_start_by_its_share() -> None:
+    """WiSE-FT: every weight, batch-norm statistics included, ends ``(1 - share) x trained + share x start``."""
+    from fashionzoo.models.builders import build
+    from fashionzoo.training.single import averaged_with_start
+
+    model = build(get_entry("zoo-resnet"))
+    trained = [np.full(w.shape, 2.0, np.float32) for w in model.get_weights()]
+    start = [np.full(w.shape, -3.0, np.float32) for w in trained]
+    model.set_weights(trained)
+    averaged = averaged_with_start(model, start, 0.2).get_weights()
+    assert len(averaged) == len(trained) and all(np.allclose(w, 0.8 * 2.0 + 0.2 * -3.0) for w in averaged)
+
+
 @pytest.mark.slow
 def test_a_small_photo_recipe_records_what_its_weights_measure_and_is_not_released(
     tmp_path: Path, small_data: Path
