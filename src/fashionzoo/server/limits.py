@@ -96,9 +96,16 @@ class WorkQueue:
         with self._lock:
             return self._taken
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Give one place back."""
         with self._lock:
             self._taken -= 1
+
+    def submit(self, func: Callable[[], T]) -> Future[T]:
+        """``func()`` on a worker thread; the place it holds is given back when it is done or cancelled."""
+        future = self._pool.submit(func)
+        future.add_done_callback(lambda _: self.release())
+        return future
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -116,9 +123,8 @@ class Slot:
         """``func()``'s result, computed on a worker thread (once per slot)."""
         if not self._held:
             raise RuntimeError("a slot runs one piece of work")
-        future: Future[T] = self._work._pool.submit(func)
+        future = self._work.submit(func)
         self._held = False  # the future gives the place back when it is done or cancelled
-        future.add_done_callback(lambda _: self._work._release())
         try:
             return await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
@@ -131,4 +137,4 @@ class Slot:
     def __exit__(self, *_: object) -> None:
         if self._held:
             self._held = False
-            self._work._release()
+            self._work.release()
