@@ -21,7 +21,7 @@ from fashionzoo.training import runs
 from fashionzoo.training.fit import check_recipe, distribution_strategy, load_splits, log
 from fashionzoo.training.resume import write_run_weights
 from fashionzoo.training.runs import RunRecord
-from fashionzoo.training.single import measure_run, start_weights, train_single
+from fashionzoo.training.single import measure_run, train_single
 
 
 def _write_mean_history(histories: list[dict[str, list[float]]], path: Path) -> None:
@@ -69,8 +69,6 @@ def train_ensemble(
     runs.prepare_run_folder(out, runs.MEMBERS, resume)  # a fresh run retrains every member
     _, device_used = distribution_strategy(device)
     splits = load_splits(entry, recipe, data_dir, limit)
-    if recipe.start_from:  # the weights the members start from are part of the data, as for a single run
-        splits = splits._replace(files={**splits.files, **start_weights(recipe.start_from)})
     data_files = splits.files
     model = build(entry)
     histories, wall_time, resumed_at = [], 0.0, []

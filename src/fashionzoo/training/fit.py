@@ -21,6 +21,7 @@ from fashionzoo.models.loading import load, predict_probs
 from fashionzoo.photos.convert import to_model_input
 from fashionzoo.photos.pool import PoolPhotos, read_pool, split_by_sender
 from fashionzoo.registry.entry import ModelEntry
+from fashionzoo.registry.lookup import get_entry
 from fashionzoo.registry.specs import Recipe
 
 
@@ -192,6 +193,15 @@ def check_recipe(name: str, recipe: Recipe) -> None:
         )
 
 
+def start_weights(name: str) -> dict[str, str]:
+    """The released weights a fine-tuning starts from, as a data file: their name and SHA-256."""
+    entry = get_entry(name)
+    released = entry.weights.files.get("weights") if entry.weights else None
+    if released is None:
+        raise FashionZooError(f"{entry.full_name}: no released weights to start from; release it first")
+    return {released.filename: released.sha256}
+
+
 def start_weights_of(recipe: Recipe) -> list[np.ndarray]:
     """The weights a fine-tuning starts from: the released ``recipe.start_from``'s, or those of its member
     ``recipe.start_member`` when it is an ensemble."""
@@ -341,13 +351,14 @@ def predict_split(entry: ModelEntry, model: keras.Model, split: Split) -> np.nda
 def load_splits(entry: ModelEntry, recipe: Recipe, data_dir: str | os.PathLike | None, limit: int | None) -> Splits:
     """The training, validation and test splits of ``entry``'s data set (the first ``limit`` training images and a
     fifth as many for validation, with ``limit``), its photo pool's photos split by sender (``limit`` of them, with
-    ``limit``), and the SHA-256 of each data file read."""
+    ``limit``), and the SHA-256 of each data file read: the released weights a fine-tuning starts from included."""
+    started_from = start_weights(recipe.start_from) if recipe.start_from else {}
     full_train = load_split("train", entry.tag, data_dir)
     test = load_split("test", entry.tag, data_dir)
     train_split, val_split = train_val_split(full_train, recipe.val_fraction)
     if limit:
         train_split, val_split = train_split.head(limit), val_split.head(max(limit // 5, 1))
-    files = {**full_train.files, **test.files}
+    files = {**full_train.files, **test.files, **started_from}
     pool = DATASETS[entry.tag].photo_pool
     if pool is None:
         return Splits(train_split, val_split, test, files)

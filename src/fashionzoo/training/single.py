@@ -24,7 +24,6 @@ from fashionzoo.models.loading import inference_model
 from fashionzoo.photos.pool import score
 from fashionzoo.publish.reports import write_run_figures
 from fashionzoo.registry.entry import ModelEntry
-from fashionzoo.registry.lookup import get_entry
 from fashionzoo.registry.specs import Recipe
 from fashionzoo.training import runs
 from fashionzoo.training.fit import (
@@ -124,9 +123,6 @@ def train_single(
     if splits is None:
         splits = load_splits(entry, recipe, data_dir, limit)
     train_split, val_split, data_files = splits.train, splits.val, splits.files
-    if recipe.start_from:  # the weights a fine-tuning starts from are part of its data
-        data_files = {**data_files, **start_weights(recipe.start_from)}
-        splits = splits._replace(files=data_files)
 
     build_kwargs = dict(build_overrides or {})
     search = None
@@ -208,15 +204,6 @@ def train_single(
     write_run_figures(out, entry, record)
     runs.remove_backup(out)
     return record
-
-
-def start_weights(name: str) -> dict[str, str]:
-    """The released weights a fine-tuning starts from, as a data file: their name and SHA-256."""
-    entry = get_entry(name)
-    released = entry.weights.files.get("weights") if entry.weights else None
-    if released is None:
-        raise FashionZooError(f"{entry.full_name}: no released weights to start from; release it first")
-    return {released.filename: released.sha256}
 
 
 def averaged_with_start(model: keras.Model, start: list[np.ndarray], share: float) -> keras.Model:
