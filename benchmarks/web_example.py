@@ -35,7 +35,6 @@ from fashionzoo.registry.lookup import resolve
 from fashionzoo.runtime.classifier import Classifier
 
 ROOT = Path(__file__).resolve().parents[1]
-WEB = ROOT / "examples" / "web"
 BATCHES = {1: 256, 64: 1024}
 """Batch size -> images timed per pass."""
 DOWNLOADS = (
@@ -82,7 +81,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
-    from browser import chromium_page, web_example_served
+    from browser import WEB_EXAMPLE, chromium_page, web_example_served
 
     images = load_split("test").images[: max(BATCHES.values())]
     results: list[dict[str, Any]] = []
@@ -118,7 +117,7 @@ def main() -> None:
         json.dumps(
             {
                 "results": results,
-                "page_files": sizes([WEB / p for p in DOWNLOADS]),
+                "page_files": sizes([WEB_EXAMPLE / p for p in DOWNLOADS]),
                 "page_files_not_listed": missing,
                 "chromium": version,
                 "cpu": this_cpu(),
