@@ -50,7 +50,8 @@ def _cache(bench_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def tiny_run(
     shared_data: Path, bench_cache: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """``bench NAME --batch-sizes 1,2 --repeats 3 --json --out FILE``: (stdout rows, --out document)."""
+    """``bench NAME --batch-sizes 1,2 --repeats 3 --json --out FILE``: (stdout rows, --out document). Its tests share an
+    xdist group: one pytest-xdist worker runs it."""
     from fashionzoo.bench import cache
 
     out = tmp_path_factory.mktemp("bench-out") / "bench.json"
@@ -80,6 +81,7 @@ def tiny_run(
     return document["results"], document
 
 
+@pytest.mark.xdist_group("test_benchmark.tiny_run")
 def test_bench_json_shape(tiny_run: tuple[list[dict[str, Any]], dict[str, Any]]) -> None:
     from fashionzoo.bench.run import BACKENDS
 
@@ -207,6 +209,7 @@ def test_session_knobs_and_sweep(shared_data: Path, _cache: None) -> None:
     assert {r["precision"] for r in rows} == {"fp32", "int8"}
 
 
+@pytest.mark.xdist_group("test_benchmark.tiny_run")
 def test_run_script_renders_the_page(tiny_run: tuple[list[dict[str, Any]], dict[str, Any]], tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
     script = importlib.util.module_from_spec(spec)

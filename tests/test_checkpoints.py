@@ -19,6 +19,9 @@ from fashionzoo.registry.lookup import all_entries, get_entry
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "models"
 RELEASED = [entry.full_name for entry in all_entries() if entry.weights is not None]
+EVALUATED = [pytest.param(name, marks=pytest.mark.xdist_group(f"test-file-of-{name}")) for name in RELEASED]
+""":data:`RELEASED`, each model's two tests on its whole test file in one pytest-xdist worker: evaluated once
+(:func:`keras_test_probs`)."""
 
 
 def test_default_model_ships_inside_the_package() -> None:
@@ -62,7 +65,7 @@ def _forget_test_probs() -> Iterator[None]:
 
 
 @pytest.mark.slow  # evaluates every released checkpoint on its test file
-@pytest.mark.parametrize("name", RELEASED)
+@pytest.mark.parametrize("name", EVALUATED)
 def test_shipped_checkpoint_keeps_its_recorded_accuracy(name: str, data_of: Callable[[str], Path]) -> None:
     from fashionzoo.models.evaluation import metrics_from_probs
 
@@ -84,7 +87,7 @@ def test_shipped_checkpoint_reaches_its_target(name: str) -> None:
 
 
 @pytest.mark.slow  # evaluates every released checkpoint on its test file
-@pytest.mark.parametrize("name", RELEASED)
+@pytest.mark.parametrize("name", EVALUATED)
 def test_shipped_onnx_matches_keras(name: str, data_of: Callable[[str], Path]) -> None:
     from fashionzoo.data.loading import load_split
     from fashionzoo.runtime.classifier import Classifier

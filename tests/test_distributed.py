@@ -30,6 +30,7 @@ pytest.importorskip("ray", reason='Ray is not installed (pip install "fashionzoo
 pq = pytest.importorskip("pyarrow.parquet", reason='pyarrow is not installed (pip install "fashionzoo[ray]")')
 
 pa = pytest.importorskip("pyarrow")
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time under pytest-xdist
 
 from helpers import CLI_ENV, assert_cli_error, assert_one_line, released, run_cli  # noqa: E402
 from ray_cluster import LocalCluster, _session_members, free_port  # noqa: E402 (after the skips: it needs Ray)
@@ -82,6 +83,13 @@ def _local(source: str, out: Path, *options: str) -> pq.Table:
     result = CliRunner().invoke(main, ["predict", source, "--out", str(out), "--top-k", "3", *options])
     assert result.exit_code == 0, result.output
     return pq.read_table(out)
+
+
+def test_the_ray_tests_share_one_worker(request: pytest.FixtureRequest) -> None:
+    """Under pytest-xdist's loadgroup (pyproject's addopts) this module's tests carry their group, so one worker runs
+    them and no two Ray clusters start at once: pytest-xdist 3.8 drops every group, silently, under pytest 9.2."""
+    if getattr(request.config.option, "loadgroup", False):
+        assert request.node.nodeid.endswith("@ray"), "pytest-xdist did not group the tests (pytest-xdist#1386)"
 
 
 @pytest.mark.slow  # a two-node Ray cluster

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def int8(exported: Exported, tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """The session's exported LeNet-5, quantised."""
+    """The session's exported LeNet-5, quantised (its tests share an xdist group: one pytest-xdist worker makes it)."""
     from fashionzoo.publish.export import quantize_int8
 
     out = tmp_path_factory.mktemp("int8") / f"{exported.name}.int8.onnx"
@@ -35,6 +35,7 @@ def _metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
 
 
+@pytest.mark.xdist_group("test_quantize.int8")
 def test_int8_accuracy_within_half_a_point(exported: Exported, int8: Path, shared_data: Path) -> None:
     test = load_split("test", data_dir=shared_data)
     fp32_acc, int8_acc = (
@@ -47,6 +48,7 @@ def test_int8_accuracy_within_half_a_point(exported: Exported, int8: Path, share
     assert float(meta["fashionzoo.fp32_test_accuracy"]) == pytest.approx(fp32_acc)
 
 
+@pytest.mark.xdist_group("test_quantize.int8")
 def test_int8_carries_metadata_and_is_quantised(exported: Exported, int8: Path) -> None:
     meta, fp32_meta = _metadata(int8), _metadata(exported.path)
     for key in (
@@ -68,6 +70,7 @@ def test_int8_carries_metadata_and_is_quantised(exported: Exported, int8: Path) 
     assert int8.stat().st_size < exported.path.stat().st_size / 2
 
 
+@pytest.mark.xdist_group("test_quantize.int8")
 def test_int8_loads_in_the_runtime(exported: Exported, int8: Path, shared_data: Path) -> None:
     clf = Classifier(int8, name=exported.name)
     assert clf.name == exported.name and clf.classes == FASHION_CLASSES

@@ -22,6 +22,8 @@ from fashionzoo.registry.lookup import get_entry
 from fashionzoo.runtime.classifier import Classifier
 from fashionzoo.training import runs
 
+pytestmark = pytest.mark.xdist_group("test_release.retrained")
+
 REPRODUCED = ("lenet5", "mlp-small-tuned")
 """Retrained by the suite with their full recipes (about a minute each on 2 cores)."""
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "models"
@@ -32,7 +34,8 @@ TOLERANCE = 0.003
 
 @pytest.fixture(scope="module")
 def retrained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, Path]:
-    """Each of :data:`REPRODUCED` trained again with its released recipe, on the official files."""
+    """Each of :data:`REPRODUCED` trained again with its released recipe, on the official files (the module's tests
+    share an xdist group: one pytest-xdist worker trains them)."""
     from fashionzoo.training.train import train
 
     folders = {}

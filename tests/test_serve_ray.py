@@ -18,6 +18,7 @@ import fashionzoo
 from fashionzoo.registry import DEFAULT_MODEL
 
 pytest.importorskip("ray.serve", reason='Ray Serve is not installed (pip install "fashionzoo[ray]")')
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time under pytest-xdist
 
 from helpers import CLI_ENV, wait_for  # noqa: E402
 from ray_cluster import LocalCluster, _session_members  # noqa: E402 (after the skip: it needs Ray)

@@ -30,6 +30,7 @@ def _data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_data: Path) ->
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, RunRecord]:
+    """A short lenet run (its tests share an xdist group: one pytest-xdist worker trains it)."""
     from fashionzoo.training.train import train
 
     out = tmp_path_factory.mktemp("run") / "lenet"
@@ -38,6 +39,7 @@ def short_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tu
 
 
 @pytest.mark.slow  # the module's short run trains lenet5
+@pytest.mark.xdist_group("test_training.short_run")
 def test_short_run_writes_every_artifact(short_run: tuple[Path, RunRecord]) -> None:
     out, metrics = short_run
     for name in ("lenet5.weights.h5", "history.csv", "curves.png", "confusion.png", "metrics.json", "README.md"):
@@ -64,6 +66,7 @@ def test_short_run_writes_every_artifact(short_run: tuple[Path, RunRecord]) -> N
 
 
 @pytest.mark.slow  # the module's short run trains lenet5
+@pytest.mark.xdist_group("test_training.short_run")
 def test_same_seed_reproduces_accuracy(short_run: tuple[Path, RunRecord], tmp_path: Path) -> None:
     from fashionzoo.training.train import train
 
@@ -72,6 +75,7 @@ def test_same_seed_reproduces_accuracy(short_run: tuple[Path, RunRecord], tmp_pa
 
 
 @pytest.mark.slow  # the module's short run trains lenet5
+@pytest.mark.xdist_group("test_training.short_run")
 def test_eval_json_on_a_trained_run(short_run: tuple[Path, RunRecord]) -> None:
     out, metrics = short_run
     result = CliRunner().invoke(
