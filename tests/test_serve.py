@@ -32,6 +32,7 @@ from PIL import Image, ImageDraw
 from fashionzoo.photos.decode import MAX_PIXELS
 from fashionzoo.registry.catalogue import DEFAULT_MODEL
 from fashionzoo.registry.lookup import all_entries
+from fashionzoo.runtime.classifier import Classifier
 from fashionzoo.runtime.results import saved_input_path
 
 pytest.importorskip("fastapi", reason='the server is not installed (pip install "fashionzoo[serve]")')
@@ -387,26 +388,26 @@ def asgi_post(app: Any, path: str, body: bytes, content_type: str) -> tuple[int,
     return start["status"], headers, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
 
 
-class FakeClassifier:
-    """Stands in for :class:`Classifier` in the tests of the app in this process (nothing loaded)."""
+class RecordedLoads:
+    """The real :class:`Classifier`'s loading, each load recorded and, for the models in ``held``, held until their
+    event is set: a load long enough for the tests to send other requests meanwhile."""
 
-    loads: list[str] = []
-    blocked: dict[str, threading.Event] = {}
+    def __init__(self, held: dict[str, threading.Event]) -> None:
+        self.loads: list[str] = []
+        self.held = held
 
-    @classmethod
-    def from_pretrained(cls, entry: Any, spinning: bool = True) -> FakeClassifier:
-        cls.loads.append(entry.full_name)
-        if entry.full_name in cls.blocked:
-            assert cls.blocked[entry.full_name].wait(30)
-        return cls()
+    def from_pretrained(self, entry: Any, **options: Any) -> Classifier:
+        self.loads.append(entry.full_name)
+        if entry.full_name in self.held:
+            assert self.held[entry.full_name].wait(30)
+        return Classifier.from_pretrained(entry, **options)
 
 
 def test_an_unexpected_error_is_a_json_500_and_logged(monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
     def broken(*_: Any) -> list[dict[str, Any]]:
         raise RuntimeError("a bug\nover two lines")
 
-    monkeypatch.setattr(server_app, "Classifier", FakeClassifier)
-    monkeypatch.setattr(server_app, "classify", broken)
+    monkeypatch.setattr(server_app, "classify", broken)  # the default model is loaded for real
     app = server_app.create_app(ServerLimits(workers=1))
     body = b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\nx\r\n--b--\r\n'
     with caplog.at_level(logging.ERROR, logger="fashionzoo.server"):
@@ -419,22 +420,22 @@ def test_an_unexpected_error_is_a_json_500_and_logged(monkeypatch: pytest.Monkey
 def test_a_model_loading_blocks_only_the_requests_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
     from fashionzoo.registry.lookup import resolve
 
-    monkeypatch.setattr(server_app, "Classifier", FakeClassifier)
-    monkeypatch.setattr(FakeClassifier, "loads", [])
     slow = threading.Event()
-    monkeypatch.setattr(FakeClassifier, "blocked", {"cnn": slow})
+    loading = RecordedLoads({"cnn": slow})
+    monkeypatch.setattr(server_app, "Classifier", loading)
     classifiers = Classifiers(resolve(DEFAULT_MODEL))
     cnn, other = resolve("cnn"), resolve("cnn-small.mnist")
     with ThreadPoolExecutor(3) as threads:
         first, second = threads.submit(classifiers.get, cnn), threads.submit(classifiers.get, cnn)
-        assert wait_for(lambda: "cnn" in FakeClassifier.loads, timeout=10)
+        assert wait_for(lambda: "cnn" in loading.loads, timeout=10)
         # another model, and the one already loaded, while cnn is loading
-        assert threads.submit(classifiers.get, other).result(timeout=10) is not None
-        assert classifiers.get(classifiers.default) is not None
+        assert isinstance(threads.submit(classifiers.get, other).result(timeout=30), Classifier)
+        assert isinstance(classifiers.get(classifiers.default), Classifier)
         assert not first.done() and not second.done()
         slow.set()
-        assert first.result(timeout=10) is second.result(timeout=10)
-    assert FakeClassifier.loads == [DEFAULT_MODEL, "cnn", "cnn-small.mnist"]  # each loaded once
+        assert first.result(timeout=30) is second.result(timeout=30)
+    assert first.result().name == "cnn"
+    assert loading.loads == [DEFAULT_MODEL, "cnn", "cnn-small.mnist"]  # each loaded once
 
 
 def test_the_command_line_refuses_an_address_it_cannot_listen_on_in_one_line() -> None:
