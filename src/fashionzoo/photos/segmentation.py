@@ -4,8 +4,8 @@ Real product photos defeat a plain colour trim: light-grey backgrounds brighten 
 white garments differ from white by a few grey levels, and shadows darken the floor. Edges are kept by all of these,
 so the outline comes from Canny edges, closed and filled; on a textured background (phone photos on beds and floors)
 edges are everywhere, and the colour distance from the border's median colour, thresholded with Otsu and refined by
-colour models of garment and background, does better. On a person (a face at the top of a tall silhouette) skin-
-coloured pixels are removed so that the garment, not the arms, legs and head, is what remains. Every setting was
+colour models of garment and background, does better. On a person (a face at the top of a tall silhouette) pixels of
+the wearer's skin tone are removed so that the garment, not the arms, legs and head, is what remains. Every setting was
 chosen on the development photos (``shared/data/real-photos``, balanced accuracy of the default model); the figures
 are in ``docs/photos.md`` ("How the pipeline's settings were chosen"). OpenCV (opencv-python-headless) was chosen
 over scikit-image: it has all of these steps, is one wheel with no further dependency, and runs the pipeline in about
@@ -50,6 +50,12 @@ _SKIN_LOW, _SKIN_HIGH = (0, 135, 85), (255, 180, 135)
 _HEAD_ROWS, _HEAD_SKIN, _PERSON_ASPECT = 0.2, 0.2, 1.2
 """A person: at least 20% skin in the top 20% of the silhouette's rows, and a silhouette 1.2 times taller than wide
 (skin removal chosen on the development photos, for worn ones: docs/photos.md)."""
+_FACE_ROWS, _WEARER_DISTANCE, _WEARER_SPREAD = 0.12, 3.0, 2.0
+"""Skin is only what is near the wearer's own tone: the skin-box pixels of the top 12% of the silhouette's rows (the
+face) give its mean and covariance in CrCb (at least 2 levels of spread each way), and a skin-box pixel is skin within
+a Mahalanobis distance of 3 of it. The box alone also holds pink, red, yellow, beige and khaki garments, which were
+then removed with the skin, the person undone, and the head and trousers left in (chosen on the development photos,
+worn ones: docs/photos.md)."""
 _HALO_DISTANCE = 0.05 * 255 * np.sqrt(3)
 """Pixels this close to the background colour are dropped from the silhouette's rim (as wide as the closing):
 Canny traces a sharp step on either side and the closing rounds corners outwards, which left up to 2 pixels of
@@ -193,15 +199,30 @@ def _without_skin(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
     if height < _PERSON_ASPECT * width:
         return None
-    skin = cv2.inRange(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb), _SKIN_LOW, _SKIN_HIGH)
+    ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
+    skin = cv2.inRange(ycrcb, _SKIN_LOW, _SKIN_HIGH)
     is_skin = cv2.morphologyEx(skin, cv2.MORPH_OPEN, _ellipse(3)) > 0
     top = rows[0] + max(1, int(_HEAD_ROWS * height))
     head = mask[:top] > 0
     if is_skin[:top][head].mean() < _HEAD_SKIN:
         return None
+    face = rows[0] + max(2, int(_FACE_ROWS * height))
+    is_skin &= _near_wearer(ycrcb[..., 1:], ycrcb[:face, :, 1:][is_skin[:face] & (mask[:face] > 0)])
     clothed = cv2.morphologyEx(((mask > 0) & ~is_skin).astype(np.uint8), cv2.MORPH_OPEN, _ellipse(_SKIN_OPEN))
     garment = largest_filled_component(clothed)
     return garment if garment.sum() > _MIN_KEPT * mask.sum() else None
+
+
+def _near_wearer(chroma: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """Which pixels of ``chroma`` (H, W, 2: Cr and Cb) are within :data:`_WEARER_DISTANCE` of the tone of ``face``
+    (N, 2: the face's skin pixels); all of them when too few face pixels were found to tell a tone."""
+    if len(face) < 5:
+        return np.ones(chroma.shape[:2], dtype=bool)
+    samples = face.astype(np.float64)
+    covariance = np.cov(samples, rowvar=False) + np.eye(2) * _WEARER_SPREAD**2
+    offsets = chroma.reshape(-1, 2) - samples.mean(axis=0)
+    distance = np.einsum("ij,jk,ik->i", offsets, np.linalg.inv(covariance), offsets)
+    return (distance <= _WEARER_DISTANCE**2).reshape(chroma.shape[:2])
 
 
 def border_colour(rgb: np.ndarray) -> np.ndarray:
