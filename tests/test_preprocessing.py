@@ -11,6 +11,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from helpers import assert_one_line
@@ -293,6 +294,20 @@ def test_the_scene_names_what_the_garment_was_found_on() -> None:
     person = segmentation.find_garment(worn, segmentation.border_colour(worn))
     assert person.scene == "person"
     assert not person.mask[8:36].any() and person.mask[50:100, 20:60].all()
+
+
+def test_a_garment_in_a_skin_like_colour_is_kept_on_a_person() -> None:
+    """A coral top is inside the skin box too, but far from the wearer's own tone (the face's): it stays, the
+    person is found and the head is left out (the box alone took the top with the skin, undid the person and kept the
+    head in the input)."""
+    worn = np.full((120, 80, 3), 250, np.uint8)
+    worn[40:110, 10:70] = (240, 150, 120)  # YCrCb (173, 175, 98): inside the skin box
+    worn[8:40, 28:52] = (200, 150, 120)  # the face: YCrCb (160, 156, 107)
+    skin_box = cv2.inRange(cv2.cvtColor(worn, cv2.COLOR_RGB2YCrCb), segmentation._SKIN_LOW, segmentation._SKIN_HIGH)
+    assert skin_box[40:110, 10:70].all()
+    found = segmentation.find_garment(worn, segmentation.border_colour(worn))
+    assert found.scene == "person"
+    assert not found.mask[8:36].any() and found.mask[50:100, 20:60].all()
 
 
 def test_underexposed_photo_gives_the_same_garment_on_black() -> None:
