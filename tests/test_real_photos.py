@@ -34,9 +34,9 @@ from fashionzoo.runtime.inputs import expand_inputs
 
 REAL_PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
 """The shared development photos, beside the repository like the shared Fashion-MNIST copy (tests/conftest.py)."""
-FLOORS = {"studio": 0.80, "worn": 0.68, "phone": 0.84}
+FLOORS = {"studio": 0.80, "worn": 0.70, "phone": 0.84}
 """Balanced accuracy per domain. Measured with the shipped default model (``zoo-ensemble.photos``), preprocessing and
-photo calibration: studio 0.813, worn 0.698, phone 0.864 (docs/photos.md); the floors sit a little under, a few photos
+photo calibration: studio 0.811, worn 0.713, phone 0.864 (docs/photos.md); the floors sit a little under, a few photos
 per class (another CPU's kernels may flip a near tie). The phone folder is a subset of the CC0 pool these weights were
 trained on (most of its senders were on the training side), so its floor guards against regressions only; the
 held-out senders' figure is ``benchmarks/pool_photos.py``'s."""

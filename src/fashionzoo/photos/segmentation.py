@@ -206,23 +206,23 @@ def _without_skin(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     head = mask[:top] > 0
     if is_skin[:top][head].mean() < _HEAD_SKIN:
         return None
+    is_skin &= mask > 0
     face = rows[0] + max(2, int(_FACE_ROWS * height))
-    is_skin &= _near_wearer(ycrcb[..., 1:], ycrcb[:face, :, 1:][is_skin[:face] & (mask[:face] > 0)])
+    is_skin[is_skin] = _near_wearer(ycrcb[is_skin][:, 1:], ycrcb[:face][is_skin[:face]][:, 1:])
     clothed = cv2.morphologyEx(((mask > 0) & ~is_skin).astype(np.uint8), cv2.MORPH_OPEN, _ellipse(_SKIN_OPEN))
     garment = largest_filled_component(clothed)
     return garment if garment.sum() > _MIN_KEPT * mask.sum() else None
 
 
 def _near_wearer(chroma: np.ndarray, face: np.ndarray) -> np.ndarray:
-    """Which pixels of ``chroma`` (H, W, 2: Cr and Cb) are within :data:`_WEARER_DISTANCE` of the tone of ``face``
-    (N, 2: the face's skin pixels); all of them when too few face pixels were found to tell a tone."""
+    """Which of the pixels ``chroma`` (N, 2: Cr and Cb) are within :data:`_WEARER_DISTANCE` of the tone of ``face``
+    (M, 2: the face's skin pixels); all of them when too few face pixels were found to tell a tone."""
     if len(face) < 5:
-        return np.ones(chroma.shape[:2], dtype=bool)
+        return np.ones(len(chroma), dtype=bool)
     samples = face.astype(np.float64)
     covariance = np.cov(samples, rowvar=False) + np.eye(2) * _WEARER_SPREAD**2
-    offsets = chroma.reshape(-1, 2) - samples.mean(axis=0)
-    distance = np.einsum("ij,jk,ik->i", offsets, np.linalg.inv(covariance), offsets)
-    return (distance <= _WEARER_DISTANCE**2).reshape(chroma.shape[:2])
+    offsets = chroma - samples.mean(axis=0)
+    return np.einsum("ij,jk,ik->i", offsets, np.linalg.inv(covariance), offsets) <= _WEARER_DISTANCE**2
 
 
 def border_colour(rgb: np.ndarray) -> np.ndarray:
