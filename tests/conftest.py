@@ -17,7 +17,7 @@ import huggingface_hub.file_download
 import huggingface_hub.utils._http
 import numpy as np
 import pytest
-from helpers import COMMIT_A, COMMIT_B, CONTENT_A, CONTENT_B, FILENAME, REPO
+from helpers import COMMIT_A, COMMIT_B, CONTENT_A, CONTENT_B, FILENAME, REPO, SUMMARY_PROPERTY
 from hub_server import HubServer
 
 from fashionzoo.publish.release import TABLE_END, TABLE_START, ReleaseTree
@@ -273,3 +273,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Exp
         patch.setenv("FASHIONZOO_HOME", str(folder / "home"))
         path = export_onnx("lenet5", folder / "lenet5.onnx", weights=weights, data_dir=shared_data)
     return Exported("lenet5", path, weights, model)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures tests recorded under :data:`helpers.SUMMARY_PROPERTY`, one line each, passed or failed."""
+    for report in terminalreporter.getreports("passed") + terminalreporter.getreports("failed"):
+        for name, value in report.user_properties:
+            if name == SUMMARY_PROPERTY:
+                terminalreporter.write_line(f"{report.nodeid}: {value}")
