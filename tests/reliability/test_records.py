@@ -221,6 +221,27 @@ def test_predict_onnx_on_the_released_file_reads_photos_as_predict_model(tmp_pat
     assert json.loads(raw.stdout)["top_k"] != json.loads(by_file.stdout)["top_k"][:1]
 
 
+def test_every_released_onnx_file_carries_its_weights_photo_calibration() -> None:
+    """``calibrate_photos.py --write`` records a calibration in ``weights.json`` alone and the next release writes it
+    into the files: a calibration written without that release would leave ``predict --onnx`` reading photos otherwise
+    than ``predict --model``."""
+    from fashionzoo.photos.calibration import PhotoCalibration
+    from fashionzoo.publish.export import describe
+    from fashionzoo.runtime import metadata
+
+    checked = 0
+    for entry in registry_lookup.all_entries():
+        record = entry.weights
+        for key in ("onnx", "onnx_int8"):
+            if record is None or key not in record.files:
+                continue
+            raw = describe(released(record.files[key].filename)).get(metadata.PHOTO_CALIBRATION)
+            written = PhotoCalibration.from_json(json.loads(raw)) if raw else None
+            assert written == record.photo_calibration, f"{entry.full_name} {key}"
+            checked += written is not None
+    assert checked >= 6  # zoo-resnet, zoo-ensemble and the two photo weights, each in fp32 and int8
+
+
 def test_a_photo_calibration_written_into_an_onnx_file_reads_back(tmp_path: Path) -> None:
     """Release writes the calibration with ``write_photo_calibration``: read back by ``Classifier``, the same one
     again changes no byte, None removes it; a malformed one is refused in one line."""
