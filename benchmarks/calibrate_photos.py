@@ -6,13 +6,14 @@ Usage: python benchmarks/calibrate_photos.py [--model NAME] [--photos DIR] [--fo
 Every photo is converted as ``predict`` converts it and run through the released ONNX file without calibration. Then
 (:func:`fashionzoo.photos.calibration.fit_calibration`) per-class log-probability offsets are fitted on the in-class
 studio and worn photos (the phone set is left out: its labels group classes), offsets of their own for photos on a
-plain background (on the studio photos) and on a person (on the worn photos), and the uncertain threshold is chosen
-on the shifted probabilities (Youden's J, phone photos of the ten classes against the hats, shorts and skirts).
-Reported: balanced accuracy per domain and class before and after, and a cross-validated estimate (the calibration
-fitted on one half of the photos, scored on the other, ``--folds`` random halvings; phone photos are never fitted
-on), with and without the scenes' own offsets. ``--scenes-only``, for weights trained on phone photos: no general
-offsets (phone photos are not shifted), only the plain and person scenes' own, and the uncertain threshold the weights
-already record (chosen on their held-out senders: the development phone photos may have been trained on).
+plain background (on the studio photos, with a mixing matrix: ``MIXED_SCENES``) and on a person (on the worn
+photos), and the uncertain threshold is chosen on the shifted probabilities (Youden's J, phone photos of the ten
+classes against the hats, shorts and skirts). Reported: balanced accuracy per domain and class before and after, and
+a cross-validated estimate (the calibration fitted on one half of the products, scored on the other's photos,
+``--folds`` random halvings; phone photos are never fitted on), with and without the scenes' own offsets, and
+without mixing matrices. ``--scenes-only``, for weights trained on phone photos: no general offsets (phone photos
+are not shifted), only the plain and person scenes' own, and the uncertain threshold the weights already record
+(chosen on their held-out senders: the development phone photos may have been trained on).
 """
 
 from __future__ import annotations
@@ -72,19 +73,24 @@ def main() -> None:
 def cross_validated(
     photos: list[Photo], probs: np.ndarray, scenes: tuple[str | None, ...], folds: int, options: dict[str, Any]
 ) -> dict[str, dict[str, float]]:
-    """Balanced accuracy per domain without a calibration, with one fitted on the other half of the photos, and
-    with that one's offsets for every photo (no scenes' own), averaged over ``folds`` random halvings (seeded)."""
+    """Balanced accuracy per domain without a calibration, with one fitted on the other half of the products, with
+    that one's offsets for every photo (no scenes' own) and with one fitted without mixing matrices, averaged over
+    ``folds`` random halvings (seeded)."""
     rng = np.random.default_rng(0)
+    products = sorted({photo.product for photo in photos})
+    product_of = np.array([products.index(photo.product) for photo in photos])
     scores: dict[str, dict[str, list[float]]] = {domain: {} for domain in DOMAINS}
     for _ in range(folds):
-        half = rng.permutation(len(photos)) < len(photos) // 2
+        half = (rng.permutation(len(products)) < len(products) // 2)[product_of]  # a product's photos on one side
         for fit_on in (half, ~half):
             chosen, held_out = np.flatnonzero(fit_on), np.flatnonzero(~fit_on)
-            fitted = fit_calibration([photos[i] for i in chosen], probs[chosen], [scenes[i] for i in chosen], **options)
+            fit_on_half = [photos[i] for i in chosen], probs[chosen], [scenes[i] for i in chosen]
+            fitted = fit_calibration(*fit_on_half, **options)
             variants = {
                 "before": None,
                 "after": fitted,
                 "after_without_scenes": PhotoCalibration(fitted.offsets, fitted.uncertain_below),
+                "after_without_mixing": fit_calibration(*fit_on_half, **options, mixed_scenes=()),
             }
             subset, held_scenes = [photos[i] for i in held_out], [scenes[i] for i in held_out]
             for name, calibration in variants.items():

@@ -90,6 +90,9 @@ def info(name: str, as_json: bool) -> None:
             for which, row in [(" (textured and other scenes)", calibration.offsets), *scenes]:
                 offsets = ", ".join(f"{name} {value:+.2f}" for name, value in zip(entry.classes, row, strict=True))
                 click.echo(f"photo calibration{which}: {offsets}")
+            for scene, matrix in calibration.mixing.items():
+                size = len(matrix)
+                click.echo(f"photo calibration, {scene} scene: log-probabilities mixed by a {size}x{size} matrix first")
             click.echo(f"uncertain below {calibration.uncertain_below} (docs/photos.md)")
     else:
         click.echo("weights: none released")

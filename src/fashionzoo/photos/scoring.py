@@ -42,13 +42,15 @@ domains (chosen on the development photos: docs/photos.md, "Scenes")."""
 
 @dataclass(frozen=True)
 class Photo:
-    """One labelled photo: its file, domain, class name for the per-class table and the class ids that count as
-    right (empty for an out-of-class photo)."""
+    """One labelled photo: its file, domain, class name for the per-class table, the class ids that count as
+    right (empty for an out-of-class photo) and the product it shows (the manifest's source and name: a shop's photos
+    of one product in several colours share it, a phone photo's names its sender)."""
 
     file: Path
     domain: str
     category: str
     accepted: frozenset[int]
+    product: str = ""
 
 
 def load_manifest(folder: str | os.PathLike, class_names: Sequence[str]) -> list[Photo]:
@@ -69,7 +71,7 @@ def load_manifest(folder: str | os.PathLike, class_names: Sequence[str]) -> list
             else:
                 class_id = int(row["class_id"])
                 category, accepted = class_names[class_id], frozenset({class_id})
-            photos.append(Photo(folder / row["file"], domain, category, accepted))
+            photos.append(Photo(folder / row["file"], domain, category, accepted, f"{row['source']}: {row['name']}"))
     return photos
 
 
