@@ -112,9 +112,7 @@ def fit_offsets(photos: Sequence[Photo], probs: np.ndarray) -> np.ndarray:
 def fit_mixing(photos: Sequence[Photo], probs: np.ndarray, l2: float = MIXING_L2) -> tuple[np.ndarray, np.ndarray]:
     """A mixing matrix and offsets fitted together as :func:`fit_offsets` fits offsets alone, the matrix held to the
     identity by ``l2`` times its squared distance (the loss stays convex)."""
-    matrix, offsets = _fit(photos, probs, l2=l2, steps=3000)
-    assert matrix is not None
-    return matrix, offsets
+    return _fit(photos, probs, l2=l2, steps=3000)
 
 
 def _fit(
@@ -124,8 +122,9 @@ def _fit(
     steps: int,
     rate: float = 0.5,
     matrix_rate: float = 0.02,
-) -> tuple[np.ndarray | None, np.ndarray]:
-    """:func:`fit_offsets` and, with ``l2``, :func:`fit_mixing`: (matrix or None, offsets)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fit_offsets` and, with ``l2``, :func:`fit_mixing`: (matrix, offsets); without ``l2`` the matrix stays
+    the identity and is not applied."""
     grouped = {photo.domain for photo in photos if len(photo.accepted) > 1}
     keep = [bool(photo.accepted) and photo.domain not in grouped for photo in photos]
     inside = [photo for photo, kept in zip(photos, keep, strict=True) if kept]
@@ -140,14 +139,14 @@ def _fit(
         accepted[row, list(photo.accepted)] = True
     seen = np.asarray(probs)[keep]
     logs, identity = _log(seen), np.eye(probs.shape[1])
-    offsets, matrix = np.zeros(probs.shape[1]), (None if l2 is None else identity.copy())
+    offsets, matrix = np.zeros(probs.shape[1]), identity.copy()
     for _ in range(steps):
-        q = shifted(seen, offsets.tolist(), matrix).astype(np.float64)
+        q = shifted(seen, offsets.tolist(), None if l2 is None else matrix).astype(np.float64)
         on_accepted = (q * accepted).sum(axis=1, keepdims=True)
         gradient = weights[:, None] * (q - q * accepted / np.maximum(on_accepted, 1e-12))
         offsets -= rate * gradient.sum(axis=0)
         offsets -= offsets.mean()
-        if matrix is not None and l2 is not None:
+        if l2 is not None:
             matrix -= matrix_rate * (gradient.T @ logs + l2 * (matrix - identity))
     return matrix, offsets
 
