@@ -4,6 +4,7 @@ on the shared development photos (skipped where ``../shared/data/real-photos`` i
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -127,20 +128,26 @@ def test_default_model_balanced_accuracy_on_the_development_photos(record_proper
 
 
 def _which_photos(photos: list[Photo], report: dict[str, Any], unread: int) -> str:
-    """The figures (phone per class too) and which development photos gave them: copies of the shared data differ
-    between machines."""
+    """The figures (phone per class too) and which development photos gave them, and what this machine's conversion
+    made of the phone photos: the build machine's copy scored phone 0.591 where this one scores 0.86 (docs/photos.md,
+    issue 30's seventh step). Here: manifest f220a55e1afa, files 356def8919d6, conversions 9d22adbc5342."""
     pool = REAL_PHOTOS.parent / "clothing-photos/images.csv"
     pooled = set()
     if pool.is_file():
         with open(pool, newline="", encoding="utf-8") as handle:
             pooled = {row["image"] for row in csv.DictReader(handle)}
-    phone = [p.file.stem for p in photos if p.domain == "phone"]
+    phone = [p.file for p in photos if p.domain == "phone"]
+    files, conversions = hashlib.sha256(), hashlib.sha256()
+    for file in phone:
+        files.update(bytes.fromhex(sha256_file(file)))
+        conversions.update(convert_file(file)[0].tobytes())
     figures = ", ".join(f"{domain} {r['balanced_accuracy']:.3f}" for domain, r in report.items())
     phone_classes = ", ".join(f"{name} {score:.2f}" for name, score in sorted(report["phone"]["per_class"].items()))
     return (
-        f"{figures} (phone: {phone_classes}); {unread} unread; {sum(stem in pooled for stem in phone)} of "
-        f"{len(phone)} phone photos in the clothing-photos pool; manifest SHA-256 "
-        f"{sha256_file(REAL_PHOTOS / 'manifest.csv')[:12]}"
+        f"{figures} (phone: {phone_classes}); {unread} unread; {sum(file.stem in pooled for file in phone)} of "
+        f"{len(phone)} phone photos in the clothing-photos pool; SHA-256 of the manifest "
+        f"{sha256_file(REAL_PHOTOS / 'manifest.csv')[:12]}, of the phone photos' files {files.hexdigest()[:12]} and "
+        f"of their 28x28 conversions {conversions.hexdigest()[:12]}"
     )
 
 
