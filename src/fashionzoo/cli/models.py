@@ -86,13 +86,11 @@ def info(name: str, as_json: bool) -> None:
         )
         if entry.weights.photo_calibration:
             calibration = entry.weights.photo_calibration
-            scenes = [(f", {scene} scene", row) for scene, row in calibration.by_scene.items()]
-            for which, row in [(" (textured and other scenes)", calibration.offsets), *scenes]:
+            scenes = [(scene, f", {scene} scene", row) for scene, row in calibration.by_scene.items()]
+            for scene, which, row in [("", " (textured and other scenes)", calibration.offsets), *scenes]:
                 offsets = ", ".join(f"{name} {value:+.2f}" for name, value in zip(entry.classes, row, strict=True))
-                click.echo(f"photo calibration{which}: {offsets}")
-            for scene, matrix in calibration.mixing.items():
-                size = len(matrix)
-                click.echo(f"photo calibration, {scene} scene: log-probabilities mixed by a {size}x{size} matrix first")
+                mixed = f" (after a {len(row)}x{len(row)} mixing matrix)" if scene in calibration.mixing else ""
+                click.echo(f"photo calibration{which}: {offsets}{mixed}")
             click.echo(f"uncertain below {calibration.uncertain_below} (docs/photos.md)")
     else:
         click.echo("weights: none released")
