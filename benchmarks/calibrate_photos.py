@@ -77,8 +77,7 @@ def cross_validated(
     that one's offsets for every photo (no scenes' own) and with one fitted without mixing matrices, averaged over
     ``folds`` random halvings (seeded)."""
     rng = np.random.default_rng(0)
-    products = sorted({photo.product for photo in photos})
-    product_of = np.array([products.index(photo.product) for photo in photos])
+    products, product_of = np.unique([photo.product for photo in photos], return_inverse=True)
     scores: dict[str, dict[str, list[float]]] = {domain: {} for domain in DOMAINS}
     for _ in range(folds):
         half = (rng.permutation(len(products)) < len(products) // 2)[product_of]  # a product's photos on one side

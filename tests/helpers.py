@@ -28,10 +28,10 @@ from fashionzoo.registry.lookup import get_entry
 from fashionzoo.registry.specs import FileRecord, WeightsRecord
 
 ROOT = Path(__file__).resolve().parents[1]
+"""The repository's root folder."""
 SUMMARY_PROPERTY = "summary"
 """A test's ``record_property`` under this name is printed in the suite's closing summary (``conftest.py``): figures
 a CI log should show even when the test passes."""
-"""The repository's root folder."""
 
 # ====================================================================================================== one line
 

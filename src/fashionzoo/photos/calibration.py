@@ -141,7 +141,7 @@ def _fit(
     logs, identity = _log(seen), np.eye(probs.shape[1])
     offsets, matrix = np.zeros(probs.shape[1]), identity.copy()
     for _ in range(steps):
-        q = shifted(seen, offsets.tolist(), None if l2 is None else matrix).astype(np.float64)
+        q = _from_logs(logs, offsets, None if l2 is None else matrix).astype(np.float64)
         on_accepted = (q * accepted).sum(axis=1, keepdims=True)
         gradient = weights[:, None] * (q - q * accepted / np.maximum(on_accepted, 1e-12))
         offsets -= rate * gradient.sum(axis=0)
@@ -242,9 +242,14 @@ def shifted(
 ) -> np.ndarray:
     """Probabilities (N, classes) with their logarithms multiplied by the ``mixing`` matrix (when given) and
     ``offsets`` added, normalised again (float32)."""
-    logits = _log(probs)
-    if mixing is not None:
-        logits = logits @ np.asarray(mixing, dtype=np.float64).T
+    return _from_logs(_log(probs), offsets, mixing)
+
+
+def _from_logs(
+    logs: np.ndarray, offsets: Sequence[float] | np.ndarray, mixing: Sequence[Sequence[float]] | np.ndarray | None
+) -> np.ndarray:
+    """:func:`shifted` from the log-probabilities (float64) themselves: the fit takes them once, not once a step."""
+    logits = logs if mixing is None else logs @ np.asarray(mixing, dtype=np.float64).T
     logits = logits + np.asarray(offsets, dtype=np.float64)
     exp = np.exp(logits - logits.max(axis=1, keepdims=True))
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
