@@ -272,11 +272,16 @@ def file_kind(path: Path) -> str:
     return "link" if stat.S_ISLNK(mode) else "fifo" if stat.S_ISFIFO(mode) else "char" if stat.S_ISCHR(mode) else "file"
 
 
+def free_port() -> int:
+    """A port of 127.0.0.1 that was free a moment ago (another process may take it before the caller binds it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def closed_port_url() -> str:
     """The URL of a local port nothing listens on: connections are refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def strict_json(line: str) -> dict:

@@ -13,6 +13,10 @@ routable address (ray-project/ray#59110):
   resolution that keeps 127.0.0.1 as given (:data:`WORKER_START`); the node then takes 127.0.0.1 as its own
   address, as seen from the head.
 
+Ports are free ones the kernel hands out, so another process can take one between the choice and ``ray start``'s
+bind (Ray's own processes bind ports of that range as the head starts): a node that exits with "Address already in use"
+is killed with its session and the cluster started again on other ports, up to :data:`START_ATTEMPTS` times.
+
 Token authentication is on, with a token of the cluster's own in every node's and driver's environment
 (``RAY_AUTH_TOKEN``), so that the cluster neither reads nor writes ``~/.ray/auth_token``: Ray turns token
 authentication on for a new cluster when that file exists, and a driver given an explicit address would then have
@@ -33,7 +37,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,18 +44,25 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from helpers import free_port
+
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 WORKER_START = (
     "import sys; from ray._private import services; from ray.scripts.scripts import main; "
     "services.resolve_ip_for_localhost = lambda host: host; sys.exit(main())"
 )
 RAY = Path(sys.executable).with_name("ray")
+START_ATTEMPTS = 3
+PORT_TAKEN = "Address already in use"
+"""What a node prints when a port chosen for it was taken before it could bind it."""
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+class NodeExited(RuntimeError):
+    """A node of the cluster exited while it was being waited for; ``output`` is the end of its log."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__(f"a Ray node exited; the end of its output:\n{output}")
+        self.output = output
 
 
 def _session_members(session_ids: set[int]) -> list[int]:
@@ -82,8 +92,8 @@ class LocalCluster:
         self.head_cpus, self.worker_cpus, self.timeout = head_cpus, list(worker_cpus), timeout
         auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         self.env = {**os.environ, **auth, **(env or {})}
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
+        self.port = 0
+        self.address = ""
         self.temp_dir = tempfile.mkdtemp(prefix="fzray-", dir="/tmp")  # short: Ray's socket paths live under it
         self.nodes: list[subprocess.Popen] = []
         self.logs: list[Path] = []  # each node's output
@@ -100,6 +110,19 @@ class LocalCluster:
             )
 
     def start(self) -> LocalCluster:
+        """Start the head node, then each worker node; again on other ports if one of them found its port taken."""
+        for _ in range(START_ATTEMPTS - 1):
+            try:
+                return self._start_nodes()
+            except NodeExited as exited:
+                if PORT_TAKEN not in exited.output:
+                    raise
+                self._kill_nodes()
+        return self._start_nodes()
+
+    def _start_nodes(self) -> LocalCluster:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
         common = ["--disable-usage-stats", "--temp-dir", self.temp_dir, "--block"]
         self._start(
             [
@@ -146,7 +169,7 @@ class LocalCluster:
         while time.monotonic() < deadline:
             for node, log in zip(self.nodes, self.logs, strict=True):
                 if node.poll() is not None:
-                    raise RuntimeError(f"a Ray node exited; the end of its output:\n{log.read_text()[-2000:]}")
+                    raise NodeExited(log.read_text()[-2000:])
             status = subprocess.run(
                 [str(RAY), "status", "--address", self.address], env=self.driver_env(), capture_output=True, text=True
             )
@@ -157,6 +180,11 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Kill every process of the nodes' sessions (by id), then remove the temporary folder."""
+        self._kill_nodes()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def _kill_nodes(self) -> None:
+        """Kill every process of the nodes' sessions (by id) and forget the nodes."""
         sessions = {node.pid for node in self.nodes}
         for _ in range(3):  # a process may fork while we look
             for pid in _session_members(sessions):
@@ -165,7 +193,7 @@ class LocalCluster:
             time.sleep(0.5)
         for node in self.nodes:
             node.wait()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self.nodes, self.logs = [], []
 
     def __enter__(self) -> LocalCluster:
         try:

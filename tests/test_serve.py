@@ -26,7 +26,7 @@ import httpx2
 import numpy as np
 import pytest
 from browser import chromium_page
-from helpers import CLI_ENV, ROOT, assert_cli_error, assert_one_line, run_cli, wait_for
+from helpers import CLI_ENV, ROOT, assert_cli_error, assert_one_line, free_port, run_cli, wait_for
 from PIL import Image, ImageDraw
 
 from fashionzoo.photos.decode import MAX_PIXELS
@@ -91,12 +91,6 @@ def photos() -> list[Path]:
         if (REAL_PHOTOS / domain).is_dir():
             chosen += [sorted(folder.iterdir())[0] for folder in sorted((REAL_PHOTOS / domain).iterdir())[:3]]
     return chosen
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def healthy(url: str) -> bool:

@@ -20,9 +20,9 @@ from fashionzoo.registry import DEFAULT_MODEL
 pytest.importorskip("ray.serve", reason='Ray Serve is not installed (pip install "fashionzoo[ray]")')
 pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time under pytest-xdist
 
-from helpers import CLI_ENV, wait_for  # noqa: E402
+from helpers import CLI_ENV, free_port, wait_for  # noqa: E402
 from ray_cluster import LocalCluster, _session_members  # noqa: E402 (after the skip: it needs Ray)
-from test_serve import free_port, healthy, photos, post, predict_json, refusal, uploads  # noqa: E402
+from test_serve import healthy, photos, post, predict_json, refusal, uploads  # noqa: E402
 
 REPLICA_TITLE = b"ray::ServeReplica:fashionzoo:ZooReplica"
 """The process title of a replica of the app."""
