@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -24,7 +25,7 @@ from fashionzoo import FashionZooError, runtime
 from fashionzoo.cli import main
 from fashionzoo.data.datasets import FASHION_CLASSES
 from fashionzoo.models import loading as models_loading
-from fashionzoo.photos.convert import to_model_input
+from fashionzoo.photos.convert import forkable, to_model_input
 from fashionzoo.runtime import loading as runtime_loading
 from fashionzoo.runtime.classifier import Classifier
 from fashionzoo.runtime.classify import classify_files
@@ -239,15 +240,45 @@ def test_many_files_load_in_worker_processes_in_order(tmp_path: Path) -> None:
     serial = list(runtime_loading.load_all(files, 1, 64, "fashion-mnist"))
     children: list[int] = []
     loaded = []
+    opencv_threads = cv2.getNumThreads()
     for entry in runtime_loading.load_all(files, 2, 64, "fashion-mnist"):
         children = children or [child.pid for child in multiprocessing.active_children()]
+        assert cv2.getNumThreads() == 1  # forked inside forkable()
         loaded.append(entry)
     assert len(children) == 2 and not multiprocessing.active_children()
+    assert cv2.getNumThreads() == opencv_threads
     assert [e if isinstance(e, Failure) else e[0] for e in loaded] == [
         e if isinstance(e, Failure) else e[0] for e in serial
     ]
     assert isinstance(loaded[7], Failure) and loaded[270] == files[270]
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(loaded, serial, strict=True) if not isinstance(a, Failure))
+
+
+@pytest.mark.slow  # 120 processes forked beside four busy ones
+def test_processes_forked_inside_forkable_do_not_inherit_a_held_opencv_lock() -> None:
+    """OpenCV's thread pool is not fork-safe: a child forked while one of the parent's pool threads held its lock
+    waits for it forever (a loading process hung so in a CI run). CPU load stretches the moments a pool thread holds
+    its lock: here about 1 in 60 children forked just after the parent's OpenCV call hung without ``forkable`` (this
+    test then failed in 10 runs of 10)."""
+    image = np.random.default_rng(0).integers(0, 256, (256, 256), np.uint8)
+    fork = multiprocessing.get_context("fork")
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]
+    try:
+        for _ in range(120):
+            cv2.GaussianBlur(image, (0, 0), 2.0)  # the pool's threads work, then settle down to wait
+            with forkable():
+                child = fork.Process(target=cv2.GaussianBlur, args=(image, (0, 0), 2.0))
+                child.start()
+            child.join(timeout=30)
+            if child.exitcode is None:
+                child.kill()
+                child.join()
+                pytest.fail("a process forked inside forkable() hung in OpenCV")
+            assert child.exitcode == 0
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
 
 
 def _photo_links(folder: Path, count: int) -> Path:

@@ -9,9 +9,12 @@ image is). The standard library, numpy, Pillow and OpenCV are used, so this modu
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -75,6 +78,23 @@ def _converted(img: Image.Image, pipeline: str) -> Converted:
 
         return Converted(mnist_style(img), None if in_data_set_format(img) else "plain")
     return styled(img)
+
+
+@contextlib.contextmanager
+def forkable() -> Iterator[None]:
+    """OpenCV on one thread in this process for the block, so that processes forked in it can convert photos.
+
+    OpenCV's thread pool is not fork-safe (opencv/opencv#5150): a child forked while one of the parent's pool threads
+    held its lock waits for that lock forever at its first parallel call (a loading process hung so in a CI run, in
+    :mod:`fashionzoo.photos.segmentation` on a machine under load). Going to one thread joins the pool's threads
+    first, and the children inherit one thread (measured no slower: docs/photos.md, "Speed"). The thread count this
+    process had is restored at the end."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _check_pipeline(pipeline: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fashionzoo.core.errors import FashionZooError
-from fashionzoo.photos.convert import ImageBytes, read_photo
+from fashionzoo.photos.convert import ImageBytes, forkable, read_photo
 from fashionzoo.runtime.results import Failure
 
 Item = str | os.PathLike | ImageBytes | Failure
@@ -73,10 +73,8 @@ def _start_loader(parent: int) -> None:
     threads, which wait for one another at every operator, are not descheduled mid-operator (faster end to end,
     measured on the development photos: docs/photos.md). Ctrl-C is the parent's to handle: the process ignores it
     rather than print a traceback. On Linux it ends with its ``parent``: a parent killed by SIGTERM or SIGKILL left
-    its loading processes blocked on their pipes forever.
-
-    OpenCV keeps its own threads: ``cv2.setNumThreads`` hangs in a child forked after the parent used them, and one
-    thread per process measured no faster (docs/photos.md)."""
+    its loading processes blocked on their pipes forever. They run OpenCV on one thread: the parent forks them
+    inside :func:`forkable`."""
     os.nice(10)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):  # not Linux: no prctl
@@ -131,27 +129,28 @@ def load_all(items: Iterable[Item], workers: int, ahead: int, pipeline: str) -> 
             return ThreadPoolExecutor(workers, thread_name_prefix="fashionzoo-load")
         return ProcessPoolExecutor(workers, mp_context=_FORK, initializer=_start_loader, initargs=(os.getpid(),))
 
-    pool = start()
-    pending: deque[tuple[list[Any], Future]] = deque()
+    with contextlib.nullcontext() if threads else forkable():  # forked processes: OpenCV on one thread
+        pool = start()
+        pending: deque[tuple[list[Any], Future]] = deque()
 
-    def next_results() -> list[Loaded | Failure]:
-        nonlocal pool
-        group, future = pending.popleft()
+        def next_results() -> list[Loaded | Failure]:
+            nonlocal pool
+            group, future = pending.popleft()
+            try:
+                return future.result()
+            except BrokenProcessPool:  # a loading process died (out of memory?): its files and those queued fail
+                lost = [group, *(queued for queued, _ in pending)]
+                pending.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = start()
+                return [_lost(item) for queued in lost for item in queued]
+
         try:
-            return future.result()
-        except BrokenProcessPool:  # a loading process died (out of memory?): its files and those queued fail
-            lost = [group, *(queued for queued, _ in pending)]
-            pending.clear()
-            pool.shutdown(wait=False, cancel_futures=True)
-            pool = start()
-            return [_lost(item) for queued in lost for item in queued]
-
-    try:
-        for group in _chunks(itertools.chain(first, items), chunk):
-            pending.append((group, pool.submit(_load_chunk, group, pipeline)))
-            if len(pending) * chunk >= ahead:
+            for group in _chunks(itertools.chain(first, items), chunk):
+                pending.append((group, pool.submit(_load_chunk, group, pipeline)))
+                if len(pending) * chunk >= ahead:
+                    yield from next_results()
+            while pending:
                 yield from next_results()
-        while pending:
-            yield from next_results()
-    finally:  # also when the caller stops early or Ctrl-C: files not started are dropped, not loaded first
-        pool.shutdown(wait=True, cancel_futures=True)
+        finally:  # also when the caller stops early or Ctrl-C: files not started are dropped, not loaded first
+            pool.shutdown(wait=True, cancel_futures=True)
