@@ -58,10 +58,11 @@ PORT_TAKEN = "Address already in use"
 
 
 class NodeExited(RuntimeError):
-    """A node of the cluster exited while it was being waited for; ``output`` is the end of its log."""
+    """A node of the cluster exited while it was being waited for; ``output`` is its whole log (the message ends
+    with its end)."""
 
     def __init__(self, output: str) -> None:
-        super().__init__(f"a Ray node exited; the end of its output:\n{output}")
+        super().__init__(f"a Ray node exited; the end of its output:\n{output[-2000:]}")
         self.output = output
 
 
@@ -169,7 +170,7 @@ class LocalCluster:
         while time.monotonic() < deadline:
             for node, log in zip(self.nodes, self.logs, strict=True):
                 if node.poll() is not None:
-                    raise NodeExited(log.read_text()[-2000:])
+                    raise NodeExited(log.read_text())
             status = subprocess.run(
                 [str(RAY), "status", "--address", self.address], env=self.driver_env(), capture_output=True, text=True
             )

@@ -32,8 +32,8 @@ pq = pytest.importorskip("pyarrow.parquet", reason='pyarrow is not installed (pi
 pa = pytest.importorskip("pyarrow")
 pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time under pytest-xdist
 
-from helpers import CLI_ENV, assert_cli_error, assert_one_line, released, run_cli  # noqa: E402
-from ray_cluster import LocalCluster, _session_members, free_port  # noqa: E402 (after the skips: it needs Ray)
+from helpers import CLI_ENV, assert_cli_error, assert_one_line, free_port, released, run_cli  # noqa: E402
+from ray_cluster import LocalCluster, _session_members  # noqa: E402 (after the skips: it needs Ray)
 
 ACTOR_TITLE = b"ray::MapWorker(MapBatches(Predictor))"
 """The process title of an inference actor."""

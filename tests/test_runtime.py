@@ -240,18 +240,38 @@ def test_many_files_load_in_worker_processes_in_order(tmp_path: Path) -> None:
     serial = list(runtime_loading.load_all(files, 1, 64, "fashion-mnist"))
     children: list[int] = []
     loaded = []
-    opencv_threads = cv2.getNumThreads()
     for entry in runtime_loading.load_all(files, 2, 64, "fashion-mnist"):
         children = children or [child.pid for child in multiprocessing.active_children()]
-        assert cv2.getNumThreads() == 1  # forked inside forkable()
         loaded.append(entry)
     assert len(children) == 2 and not multiprocessing.active_children()
-    assert cv2.getNumThreads() == opencv_threads
     assert [e if isinstance(e, Failure) else e[0] for e in loaded] == [
         e if isinstance(e, Failure) else e[0] for e in serial
     ]
     assert isinstance(loaded[7], Failure) and loaded[270] == files[270]
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(loaded, serial, strict=True) if not isinstance(a, Failure))
+
+
+def _opencv_threads(items: list[str], pipeline: str) -> list[int]:
+    """In place of ``runtime_loading._load_chunk``: the loading process's OpenCV thread count, once per item."""
+    return [cv2.getNumThreads()] * len(items)
+
+
+def test_loading_processes_run_opencv_on_one_thread_and_this_process_keeps_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loading processes are forked inside ``forkable`` (OpenCV on one thread); this process's own OpenCV calls
+    keep its thread count while it reads their results."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(2)  # as on two cores or more
+    try:
+        monkeypatch.setattr(runtime_loading, "_load_chunk", _opencv_threads)
+        names = [f"{index}.png" for index in range(runtime_loading._PROCESSES_FROM)]
+        loading = runtime_loading.load_all(names, 2, 64, "fashion-mnist")
+        first = next(loading)
+        assert cv2.getNumThreads() == 2
+        assert [first, *loading] == [1] * len(names)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 @pytest.mark.slow  # 120 processes forked beside two busy ones

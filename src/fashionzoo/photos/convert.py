@@ -82,13 +82,14 @@ def _converted(img: Image.Image, pipeline: str) -> Converted:
 
 @contextlib.contextmanager
 def forkable() -> Iterator[None]:
-    """OpenCV on one thread in this process for the block, so that processes forked in it can convert photos.
+    """OpenCV on one thread in this process for the block, so that processes forked in it can convert photos. Keep
+    the block to the forks: the process's own OpenCV calls run on one thread inside it.
 
     OpenCV's thread pool is not fork-safe (opencv/opencv#5150): a child forked while one of the parent's pool threads
     held its lock waits for that lock forever at its first parallel call (a loading process hung so in a CI run, in
     :mod:`fashionzoo.photos.segmentation` on a machine under load). Going to one thread joins the pool's threads
-    first, and the children inherit one thread (measured no slower: docs/photos.md, "Speed"). The thread count this
-    process had is restored at the end."""
+    when no other thread of the process is inside a parallel OpenCV call, and the children inherit one thread (no
+    slower end to end: docs/photos.md, "Speed"). The thread count this process had is restored at the end."""
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:

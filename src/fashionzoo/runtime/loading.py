@@ -127,30 +127,34 @@ def load_all(items: Iterable[Item], workers: int, ahead: int, pipeline: str) -> 
     def start() -> Executor:
         if threads:
             return ThreadPoolExecutor(workers, thread_name_prefix="fashionzoo-load")
-        return ProcessPoolExecutor(workers, mp_context=_FORK, initializer=_start_loader, initargs=(os.getpid(),))
+        with forkable():  # a pool of forked processes forks them all at its first task: one now, a no-op
+            processes = ProcessPoolExecutor(
+                workers, mp_context=_FORK, initializer=_start_loader, initargs=(os.getpid(),)
+            )
+            processes.submit(int)
+        return processes
 
-    with contextlib.nullcontext() if threads else forkable():  # forked processes: OpenCV on one thread
-        pool = start()
-        pending: deque[tuple[list[Any], Future]] = deque()
+    pool = start()
+    pending: deque[tuple[list[Any], Future]] = deque()
 
-        def next_results() -> list[Loaded | Failure]:
-            nonlocal pool
-            group, future = pending.popleft()
-            try:
-                return future.result()
-            except BrokenProcessPool:  # a loading process died (out of memory?): its files and those queued fail
-                lost = [group, *(queued for queued, _ in pending)]
-                pending.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = start()
-                return [_lost(item) for queued in lost for item in queued]
-
+    def next_results() -> list[Loaded | Failure]:
+        nonlocal pool
+        group, future = pending.popleft()
         try:
-            for group in _chunks(itertools.chain(first, items), chunk):
-                pending.append((group, pool.submit(_load_chunk, group, pipeline)))
-                if len(pending) * chunk >= ahead:
-                    yield from next_results()
-            while pending:
+            return future.result()
+        except BrokenProcessPool:  # a loading process died (out of memory?): its files and those queued fail
+            lost = [group, *(queued for queued, _ in pending)]
+            pending.clear()
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = start()
+            return [_lost(item) for queued in lost for item in queued]
+
+    try:
+        for group in _chunks(itertools.chain(first, items), chunk):
+            pending.append((group, pool.submit(_load_chunk, group, pipeline)))
+            if len(pending) * chunk >= ahead:
                 yield from next_results()
-        finally:  # also when the caller stops early or Ctrl-C: files not started are dropped, not loaded first
-            pool.shutdown(wait=True, cancel_futures=True)
+        while pending:
+            yield from next_results()
+    finally:  # also when the caller stops early or Ctrl-C: files not started are dropped, not loaded first
+        pool.shutdown(wait=True, cancel_futures=True)
