@@ -38,6 +38,7 @@ from fashionzoo.registry.lookup import get_entry
 from fashionzoo.registry.specs import WeightsRecord
 from fashionzoo.runtime.classifier import Classifier
 from fashionzoo.runtime.inputs import expand_inputs
+from fashionzoo.runtime.results import Failure, Prediction
 
 REAL_PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/real-photos"
 """The shared development photos, beside the repository like the shared Fashion-MNIST copy (tests/conftest.py)."""
@@ -123,29 +124,31 @@ def test_default_model_balanced_accuracy_on_the_development_photos(record_proper
     predicted = [getattr(r, "class_id", -1) for r in results]
     report = balanced_accuracy(photos, predicted)
     scores = {domain: r["balanced_accuracy"] for domain, r in report.items()}
-    record_property(SUMMARY_PROPERTY, _which_photos(photos, report, unread=predicted.count(-1)))
+    record_property(SUMMARY_PROPERTY, _which_photos(photos, results, report))
     assert all(scores[domain] >= floor for domain, floor in FLOORS.items()), scores
 
 
-def _which_photos(photos: list[Photo], report: dict[str, Any], unread: int) -> str:
+def _which_photos(photos: list[Photo], results: list[Prediction | Failure], report: dict[str, Any]) -> str:
     """The figures (phone per class too) and which development photos gave them, and what this machine's conversion
-    made of the phone photos, so that a CI log tells a copy of the shared data from a conversion that differs (one
-    build scored phone 0.591, docs/photos.md, issue 30's seventh step). Here and on the build machine since: manifest
-    f220a55e1afa, files 356def8919d6, conversions 9d22adbc5342."""
+    made of the phone photos (the inputs ``results`` report), so that a CI log tells a copy of the shared data from a
+    conversion that differs (one build scored phone 0.591, docs/photos.md, issue 30's seventh step). Here and on the
+    build machine since: manifest f220a55e1afa, files 356def8919d6, conversions 9d22adbc5342."""
     pool = REAL_PHOTOS.parent / "clothing-photos/images.csv"
     pooled = set()
     if pool.is_file():
         with open(pool, newline="", encoding="utf-8") as handle:
             pooled = {row["image"] for row in csv.DictReader(handle)}
-    phone = [p.file for p in photos if p.domain == "phone"]
+    phone = [(p.file, result) for p, result in zip(photos, results, strict=True) if p.domain == "phone"]
     files, conversions = hashlib.sha256(), hashlib.sha256()
-    for file in phone:
+    for file, result in phone:
         files.update(bytes.fromhex(sha256_file(file)))
-        conversions.update(convert_file(file)[0].tobytes())
+        if isinstance(result, Prediction) and result.model_input is not None:
+            conversions.update(result.model_input.tobytes())
+    unread = sum(not isinstance(result, Prediction) for result in results)
     figures = ", ".join(f"{domain} {r['balanced_accuracy']:.3f}" for domain, r in report.items())
     phone_classes = ", ".join(f"{name} {score:.2f}" for name, score in sorted(report["phone"]["per_class"].items()))
     return (
-        f"{figures} (phone: {phone_classes}); {unread} unread; {sum(file.stem in pooled for file in phone)} of "
+        f"{figures} (phone: {phone_classes}); {unread} unread; {sum(file.stem in pooled for file, _ in phone)} of "
         f"{len(phone)} phone photos in the clothing-photos pool; SHA-256 of the manifest "
         f"{sha256_file(REAL_PHOTOS / 'manifest.csv')[:12]}, of the phone photos' files {files.hexdigest()[:12]} and "
         f"of their 28x28 conversions {conversions.hexdigest()[:12]}"
@@ -358,8 +361,8 @@ def test_both_backends_apply_the_released_calibration_to_photos(tmp_path: Path) 
 
     pixels, scene = convert_image(load_image(tmp_path / "top.png"))  # an image in memory, read as predict reads it
     assert scene == "plain"
-    raw, calibration = probabilities("--uncalibrated"), get_entry(DEFAULT_MODEL).weights.photo_calibration
-    calibrated = shifted(raw[np.newaxis], calibration.offsets_for(scene), calibration.mixing.get(scene))[0]
+    raw = probabilities("--uncalibrated")
+    calibrated = apply_calibration(raw[np.newaxis], [scene], get_entry(DEFAULT_MODEL).weights.photo_calibration)[0]
     for backend in ((), ("--backend", "keras")):
         assert np.allclose(probabilities(*backend), calibrated, atol=1e-4)
         assert np.allclose(probabilities(*backend, "--uncalibrated"), raw, atol=1e-4)
